@@ -1,0 +1,93 @@
+//! The span attributes the analyses need, gathered from tags of any format.
+
+use crate::model::{Interner, Span, SpanKind, Sym};
+
+/// Attribute keys poirot reads, in OpenTracing/Jaeger and OpenTelemetry spelling.
+pub mod keys {
+    pub const SPAN_KIND: &str = "span.kind";
+    pub const ERROR: &str = "error";
+    pub const OTEL_STATUS_CODE: &str = "otel.status_code";
+    pub const PEER_SERVICE: &str = "peer.service";
+    pub const DB_SYSTEM: &str = "db.system";
+    pub const DB_SYSTEM_NAME: &str = "db.system.name";
+    pub const SERVICE_NAME: &str = "service.name";
+    /// The key poirot writes a messaging destination under.
+    pub const DESTINATION: &str = "messaging.destination.name";
+    /// Every key a messaging destination is read from.
+    pub const DESTINATIONS: [&str; 3] =
+        ["messaging.destination.name", "messaging.destination", "message_bus.destination"];
+}
+
+/// Attributes found while walking a span's tags.
+#[derive(Default, Debug)]
+pub struct Attrs<'a> {
+    pub kind: Option<SpanKind>,
+    pub error: bool,
+    pub destination: Option<&'a str>,
+    pub peer_service: Option<&'a str>,
+    pub db_system: Option<&'a str>,
+}
+
+impl<'a> Attrs<'a> {
+    /// Notes a string-valued tag.
+    #[inline]
+    pub fn string(&mut self, key: &str, value: &'a str) {
+        match key {
+            keys::SPAN_KIND => self.kind = Some(SpanKind::from_tag(value)),
+            keys::ERROR => self.error |= value == "true",
+            keys::OTEL_STATUS_CODE => self.error |= value == "ERROR",
+            keys::PEER_SERVICE => self.peer_service = Some(value),
+            keys::DB_SYSTEM | keys::DB_SYSTEM_NAME => self.db_system = Some(value),
+            k if keys::DESTINATIONS.contains(&k) => {
+                self.destination.get_or_insert(value);
+            }
+            _ => {}
+        }
+    }
+
+    /// Notes a bool-valued tag.
+    #[inline]
+    pub fn boolean(&mut self, key: &str, value: bool) {
+        if key == keys::ERROR {
+            self.error |= value;
+        }
+    }
+
+    /// Fills the attribute fields of `span`.
+    pub fn apply(&self, span: &mut Span, names: &mut Interner) {
+        let mut sym = |s: Option<&str>| s.map(|s| names.intern(s)).unwrap_or(Sym(0));
+        span.destination = sym(self.destination);
+        span.peer_service = sym(self.peer_service);
+        span.db_system = sym(self.db_system);
+        if let Some(k) = self.kind {
+            span.kind = k;
+        }
+        span.error |= self.error;
+    }
+}
+
+/// The service name poirot uses when a span names none.
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
+
+/// Interns a service name, substituting [`UNKNOWN_SERVICE`] for an empty one.
+pub fn service_sym(names: &mut Interner, s: &str) -> Sym {
+    names.intern(if s.is_empty() { UNKNOWN_SERVICE } else { s })
+}
+
+/// Tags written for a span's attributes, in Jaeger vocabulary, as (key, value) strings
+/// except `error`, which is a bool.
+pub fn jaeger_tags<'n>(span: &Span, names: &'n Interner) -> Vec<(&'static str, &'n str)> {
+    let mut tags = Vec::new();
+    if let Some(k) = span.kind.tag_value() {
+        tags.push((keys::SPAN_KIND, k));
+    }
+    let mut opt = |key: &'static str, s: Sym| {
+        if s != Sym(0) {
+            tags.push((key, names.resolve(s)));
+        }
+    };
+    opt(keys::DESTINATION, span.destination);
+    opt(keys::PEER_SERVICE, span.peer_service);
+    opt(keys::DB_SYSTEM, span.db_system);
+    tags
+}

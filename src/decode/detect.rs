@@ -1,0 +1,91 @@
+//! Format detection for one record (a Kafka message, or a framed record of a file).
+
+use super::pb::{Reader, LEN};
+use super::Format;
+
+/// Guesses the format of one record from its first bytes; `None` when it is in
+/// none of the formats poirot reads.
+pub fn detect(record: &[u8]) -> Option<Format> {
+    let first = record.iter().position(|b| !b.is_ascii_whitespace())?;
+    if record[first] == b'{' {
+        return detect_json(&record[first..]);
+    }
+    detect_proto(record)
+}
+
+fn detect_json(text: &[u8]) -> Option<Format> {
+    // The first key decides; a cheap scan instead of a full parse.
+    let head = &text[..text.len().min(4096)];
+    let find = |needle: &[u8]| head.windows(needle.len()).position(|w| w == needle);
+    let candidates = [
+        (find(b"\"resourceSpans\""), Format::OtlpJson),
+        (find(b"\"resource_spans\""), Format::OtlpJson),
+        (find(b"\"data\""), Format::JaegerUi),
+        (find(b"\"traceId\""), Format::JaegerJson),
+        (find(b"\"trace_id\""), Format::JaegerJson),
+        (find(b"\"spanId\""), Format::JaegerJson),
+    ];
+    candidates.into_iter().filter_map(|(at, f)| at.map(|a| (a, f))).min_by_key(|(a, _)| *a).map(|(_, f)| f)
+}
+
+/// A Jaeger span starts with its 16-byte trace id (field 1) or another scalar
+/// field; an OTLP request is a sequence of field-1 messages (ResourceSpans).
+fn detect_proto(record: &[u8]) -> Option<Format> {
+    let mut r = Reader::new(record);
+    let (field, wt) = r.key().ok()?;
+    if field == 0 {
+        return None;
+    }
+    if field == 1 && wt == LEN {
+        let body = r.bytes().ok()?;
+        if body.len() == 16 {
+            // 16 bytes could in principle be a tiny ResourceSpans; a Jaeger span's
+            // next field is its 8-byte span id.
+            let (f2, w2) = r.key().ok().unwrap_or((0, 0));
+            if f2 == 2 && w2 == LEN {
+                return Some(Format::JaegerProto);
+            }
+        }
+        return valid_otlp(record).then_some(Format::OtlpProto);
+    }
+    // Jaeger's other top-level fields are all < 13; anything that walks cleanly is Jaeger.
+    (walks_cleanly(record) && field <= 12).then_some(Format::JaegerProto)
+}
+
+fn walks_cleanly(record: &[u8]) -> bool {
+    let mut r = Reader::new(record);
+    while !r.at_end() {
+        match r.key() {
+            Ok((f, wt)) if f > 0 && r.skip(wt).is_ok() => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+fn valid_otlp(record: &[u8]) -> bool {
+    let mut r = Reader::new(record);
+    while !r.at_end() {
+        match r.key() {
+            Ok((1, LEN)) if r.bytes().is_ok() => {}
+            Ok((f, wt)) if f > 1 && r.skip(wt).is_ok() => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shapes() {
+        assert_eq!(detect(br#" {"data":[]}"#), Some(Format::JaegerUi));
+        assert_eq!(detect(br#"{"resourceSpans":[]}"#), Some(Format::OtlpJson));
+        assert_eq!(detect(br#"{"traceId":"AA==","spanId":"AA=="}"#), Some(Format::JaegerJson));
+        assert_eq!(detect(br#"{"hello":1}"#), None);
+        assert_eq!(detect(b""), None);
+        assert_eq!(detect(b"\xff\xff\xff"), None);
+    }
+}

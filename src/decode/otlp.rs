@@ -1,0 +1,522 @@
+//! OTLP traces: `ExportTraceServiceRequest` as protobuf (Jaeger v2 / OTel collector
+//! `otlp_proto`) and as OTLP JSON (hex ids, enums as numbers or names, 64-bit
+//! integers as strings or numbers). One record holds many spans of many traces.
+//!
+//! Mapping to the Jaeger model: parent span id → `child_of`; links → `follows_from`;
+//! OTel span kind → `span.kind`; status ERROR → error span; resource attribute
+//! `service.name` → service.
+
+use super::attrs::{keys, service_sym, Attrs};
+use super::pb::otlp as pb;
+use super::time;
+use super::{DecodeError, Reason};
+use crate::model::{Interner, RefKind, Span, SpanId, SpanKind, SpanRef, Sym, TraceId};
+use prost::Message;
+use serde::Deserialize;
+use serde_json::Value;
+use std::borrow::Cow;
+
+/// The parts of an OTLP span poirot uses, independent of the encoding.
+struct Parts<'a> {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent: Option<SpanId>,
+    name: &'a str,
+    kind: SpanKind,
+    start_ns: u64,
+    end_ns: u64,
+    attrs: Attrs<'a>,
+    links: Vec<(TraceId, SpanId)>,
+    status_error: bool,
+}
+
+fn build(service: Sym, p: Parts<'_>, names: &mut Interner) -> Result<Span, DecodeError> {
+    if p.trace_id.is_zero() {
+        return Err(DecodeError::new(Reason::InvalidTraceId, "otlp span trace id is zero"));
+    }
+    if p.span_id.is_zero() {
+        return Err(DecodeError::new(Reason::InvalidSpanId, "otlp span id is zero"));
+    }
+    if p.end_ns < p.start_ns {
+        return Err(DecodeError::new(
+            Reason::InvalidTime,
+            format!("otlp span ends ({}) before it starts ({})", p.end_ns, p.start_ns),
+        ));
+    }
+    let start_us = i64::try_from(p.start_ns / 1000).unwrap_or(i64::MAX);
+    let dur_us = i64::try_from((p.end_ns - p.start_ns) / 1000).unwrap_or(i64::MAX);
+    let (start_us, duration_us) = time::check(start_us, dur_us)?;
+    let mut span = Span {
+        trace_id: p.trace_id,
+        span_id: p.span_id,
+        start_us,
+        duration_us,
+        service,
+        operation: names.intern(p.name),
+        kind: p.kind,
+        error: p.status_error,
+        ..Span::default()
+    };
+    if let Some(parent) = p.parent.filter(|s| !s.is_zero()) {
+        span.refs.push(SpanRef { trace_id: p.trace_id, span_id: parent, kind: RefKind::ChildOf });
+    }
+    for (t, s) in p.links {
+        if !s.is_zero() {
+            let trace_id = if t.is_zero() { p.trace_id } else { t };
+            span.refs.push(SpanRef { trace_id, span_id: s, kind: RefKind::FollowsFrom });
+        }
+    }
+    // An explicit OTel kind wins over a `span.kind` attribute.
+    let mut attrs = p.attrs;
+    if span.kind != SpanKind::Unspecified {
+        attrs.kind = None;
+    }
+    attrs.apply(&mut span, names);
+    Ok(span)
+}
+
+fn raw_trace(b: &[u8]) -> Result<TraceId, DecodeError> {
+    TraceId::from_bytes(b).ok_or_else(|| {
+        DecodeError::new(Reason::InvalidTraceId, format!("otlp trace id has {} bytes, not 16", b.len()))
+    })
+}
+
+fn raw_span(b: &[u8], what: &str) -> Result<SpanId, DecodeError> {
+    SpanId::from_bytes(b).ok_or_else(|| {
+        DecodeError::new(Reason::InvalidSpanId, format!("otlp {what} has {} bytes, not 8", b.len()))
+    })
+}
+
+fn proto_attrs<'a>(kvs: &'a [pb::KeyValue], attrs: &mut Attrs<'a>) {
+    for kv in kvs {
+        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(pb::any_value::Value::StringValue(s)) => attrs.string(&kv.key, s),
+            Some(pb::any_value::Value::BoolValue(b)) => attrs.boolean(&kv.key, *b),
+            _ => {}
+        }
+    }
+}
+
+fn proto_service(resource: Option<&pb::Resource>) -> &str {
+    resource
+        .into_iter()
+        .flat_map(|r| &r.attributes)
+        .find(|kv| kv.key == keys::SERVICE_NAME)
+        .and_then(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(pb::any_value::Value::StringValue(s)) => Some(s.as_str()),
+            _ => None,
+        })
+        .unwrap_or("")
+}
+
+fn proto_parts(s: &pb::Span) -> Result<Parts<'_>, DecodeError> {
+    let mut attrs = Attrs::default();
+    proto_attrs(&s.attributes, &mut attrs);
+    let links = s
+        .links
+        .iter()
+        .map(|l| {
+            let t = if l.trace_id.is_empty() { TraceId::default() } else { raw_trace(&l.trace_id)? };
+            Ok((t, raw_span(&l.span_id, "link span id")?))
+        })
+        .collect::<Result<Vec<_>, DecodeError>>()?;
+    Ok(Parts {
+        trace_id: raw_trace(&s.trace_id)?,
+        span_id: raw_span(&s.span_id, "span id")?,
+        parent: if s.parent_span_id.is_empty() {
+            None
+        } else {
+            Some(raw_span(&s.parent_span_id, "parent span id")?)
+        },
+        name: &s.name,
+        kind: SpanKind::from_otlp_number(s.kind),
+        start_ns: s.start_time_unix_nano,
+        end_ns: s.end_time_unix_nano,
+        attrs,
+        links,
+        status_error: s.status.as_ref().is_some_and(|st| st.code == pb::status::StatusCode::Error as i32),
+    })
+}
+
+/// Decodes one protobuf `ExportTraceServiceRequest`.
+pub fn decode_proto(
+    record: &[u8],
+    names: &mut Interner,
+    spans: &mut Vec<Span>,
+    errors: &mut Vec<DecodeError>,
+) {
+    let req = match pb::ExportTraceServiceRequest::decode(record) {
+        Ok(r) => r,
+        Err(e) => {
+            let reason =
+                if e.to_string().contains("UTF-8") { Reason::InvalidUtf8 } else { Reason::MalformedProtobuf };
+            errors.push(DecodeError::new(reason, format!("otlp request: {e}")));
+            return;
+        }
+    };
+    for rs in &req.resource_spans {
+        let service = service_sym(names, proto_service(rs.resource.as_ref()));
+        for s in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+            match proto_parts(s).and_then(|p| build(service, p, names)) {
+                Ok(span) => spans.push(span),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+}
+
+// ---- OTLP JSON ----
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonRequest {
+    #[serde(default)]
+    resource_spans: Vec<JsonResourceSpans>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonResourceSpans {
+    resource: Option<JsonResource>,
+    #[serde(default)]
+    scope_spans: Vec<JsonScopeSpans>,
+}
+
+#[derive(Deserialize)]
+struct JsonResource {
+    #[serde(default)]
+    attributes: Vec<JsonKeyValue>,
+}
+
+#[derive(Deserialize)]
+struct JsonScopeSpans {
+    #[serde(default)]
+    spans: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct JsonKeyValue {
+    key: String,
+    #[serde(default)]
+    value: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonSpan {
+    #[serde(default)]
+    trace_id: String,
+    #[serde(default)]
+    span_id: String,
+    #[serde(default)]
+    parent_span_id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    kind: Value,
+    #[serde(default)]
+    start_time_unix_nano: Value,
+    #[serde(default)]
+    end_time_unix_nano: Value,
+    #[serde(default)]
+    attributes: Vec<JsonKeyValue>,
+    #[serde(default)]
+    links: Vec<JsonLink>,
+    status: Option<JsonStatus>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonLink {
+    #[serde(default)]
+    trace_id: String,
+    #[serde(default)]
+    span_id: String,
+}
+
+#[derive(Deserialize)]
+struct JsonStatus {
+    #[serde(default)]
+    code: Value,
+}
+
+fn json_str(v: &Value) -> Option<&str> {
+    v.get("stringValue").and_then(Value::as_str)
+}
+
+fn json_u64(v: &Value, what: &str) -> Result<u64, DecodeError> {
+    match v {
+        Value::Null => Some(0),
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        DecodeError::new(Reason::InvalidTime, format!("otlp {what} {v} is not an unsigned integer"))
+    })
+}
+
+/// An enum given by number or by name.
+fn json_enum(v: &Value, by_name: impl Fn(&str) -> i64) -> i64 {
+    match v {
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        Value::String(s) => by_name(s),
+        _ => 0,
+    }
+}
+
+fn hex_trace(s: &str, what: &str) -> Result<TraceId, DecodeError> {
+    if s.len() != 32 {
+        return Err(DecodeError::new(
+            Reason::InvalidTraceId,
+            format!("otlp {what} {s:?} is not 32 hex digits"),
+        ));
+    }
+    TraceId::from_hex(s)
+        .ok_or_else(|| DecodeError::new(Reason::InvalidTraceId, format!("otlp {what} {s:?} is not hex")))
+}
+
+fn hex_span(s: &str, what: &str) -> Result<SpanId, DecodeError> {
+    if s.len() != 16 {
+        return Err(DecodeError::new(
+            Reason::InvalidSpanId,
+            format!("otlp {what} {s:?} is not 16 hex digits"),
+        ));
+    }
+    SpanId::from_hex(s)
+        .ok_or_else(|| DecodeError::new(Reason::InvalidSpanId, format!("otlp {what} {s:?} is not hex")))
+}
+
+fn json_span(v: Value, service: Sym, names: &mut Interner) -> Result<Span, DecodeError> {
+    let s: JsonSpan = serde_json::from_value(v)
+        .map_err(|e| DecodeError::new(Reason::MalformedJson, format!("otlp json span: {e}")))?;
+    let mut attrs = Attrs::default();
+    for kv in &s.attributes {
+        if let Some(v) = json_str(&kv.value) {
+            attrs.string(&kv.key, v);
+        } else if let Some(b) = kv.value.get("boolValue").and_then(Value::as_bool) {
+            attrs.boolean(&kv.key, b);
+        }
+    }
+    let links = s
+        .links
+        .iter()
+        .map(|l| {
+            let t = if l.trace_id.is_empty() {
+                TraceId::default()
+            } else {
+                hex_trace(&l.trace_id, "link traceId")?
+            };
+            Ok((t, hex_span(&l.span_id, "link spanId")?))
+        })
+        .collect::<Result<Vec<_>, DecodeError>>()?;
+    let kind = json_enum(&s.kind, |n| i64::from(SpanKind::from_otlp_name(n).otlp_number()));
+    let status =
+        s.status.as_ref().map(|st| json_enum(&st.code, |n| if n == "STATUS_CODE_ERROR" { 2 } else { 0 }));
+    let parts = Parts {
+        trace_id: hex_trace(&s.trace_id, "traceId")?,
+        span_id: hex_span(&s.span_id, "spanId")?,
+        parent: if s.parent_span_id.is_empty() {
+            None
+        } else {
+            Some(hex_span(&s.parent_span_id, "parentSpanId")?)
+        },
+        name: &s.name,
+        kind: SpanKind::from_otlp_number(i32::try_from(kind).unwrap_or(0)),
+        start_ns: json_u64(&s.start_time_unix_nano, "startTimeUnixNano")?,
+        end_ns: json_u64(&s.end_time_unix_nano, "endTimeUnixNano")?,
+        attrs,
+        links,
+        status_error: status == Some(2),
+    };
+    build(service, parts, names)
+}
+
+/// Decodes one OTLP JSON `ExportTraceServiceRequest`.
+pub fn decode_json(
+    record: &[u8],
+    names: &mut Interner,
+    spans: &mut Vec<Span>,
+    errors: &mut Vec<DecodeError>,
+) {
+    let req: JsonRequest = match serde_json::from_slice(record) {
+        Ok(r) => r,
+        Err(e) => {
+            let reason = if std::str::from_utf8(record).is_err() {
+                Reason::InvalidUtf8
+            } else {
+                Reason::MalformedJson
+            };
+            errors.push(DecodeError::new(reason, format!("otlp json request: {e}")));
+            return;
+        }
+    };
+    for rs in req.resource_spans {
+        let service_name: Cow<str> = rs
+            .resource
+            .as_ref()
+            .and_then(|r| r.attributes.iter().find(|kv| kv.key == keys::SERVICE_NAME))
+            .and_then(|kv| json_str(&kv.value))
+            .map(|s| Cow::Owned(s.to_owned()))
+            .unwrap_or(Cow::Borrowed(""));
+        let service = service_sym(names, &service_name);
+        for v in rs.scope_spans.into_iter().flat_map(|ss| ss.spans) {
+            match json_span(v, service, names) {
+                Ok(s) => spans.push(s),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+}
+
+// ---- encoding ----
+
+fn group_by_service(spans: &[Span]) -> Vec<(Sym, Vec<&Span>)> {
+    let mut groups: Vec<(Sym, Vec<&Span>)> = Vec::new();
+    for s in spans {
+        match groups.iter_mut().find(|(svc, _)| *svc == s.service) {
+            Some((_, v)) => v.push(s),
+            None => groups.push((s.service, vec![s])),
+        }
+    }
+    groups
+}
+
+/// The parent is the first `child_of` reference; every other reference is a link.
+fn split_refs(s: &Span) -> (Option<&SpanRef>, impl Iterator<Item = &SpanRef>) {
+    let parent = s.refs.iter().find(|r| r.kind == RefKind::ChildOf && r.trace_id == s.trace_id);
+    let parent_id = parent.map(|p| p as *const SpanRef);
+    (parent, s.refs.iter().filter(move |r| Some(*r as *const SpanRef) != parent_id))
+}
+
+fn string_attrs(s: &Span, names: &Interner, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut push = |k: &str, v: Sym| {
+        if v != Sym(0) {
+            out.push((k.to_owned(), names.resolve(v).to_owned()));
+        }
+    };
+    push(keys::DESTINATION, s.destination);
+    push(keys::PEER_SERVICE, s.peer_service);
+    push(keys::DB_SYSTEM, s.db_system);
+    out.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    out
+}
+
+/// Encodes spans as one protobuf `ExportTraceServiceRequest`, one resource per service.
+/// A span's first same-trace `child_of` reference becomes its parent; the others links.
+pub fn encode_proto(spans: &[Span], names: &Interner, extra: &[(&str, &str)]) -> Vec<u8> {
+    let kv = |k: &str, v: &str| pb::KeyValue {
+        key: k.to_owned(),
+        value: Some(pb::AnyValue { value: Some(pb::any_value::Value::StringValue(v.to_owned())) }),
+    };
+    let resource_spans = group_by_service(spans)
+        .into_iter()
+        .map(|(svc, group)| pb::ResourceSpans {
+            resource: Some(pb::Resource { attributes: vec![kv(keys::SERVICE_NAME, names.resolve(svc))] }),
+            scope_spans: vec![pb::ScopeSpans {
+                spans: group
+                    .into_iter()
+                    .map(|s| {
+                        let (parent, links) = split_refs(s);
+                        pb::Span {
+                            trace_id: s.trace_id.to_bytes().to_vec().into(),
+                            span_id: s.span_id.to_bytes().to_vec().into(),
+                            parent_span_id: parent
+                                .map(|p| p.span_id.to_bytes().to_vec())
+                                .unwrap_or_default()
+                                .into(),
+                            name: names.resolve(s.operation).to_owned(),
+                            kind: s.kind.otlp_number(),
+                            start_time_unix_nano: (s.start_us as u64) * 1000,
+                            end_time_unix_nano: (s.start_us as u64 + s.duration_us) * 1000,
+                            attributes: string_attrs(s, names, extra).iter().map(|(k, v)| kv(k, v)).collect(),
+                            links: links
+                                .map(|l| pb::span::Link {
+                                    trace_id: l.trace_id.to_bytes().to_vec().into(),
+                                    span_id: l.span_id.to_bytes().to_vec().into(),
+                                })
+                                .collect(),
+                            status: s
+                                .error
+                                .then_some(pb::Status { code: pb::status::StatusCode::Error as i32 }),
+                        }
+                    })
+                    .collect(),
+            }],
+        })
+        .collect();
+    pb::ExportTraceServiceRequest { resource_spans }.encode_to_vec()
+}
+
+/// Encodes spans as one OTLP JSON `ExportTraceServiceRequest` (no trailing newline).
+pub fn encode_json(spans: &[Span], names: &Interner, extra: &[(&str, &str)]) -> Vec<u8> {
+    use serde_json::json;
+    let kv = |k: &str, v: &str| json!({"key": k, "value": {"stringValue": v}});
+    let resource_spans: Vec<Value> = group_by_service(spans)
+        .into_iter()
+        .map(|(svc, group)| {
+            let spans: Vec<Value> = group
+                .into_iter()
+                .map(|s| {
+                    let (parent, links) = split_refs(s);
+                    let mut o = json!({
+                        "traceId": s.trace_id.to_string(),
+                        "spanId": s.span_id.to_string(),
+                        "name": names.resolve(s.operation),
+                        "kind": s.kind.otlp_number(),
+                        "startTimeUnixNano": ((s.start_us as u64) * 1000).to_string(),
+                        "endTimeUnixNano": ((s.start_us as u64 + s.duration_us) * 1000).to_string(),
+                        "attributes": string_attrs(s, names, extra).iter().map(|(k, v)| kv(k, v)).collect::<Vec<_>>(),
+                        "links": links.map(|l| json!({"traceId": l.trace_id.to_string(), "spanId": l.span_id.to_string()})).collect::<Vec<_>>(),
+                        "status": if s.error { json!({"code": 2}) } else { json!({}) },
+                    });
+                    if let (Some(p), Some(m)) = (parent, o.as_object_mut()) {
+                        m.insert("parentSpanId".into(), Value::String(p.span_id.to_string()));
+                    }
+                    o
+                })
+                .collect();
+            json!({
+                "resource": {"attributes": [kv(keys::SERVICE_NAME, names.resolve(svc))]},
+                "scopeSpans": [{"scope": {"name": "poirot"}, "spans": spans}],
+            })
+        })
+        .collect();
+    serde_json::to_vec(&json!({ "resourceSpans": resource_spans })).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_otlp_json_with_names_and_numbers() {
+        let rec = br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"frontend"}}]},
+          "scopeSpans":[{"scope":{},"spans":[
+            {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","parentSpanId":"eee19b7ec3c1b173",
+             "name":"GET /","kind":"SPAN_KIND_SERVER","startTimeUnixNano":"1700000000000000000","endTimeUnixNano":1700000000001000000,
+             "links":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b170"}],
+             "status":{"code":"STATUS_CODE_ERROR"}},
+            {"traceId":"00","spanId":"eee19b7ec3c1b175","startTimeUnixNano":"1","endTimeUnixNano":"2"}]}]}]}"#;
+        let (mut names, mut spans, mut errors) = (Interner::new(), Vec::new(), Vec::new());
+        decode_json(rec, &mut names, &mut spans, &mut errors);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].reason, Reason::InvalidTraceId);
+        let s = &spans[0];
+        assert_eq!(s.kind, SpanKind::Server);
+        assert!(s.error);
+        assert_eq!(s.duration_us, 1000);
+        assert_eq!(s.refs.len(), 2);
+        assert_eq!(s.refs[1].kind, RefKind::FollowsFrom);
+        assert_eq!(names.resolve(s.service), "frontend");
+    }
+
+    #[test]
+    fn garbage_proto_is_counted() {
+        let (mut names, mut spans, mut errors) = (Interner::new(), Vec::new(), Vec::new());
+        decode_proto(b"\x0a\xff\xff\xff\xff\x0f", &mut names, &mut spans, &mut errors);
+        assert!(spans.is_empty());
+        assert_eq!(errors[0].reason, Reason::MalformedProtobuf);
+    }
+}
