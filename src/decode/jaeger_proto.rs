@@ -210,7 +210,7 @@ fn bad_id(reason: Reason, what: &str, raw: Option<&[u8]>, want: usize) -> Decode
 }
 
 fn kv_str(key: &str, v: &str) -> jaeger::KeyValue {
-    jaeger::KeyValue { key: key.into(), v_str: v.to_owned().into(), ..Default::default() }
+    jaeger::KeyValue { key: key.into(), v_str: v.to_owned(), ..Default::default() }
 }
 
 /// The generated message for a span; `extra` adds string tags (realistic payloads).
@@ -229,7 +229,7 @@ pub fn to_message(span: &Span, names: &Interner, extra: &[(&str, &str)]) -> jaeg
     jaeger::Span {
         trace_id: span.trace_id.to_bytes().to_vec().into(),
         span_id: span.span_id.to_bytes().to_vec().into(),
-        operation_name: names.resolve(span.operation).to_owned().into(),
+        operation_name: names.resolve(span.operation).to_owned(),
         references: span
             .refs
             .iter()
@@ -253,7 +253,7 @@ pub fn to_message(span: &Span, names: &Interner, extra: &[(&str, &str)]) -> jaeg
         }),
         tags,
         process: Some(jaeger::Process {
-            service_name: names.resolve(span.service).to_owned().into(),
+            service_name: names.resolve(span.service).to_owned(),
             tags: vec![kv_str("hostname", "poirot-sim"), kv_str("jaeger.version", "poirot")],
         }),
         process_id: Default::default(),

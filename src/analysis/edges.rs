@@ -1,0 +1,212 @@
+//! Dependency edges. An edge is one reference from a child span to a parent span
+//! of another service: one call from the parent's service to the child's, under
+//! the reference's relation, an error when the child is an error span, with the
+//! child span's duration. Edges are kept at service and at operation level.
+//!
+//! Messaging hops are kept beside them: a producer span referenced by another
+//! span is one message from the producer's service through its destination to
+//! the referencing span's service, with the hop latency (referencing span's start
+//! minus the producer span's start, floored at zero).
+
+use super::dag::TraceDag;
+use crate::model::{Interner, RefKind, Span, SpanKind, Sym};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ServiceEdge {
+    pub source: Sym,
+    pub target: Sym,
+    pub relation: RefKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct OperationEdge {
+    pub source_service: Sym,
+    pub source_operation: Sym,
+    pub target_service: Sym,
+    pub target_operation: Sym,
+    pub relation: RefKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct MessageHop {
+    pub producer: Sym,
+    pub destination: Sym,
+    pub consumer: Sym,
+}
+
+/// Calls, errors and duration figures (µs) of an edge.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize)]
+pub struct CallStats {
+    pub calls: u64,
+    pub errors: u64,
+    pub duration_us_sum: u64,
+    pub duration_us_min: u64,
+    pub duration_us_max: u64,
+}
+
+impl CallStats {
+    fn add(&mut self, error: bool, duration_us: u64) {
+        self.duration_us_min =
+            if self.calls == 0 { duration_us } else { self.duration_us_min.min(duration_us) };
+        self.duration_us_max = self.duration_us_max.max(duration_us);
+        self.calls += 1;
+        self.errors += u64::from(error);
+        self.duration_us_sum += duration_us;
+    }
+
+    pub fn merge(&mut self, o: &CallStats) {
+        if o.calls == 0 {
+            return;
+        }
+        self.duration_us_min =
+            if self.calls == 0 { o.duration_us_min } else { self.duration_us_min.min(o.duration_us_min) };
+        self.duration_us_max = self.duration_us_max.max(o.duration_us_max);
+        self.calls += o.calls;
+        self.errors += o.errors;
+        self.duration_us_sum += o.duration_us_sum;
+    }
+}
+
+/// Messages and hop latency figures (µs) of a messaging hop.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize)]
+pub struct HopStats {
+    pub messages: u64,
+    pub hop_latency_us_sum: u64,
+    pub hop_latency_us_min: u64,
+    pub hop_latency_us_max: u64,
+}
+
+#[derive(Default, Debug)]
+pub struct Edges {
+    pub services: FxHashMap<ServiceEdge, CallStats>,
+    pub operations: FxHashMap<OperationEdge, CallStats>,
+    pub hops: FxHashMap<MessageHop, HopStats>,
+}
+
+impl Edges {
+    /// Adds the edges of one trace.
+    pub fn add_trace(&mut self, spans: &[Span], dag: &TraceDag) {
+        for e in dag.graph.raw_edges() {
+            let (p, c) = (&spans[e.source().index()], &spans[e.target().index()]);
+            if p.kind == SpanKind::Producer && e.source() != e.target() {
+                let destination = if p.destination != Sym(0) { p.destination } else { c.destination };
+                let hop = (c.start_us - p.start_us).max(0) as u64;
+                let h = self
+                    .hops
+                    .entry(MessageHop { producer: p.service, destination, consumer: c.service })
+                    .or_default();
+                h.hop_latency_us_min = if h.messages == 0 { hop } else { h.hop_latency_us_min.min(hop) };
+                h.hop_latency_us_max = h.hop_latency_us_max.max(hop);
+                h.messages += 1;
+                h.hop_latency_us_sum += hop;
+            }
+            if p.service == c.service {
+                continue;
+            }
+            let relation = e.weight;
+            self.services
+                .entry(ServiceEdge { source: p.service, target: c.service, relation })
+                .or_default()
+                .add(c.error, c.duration_us);
+            self.operations
+                .entry(OperationEdge {
+                    source_service: p.service,
+                    source_operation: p.operation,
+                    target_service: c.service,
+                    target_operation: c.operation,
+                    relation,
+                })
+                .or_default()
+                .add(c.error, c.duration_us);
+        }
+    }
+
+    /// Service edges as report rows, sorted by source, target and relation.
+    pub fn service_rows(&self, names: &Interner) -> Vec<ServiceEdgeRow> {
+        let mut rows: Vec<ServiceEdgeRow> = self
+            .services
+            .iter()
+            .map(|(k, s)| {
+                let mut destinations: Vec<HopRow> = self
+                    .hops
+                    .iter()
+                    .filter(|(h, _)| h.producer == k.source && h.consumer == k.target)
+                    .map(|(h, st)| HopRow {
+                        destination: names.resolve(h.destination).to_owned(),
+                        stats: *st,
+                    })
+                    .collect();
+                destinations.sort_by(|a, b| a.destination.cmp(&b.destination));
+                ServiceEdgeRow {
+                    source: names.resolve(k.source).to_owned(),
+                    target: names.resolve(k.target).to_owned(),
+                    relation: k.relation.as_str(),
+                    stats: *s,
+                    destinations,
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.source, &a.target, a.relation).cmp(&(&b.source, &b.target, b.relation)));
+        rows
+    }
+
+    /// Operation edges as report rows, sorted.
+    pub fn operation_rows(&self, names: &Interner) -> Vec<OperationEdgeRow> {
+        let mut rows: Vec<OperationEdgeRow> = self
+            .operations
+            .iter()
+            .map(|(k, s)| OperationEdgeRow {
+                source: names.resolve(k.source_service).to_owned(),
+                source_operation: names.resolve(k.source_operation).to_owned(),
+                target: names.resolve(k.target_service).to_owned(),
+                target_operation: names.resolve(k.target_operation).to_owned(),
+                relation: k.relation.as_str(),
+                stats: *s,
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            (&a.source, &a.source_operation, &a.target, &a.target_operation, a.relation).cmp(&(
+                &b.source,
+                &b.source_operation,
+                &b.target,
+                &b.target_operation,
+                b.relation,
+            ))
+        });
+        rows
+    }
+}
+
+/// One line of `dependencies.ndjson`.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct ServiceEdgeRow {
+    pub source: String,
+    pub target: String,
+    pub relation: &'static str,
+    #[serde(flatten)]
+    pub stats: CallStats,
+    /// Messaging destinations this edge went through, when it is a messaging edge.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<HopRow>,
+}
+
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct HopRow {
+    pub destination: String,
+    #[serde(flatten)]
+    pub stats: HopStats,
+}
+
+/// One line of `operation_dependencies.ndjson`.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct OperationEdgeRow {
+    pub source: String,
+    pub source_operation: String,
+    pub target: String,
+    pub target_operation: String,
+    pub relation: &'static str,
+    #[serde(flatten)]
+    pub stats: CallStats,
+}

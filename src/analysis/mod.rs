@@ -1,0 +1,142 @@
+//! Analyses of closed traces: the trace DAG, RED metrics, dependency edges and
+//! anomaly detection, run by the [`Analyzer`] operator.
+
+pub mod anomaly;
+pub mod assembly;
+pub mod dag;
+pub mod detect;
+pub mod edges;
+pub mod red;
+
+pub use anomaly::{Anomaly, AnomalyKind};
+pub use assembly::{Assembled, AssemblyConfig, ClosedTrace, TraceAssembler};
+pub use dag::TraceDag;
+pub use edges::Edges;
+pub use red::Red;
+
+use crate::dataflow::{Clock, Context, Operator};
+use anomaly::TraceCtx;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug)]
+pub struct AnalysisConfig {
+    /// Re-entries of a service that make a recursive chain (2: A→B→A→B→A).
+    pub min_reentries: u32,
+    /// The span limit assembly enforces, quoted in oversized_trace documents.
+    pub max_spans_per_trace: usize,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            min_reentries: 2,
+            max_spans_per_trace: AssemblyConfig::default().max_spans_per_trace,
+        }
+    }
+}
+
+/// What `detected_at` of an anomaly says.
+#[derive(Clone)]
+pub enum DetectedAt {
+    /// The event time the trace closed at (last span + gap): reproducible, for replays.
+    TraceClose,
+    /// Processing time, for live pipelines.
+    Clock(Arc<dyn Clock>),
+}
+
+/// Counters of what the analyses saw.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnalysisStats {
+    pub traces: u64,
+    /// Spans counted for RED (after dropping re-deliveries).
+    pub spans: u64,
+    pub late_spans: u64,
+    /// Spans beyond their trace's span limit.
+    pub overflow_spans: u64,
+    pub duplicate_spans: u64,
+    /// Traces closed early to keep the buffered-span budget.
+    pub evicted_traces: u64,
+    pub anomalies: BTreeMap<AnomalyKind, u64>,
+}
+
+/// The operator that turns closed traces into RED, edges and anomalies.
+pub struct Analyzer {
+    config: AnalysisConfig,
+    detected_at: DetectedAt,
+    pub red: Red,
+    pub edges: Edges,
+    pub stats: AnalysisStats,
+}
+
+impl Analyzer {
+    pub fn new(config: AnalysisConfig, detected_at: DetectedAt) -> Self {
+        Analyzer {
+            config,
+            detected_at,
+            red: Red::default(),
+            edges: Edges::default(),
+            stats: AnalysisStats::default(),
+        }
+    }
+
+    fn analyse(&mut self, mut trace: ClosedTrace, ctx: &mut Context<'_, Anomaly>) {
+        self.stats.traces += 1;
+        if trace.cause == assembly::CloseCause::Evicted {
+            self.stats.evicted_traces += 1;
+        }
+        // A canonical order makes every result independent of arrival order.
+        trace.spans.sort_unstable_by_key(|s| (s.start_us, s.span_id, s.service));
+        self.stats.duplicate_spans += dag::dedupe(&mut trace.spans) as u64;
+        for s in &trace.spans {
+            self.red.observe(s);
+        }
+        self.stats.spans += trace.spans.len() as u64;
+        let detected_at_us = match &self.detected_at {
+            DetectedAt::TraceClose => trace.closes_at,
+            DetectedAt::Clock(c) => c.now_us(),
+        };
+        let t = TraceCtx { spans: &trace.spans, names: ctx.names, detected_at_us };
+        let before = ctx.out.len();
+        if trace.oversized() {
+            // Incomplete by construction: references into the dropped part would
+            // all look broken, so only the size is reported.
+            detect::oversized(&t, trace.total_spans, self.config.max_spans_per_trace, ctx.out);
+        } else {
+            let dag = TraceDag::build(&trace.spans);
+            let cycles = dag.cycles();
+            let mut in_cycle = vec![false; trace.spans.len()];
+            for &i in cycles.iter().flatten() {
+                in_cycle[i as usize] = true;
+            }
+            self.edges.add_trace(&trace.spans, &dag);
+            detect::message_loss(&t, &dag, ctx.out);
+            detect::orphan_references(&t, &dag, ctx.out);
+            detect::reference_cycles(&t, &cycles, ctx.out);
+            detect::recursive_chains(&t, &dag, &in_cycle, self.config.min_reentries, ctx.out);
+        }
+        for a in &ctx.out[before..] {
+            *self.stats.anomalies.entry(a.kind).or_default() += 1;
+        }
+    }
+}
+
+impl Operator for Analyzer {
+    type In = Assembled;
+    type Out = Anomaly;
+
+    fn process_element(&mut self, input: Assembled, ctx: &mut Context<'_, Anomaly>) {
+        match input {
+            Assembled::Trace(t) => self.analyse(t, ctx),
+            Assembled::Unbuffered { span, late } => {
+                self.red.observe(&span);
+                self.stats.spans += 1;
+                if late {
+                    self.stats.late_spans += 1;
+                } else {
+                    self.stats.overflow_spans += 1;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! RED metrics (rate, errors, duration) per service, operation, span kind and
+//! status, named and labelled as the OpenTelemetry span-metrics connector does,
+//! so Jaeger's Monitor tab (SPM) can query them from Prometheus with
+//! `metric_namespace: traces_span_metrics`, `normalize_calls: true`,
+//! `normalize_duration: true` (unit `ms`):
+//!
+//! - `traces_span_metrics_calls_total{service_name, span_name, span_kind, status_code}`
+//! - `traces_span_metrics_duration_milliseconds_bucket{..., le}` (+ `_sum`, `_count`)
+//!
+//! `span_kind` is `SPAN_KIND_SERVER` etc.; `status_code` is `STATUS_CODE_ERROR`
+//! for error spans and `STATUS_CODE_UNSET` otherwise.
+
+use crate::model::{Interner, Span, SpanKind, Sym};
+use rustc_hash::FxHashMap;
+use std::fmt::Write;
+
+pub const CALLS_METRIC: &str = "traces_span_metrics_calls_total";
+pub const DURATION_METRIC: &str = "traces_span_metrics_duration_milliseconds";
+
+/// Histogram bucket bounds in milliseconds (the span-metrics connector's defaults).
+pub const BUCKETS_MS: [f64; 16] = [
+    2.0, 4.0, 6.0, 8.0, 10.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1000.0, 1400.0, 2000.0, 5000.0, 10000.0,
+    15000.0,
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct RedKey {
+    pub service: Sym,
+    pub operation: Sym,
+    pub kind: SpanKind,
+    pub error: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RedStats {
+    pub calls: u64,
+    /// Count per bucket (not cumulative); the last slot is +Inf.
+    pub buckets: [u64; BUCKETS_MS.len() + 1],
+    pub sum_us: u64,
+}
+
+impl RedStats {
+    pub fn sum_ms(&self) -> f64 {
+        self.sum_us as f64 / 1000.0
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct Red {
+    series: FxHashMap<RedKey, RedStats>,
+}
+
+/// Bucket index for a duration in microseconds.
+#[inline]
+fn bucket(duration_us: u64) -> usize {
+    let ms = duration_us as f64 / 1000.0;
+    BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(BUCKETS_MS.len())
+}
+
+impl Red {
+    #[inline]
+    pub fn observe(&mut self, s: &Span) {
+        let key = RedKey { service: s.service, operation: s.operation, kind: s.kind, error: s.error };
+        let st = self.series.entry(key).or_default();
+        st.calls += 1;
+        st.buckets[bucket(s.duration_us)] += 1;
+        st.sum_us += s.duration_us;
+    }
+
+    pub fn series(&self) -> impl Iterator<Item = (&RedKey, &RedStats)> {
+        self.series.iter()
+    }
+
+    pub fn total_calls(&self) -> u64 {
+        self.series.values().map(|s| s.calls).sum()
+    }
+
+    /// Series sorted by service, operation, kind and status names.
+    pub fn sorted<'a>(&'a self, names: &'a Interner) -> Vec<(&'a RedKey, &'a RedStats)> {
+        let mut v: Vec<_> = self.series.iter().collect();
+        v.sort_by(|(a, _), (b, _)| {
+            (names.resolve(a.service), names.resolve(a.operation), a.kind, a.error).cmp(&(
+                names.resolve(b.service),
+                names.resolve(b.operation),
+                b.kind,
+                b.error,
+            ))
+        });
+        v
+    }
+
+    /// Prometheus text exposition (format 0.0.4) of every series, sorted.
+    pub fn render_prometheus(&self, names: &Interner, out: &mut String) {
+        let sorted = self.sorted(names);
+        let _ = writeln!(out, "# HELP {CALLS_METRIC} Spans per service, operation, span kind and status.");
+        let _ = writeln!(out, "# TYPE {CALLS_METRIC} counter");
+        for (k, s) in &sorted {
+            let _ = writeln!(out, "{CALLS_METRIC}{{{}}} {}", labels(k, names), s.calls);
+        }
+        let _ = writeln!(out, "# HELP {DURATION_METRIC} Span durations in milliseconds.");
+        let _ = writeln!(out, "# TYPE {DURATION_METRIC} histogram");
+        for (k, s) in &sorted {
+            let l = labels(k, names);
+            let mut cumulative = 0;
+            for (i, b) in BUCKETS_MS.iter().enumerate() {
+                cumulative += s.buckets[i];
+                let _ = writeln!(out, "{DURATION_METRIC}_bucket{{{l},le=\"{b}\"}} {cumulative}");
+            }
+            let _ = writeln!(out, "{DURATION_METRIC}_bucket{{{l},le=\"+Inf\"}} {}", s.calls);
+            let _ = writeln!(out, "{DURATION_METRIC}_sum{{{l}}} {}", s.sum_ms());
+            let _ = writeln!(out, "{DURATION_METRIC}_count{{{l}}} {}", s.calls);
+        }
+    }
+}
+
+pub fn status_code(error: bool) -> &'static str {
+    if error {
+        "STATUS_CODE_ERROR"
+    } else {
+        "STATUS_CODE_UNSET"
+    }
+}
+
+fn labels(k: &RedKey, names: &Interner) -> String {
+    format!(
+        "service_name=\"{}\",span_name=\"{}\",span_kind=\"{}\",status_code=\"{}\"",
+        escape_label(names.resolve(k.service)),
+        escape_label(names.resolve(k.operation)),
+        k.kind.otlp_name(),
+        status_code(k.error)
+    )
+}
+
+/// Escapes a Prometheus label value (backslash, double quote, newline).
+pub fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_spm_compatible_series() {
+        let mut names = Interner::new();
+        let mut red = Red::default();
+        let mut s = Span {
+            service: names.intern("frontend"),
+            operation: names.intern("HTTP GET \"/dispatch\""),
+            kind: SpanKind::Server,
+            duration_us: 3_000,
+            ..Span::default()
+        };
+        red.observe(&s);
+        s.error = true;
+        s.duration_us = 20_000_000;
+        red.observe(&s);
+        let mut out = String::new();
+        red.render_prometheus(&names, &mut out);
+        assert!(out.contains(
+            "traces_span_metrics_calls_total{service_name=\"frontend\",span_name=\"HTTP GET \\\"/dispatch\\\"\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_ERROR\"} 1"
+        ), "{out}");
+        assert!(out.contains("status_code=\"STATUS_CODE_UNSET\",le=\"4\"} 1"), "{out}");
+        assert!(out.contains("status_code=\"STATUS_CODE_UNSET\",le=\"2\"} 0"), "{out}");
+        assert!(out.contains("status_code=\"STATUS_CODE_ERROR\",le=\"15000\"} 0"), "{out}");
+        assert!(out.contains("status_code=\"STATUS_CODE_ERROR\",le=\"+Inf\"} 1"), "{out}");
+        assert_eq!(red.total_calls(), 2);
+    }
+}

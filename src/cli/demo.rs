@@ -1,0 +1,190 @@
+//! `poirot demo`: the simulator feeds the operator graph in process, in real
+//! time; a web page shows live RED, the dependency graph and the latest
+//! anomalies; `/metrics` serves Prometheus. Ctrl-C stops it cleanly.
+
+use crate::analysis::DetectedAt;
+use crate::config::Config;
+use crate::dataflow::{Clock, SystemClock};
+use crate::decode::{jaeger_proto, Format};
+use crate::model::{Interner, Span};
+use crate::pipeline::Pipeline;
+use crate::sink::live::{self, RecentAnomalies, Snapshot};
+use crate::sink::prometheus::CONTENT_TYPE;
+use crate::source::simulator::{SimConfig, Simulator, EXTRA_TAGS};
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::Router;
+use clap::Args;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Address for the web page and /metrics (overrides demo.listen).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Seed of the simulator.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+type Shared = Arc<RwLock<Snapshot>>;
+
+const PAGE: &str = include_str!("demo_page.html");
+
+/// How often the pipeline thread publishes a snapshot.
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
+const STEP: Duration = Duration::from_millis(25);
+
+/// Runs the simulator and the pipeline until `stop` is set.
+fn pipeline_thread(config: Config, seed: u64, shared: Shared, stop: Arc<AtomicBool>) {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let pconf = super::pipeline_config(&config, DetectedAt::Clock(clock.clone()));
+    let mut pipeline = Pipeline::new(pconf, clock.clone());
+    let demo = &config.demo;
+    let mut sim = Simulator::new(
+        SimConfig {
+            s3: demo.s3_behaviour,
+            message_loss_rate: demo.message_loss_rate,
+            ping_pong_rate: demo.ping_pong_rate,
+        },
+        seed,
+    );
+    // The simulated services have their own names, as real producers would.
+    let mut sim_names = Interner::new();
+    let interval_us = (1e6 / demo.publisher_rate) as i64;
+    let mut next_start = clock.now_us();
+    // Spans not yet "finished", newest end time first so the due ones pop off the back.
+    let mut pending: Vec<Span> = Vec::new();
+    let mut recent = RecentAnomalies::default();
+    let mut last_snapshot = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let now = clock.now_us();
+        let mut started = false;
+        while next_start <= now {
+            pending.extend(sim.workflow(next_start, &mut sim_names).spans);
+            next_start += interval_us;
+            started = true;
+        }
+        if started {
+            pending.sort_by_key(|s| std::cmp::Reverse(s.event_time_us()));
+        }
+        while pending.last().is_some_and(|s| s.event_time_us() <= now) {
+            if let Some(s) = pending.pop() {
+                let record = jaeger_proto::encode(&s, &sim_names, &EXTRA_TAGS);
+                pipeline.push_record(0, Some(Format::JaegerProto), &record);
+            }
+        }
+        pipeline.tick();
+        for a in pipeline.drain_anomalies() {
+            tracing::info!(kind = %a.kind, trace_id = %a.trace_id, "{}", a.summary);
+            recent.push(a);
+        }
+        if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+            let snap = live::take(&pipeline, &recent);
+            if let Ok(mut s) = shared.write() {
+                *s = snap;
+            }
+            last_snapshot = std::time::Instant::now();
+        }
+        std::thread::sleep(STEP);
+    }
+}
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
+    let body = s.read().map(|s| s.metrics.clone()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body)
+}
+
+async fn snapshot(State(s): State<Shared>) -> impl IntoResponse {
+    let snap = s.read().map(|s| s.clone()).unwrap_or_default();
+    axum::Json(snap)
+}
+
+async fn graph(State(s): State<Shared>) -> impl IntoResponse {
+    let svg = s.read().map(|s| s.graph_svg.clone()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "image/svg+xml")], svg)
+}
+
+/// SIGTERM (what `docker stop` sends), where there is one.
+async fn terminated() {
+    #[cfg(unix)]
+    if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        s.recv().await;
+        return;
+    }
+    std::future::pending::<()>().await
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+pub fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
+    let listen = args.listen.clone().unwrap_or_else(|| config.demo.listen.clone());
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:8080"))?;
+    let shared: Shared =
+        Arc::new(RwLock::new(Snapshot { graph_svg: live::render_svg(&[]), ..Snapshot::default() }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (config, shared, stop) = (config.clone(), shared.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("pipeline".into())
+            .spawn(move || pipeline_thread(config, args.seed, shared, stop))
+            .context("cannot start the pipeline thread")?
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = rt.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        tracing::info!(
+            "poirot demo: page http://{bound}/  metrics http://{bound}/metrics  (s3={:?}, {} workflows/s; Ctrl-C stops)",
+            config.demo.s3_behaviour,
+            config.demo.publisher_rate
+        );
+        let app = Router::new()
+            .route("/", get(page))
+            .route("/metrics", get(metrics))
+            .route("/api/snapshot", get(snapshot))
+            .route("/graph.svg", get(graph))
+            .route("/healthz", get(health))
+            .with_state(shared);
+        let duration = args.duration;
+        let shutdown = async move {
+            let timer = async {
+                match duration {
+                    Some(d) => tokio::time::sleep(Duration::from_secs_f64(d.max(0.0))).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminated() => {}
+                _ = timer => {}
+            }
+        };
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("web server failed")
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = worker.join();
+    tracing::info!("poirot demo stopped");
+    result
+}

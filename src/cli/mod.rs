@@ -1,0 +1,67 @@
+//! The `poirot` command line.
+
+pub mod demo;
+pub mod replay;
+pub mod simulate;
+
+use crate::analysis::{AnalysisConfig, AssemblyConfig, DetectedAt};
+use crate::config::Config;
+use crate::dataflow::WatermarkConfig;
+use crate::pipeline::PipelineConfig;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "poirot",
+    version,
+    about = "Reassembles Jaeger traces from a span stream into DAGs and derives RED metrics, service dependencies and anomalies (message loss, broken references, recursive chains, reference cycles, oversized traces)."
+)]
+pub struct Cli {
+    /// TOML configuration file; every key can also be set as POIROT_<SECTION>__<KEY>.
+    #[arg(long, global = true, env = "POIROT_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Analyse trace dumps offline and write the results into a directory.
+    Replay(replay::ReplayArgs),
+    /// Run the built-in demo pipeline with a web page and /metrics (no servers needed).
+    Demo(demo::DemoArgs),
+    /// Write simulated traces of the demo pipeline to a file in any supported format.
+    Simulate(simulate::SimulateArgs),
+}
+
+/// The pipeline settings a configuration describes.
+pub fn pipeline_config(c: &Config, detected_at: DetectedAt) -> PipelineConfig {
+    let us = |d: std::time::Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    PipelineConfig {
+        assembly: AssemblyConfig {
+            inactivity_gap_us: us(c.assembly.inactivity_gap),
+            max_spans_per_trace: c.assembly.max_spans_per_trace,
+            max_buffered_spans: c.assembly.max_buffered_spans,
+        },
+        watermark: WatermarkConfig {
+            out_of_orderness_us: us(c.assembly.out_of_orderness),
+            idle_timeout_us: us(c.assembly.idle_timeout),
+        },
+        analysis: AnalysisConfig {
+            min_reentries: c.anomalies.min_reentries,
+            max_spans_per_trace: c.assembly.max_spans_per_trace,
+        },
+        detected_at,
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    match cli.command {
+        Command::Replay(a) => replay::run(a, &config),
+        Command::Demo(a) => demo::run(a, &config),
+        Command::Simulate(a) => simulate::run(a),
+    }
+}

@@ -1,0 +1,174 @@
+//! `poirot replay`: trace dumps in, the four result files out.
+#![allow(clippy::print_stdout)]
+
+use crate::analysis::DetectedAt;
+use crate::config::Config;
+use crate::dataflow::SystemClock;
+use crate::decode::{DecodeError, Format, Reason};
+use crate::pipeline::Pipeline;
+use crate::sink::files;
+use crate::source::file::{detect_input, framing_for, RecordReader};
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use std::io::{BufRead, BufReader, IsTerminal, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum FormatArg {
+    Auto,
+    JaegerProto,
+    JaegerJson,
+    JaegerUi,
+    OtlpProto,
+    OtlpJson,
+}
+
+impl FormatArg {
+    pub fn format(self) -> Option<Format> {
+        match self {
+            FormatArg::Auto => None,
+            FormatArg::JaegerProto => Some(Format::JaegerProto),
+            FormatArg::JaegerJson => Some(Format::JaegerJson),
+            FormatArg::JaegerUi => Some(Format::JaegerUi),
+            FormatArg::OtlpProto => Some(Format::OtlpProto),
+            FormatArg::OtlpJson => Some(Format::OtlpJson),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "Framing of each format in a file:
+  jaeger-proto  jaeger.api_v2.Span messages, each after a varint byte count (length-delimited)
+  jaeger-json   one Jaeger Kafka JSON span per line
+  jaeger-ui     one Jaeger UI / query API document ({\"data\":[...]}) for the whole input
+  otlp-proto    ExportTraceServiceRequest messages, length-delimited
+  otlp-json     one OTLP JSON ExportTraceServiceRequest per line (or one pretty-printed)
+With --format auto (the default) the first bytes of each input decide.
+
+Writes into DIR: anomalies.ndjson, dependencies.ndjson, operation_dependencies.ndjson, metrics.prom.
+Inputs are read one after another as one stream; every trace closes at the end.")]
+pub struct ReplayArgs {
+    /// Input format.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: FormatArg,
+    /// Directory to write the results into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Files to read; `-` reads standard input.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+}
+
+/// Opens an input, returning a reader and its size when known.
+fn open(input: &str) -> anyhow::Result<(Box<dyn Read>, Option<u64>)> {
+    if input == "-" {
+        return Ok((Box::new(std::io::stdin().lock()), None));
+    }
+    let f = std::fs::File::open(input).with_context(|| format!("cannot read input {input}"))?;
+    let meta = f.metadata().with_context(|| format!("cannot read input {input}"))?;
+    if meta.is_dir() {
+        anyhow::bail!("cannot read input {input}: it is a directory");
+    }
+    Ok((Box::new(f), Some(meta.len())))
+}
+
+/// Reads up to `n` bytes without losing them: returns them and a reader that yields them again.
+fn peek(mut r: Box<dyn Read>, n: usize) -> std::io::Result<(Vec<u8>, impl BufRead)> {
+    let mut head = Vec::with_capacity(n);
+    r.by_ref().take(n as u64).read_to_end(&mut head)?;
+    let again = std::io::Cursor::new(head.clone()).chain(r);
+    Ok((head, BufReader::with_capacity(1 << 16, again)))
+}
+
+pub fn run(args: ReplayArgs, config: &Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    // Open everything first: a missing file fails before any work is done.
+    let mut inputs = Vec::new();
+    for name in &args.inputs {
+        inputs.push((name.clone(), open(name)?));
+    }
+    let total_bytes: u64 = inputs.iter().filter_map(|(_, (_, n))| *n).sum();
+    let progress = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(total_bytes);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {bytes}/{total_bytes} {wide_bar} {msg} ({eta})",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+
+    let mut pconf = super::pipeline_config(config, DetectedAt::TraceClose);
+    // One finite stream: no partition is ever idle.
+    pconf.watermark.idle_timeout_us = i64::MAX;
+    let mut pipeline = Pipeline::new(pconf, Arc::new(SystemClock));
+    let mut anomalies = Vec::new();
+    for (name, (reader, _)) in inputs {
+        let (head, reader) = peek(reader, 64 << 10).with_context(|| format!("cannot read input {name}"))?;
+        let format = match args.format.format().or_else(|| detect_input(&head)) {
+            Some(f) => f,
+            None => {
+                pipeline.reject(DecodeError::new(
+                    Reason::UnrecognizedFormat,
+                    format!("{name}: the first bytes match none of the formats; pass --format"),
+                ));
+                continue;
+            }
+        };
+        for record in RecordReader::new(reader, framing_for(format)) {
+            match record {
+                Ok(bytes) => {
+                    progress.inc(bytes.len() as u64);
+                    pipeline.push_record(0, Some(format), &bytes);
+                }
+                Err(e) => pipeline.reject(DecodeError::new(e.reason, format!("{name}: {}", e.detail))),
+            }
+            anomalies.extend(pipeline.drain_anomalies());
+            if pipeline.input.records % 4096 == 0 {
+                progress.set_message(format!("{} spans", pipeline.input.spans));
+            }
+        }
+    }
+    pipeline.finish();
+    anomalies.extend(pipeline.drain_anomalies());
+    progress.finish_and_clear();
+    files::write_outputs(&args.out, &pipeline, &mut anomalies)?;
+    print_summary(&pipeline, &args, started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn print_summary(p: &Pipeline, args: &ReplayArgs, secs: f64) {
+    let s = &p.analyzer.stats;
+    println!(
+        "poirot replay: {} input(s), {} records, {} spans in {} traces ({} late) in {:.2} s",
+        args.inputs.len(),
+        p.input.records,
+        s.spans,
+        s.traces,
+        s.late_spans,
+        secs
+    );
+    let kinds: Vec<String> = s.anomalies.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!("anomalies: {}", if kinds.is_empty() { "none".into() } else { kinds.join(", ") });
+    if p.input.bad.is_empty() {
+        println!("bad records: none");
+    } else {
+        let bad: Vec<String> = p.input.bad.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        println!("bad records: {} (skipped)", bad.join(", "));
+        if let Some(e) = p.recent_errors.last() {
+            println!("  last one: {e}");
+        }
+    }
+    let out = args.out.display();
+    println!(
+        "wrote {out}/{}, {out}/{}, {out}/{}, {out}/{}",
+        files::ANOMALIES,
+        files::DEPENDENCIES,
+        files::OPERATION_DEPENDENCIES,
+        files::METRICS
+    );
+}

@@ -1,0 +1,334 @@
+//! Configuration: a TOML file, then environment overrides, validated at start.
+//!
+//! ```toml
+//! [assembly]
+//! inactivity_gap = "10s"      # a trace closes after this much event time without spans
+//! out_of_orderness = "5s"     # how late a span may arrive without changing results
+//! idle_timeout = "30s"        # processing time after which a silent partition stops holding time
+//! max_spans_per_trace = 50000 # over it: oversized_trace, spans still count for RED
+//! max_buffered_spans = 2000000
+//!
+//! [anomalies]
+//! min_reentries = 2           # recursive_chain threshold (A→B→A→B→A)
+//!
+//! [demo]
+//! listen = "127.0.0.1:8080"
+//! publisher_rate = 5.0        # workflows started per second
+//! s3_behaviour = "CONST"      # CONST | PROBABILISTIC | ERROR
+//! message_loss_rate = 0.02
+//! ping_pong_rate = 0.02
+//! ```
+//!
+//! Any key can be overridden by `POIROT_<SECTION>__<KEY>` (for example
+//! `POIROT_ASSEMBLY__INACTIVITY_GAP=2s`); the demo also reads the seed pipeline's
+//! own `PUBLISHER_RATE` and `SIMULATE_S3_BEHAVIOUR`.
+
+use serde::{Deserialize, Deserializer};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("config key `{key}`{origin}: {message}")]
+    Invalid { key: String, origin: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub assembly: AssemblySection,
+    pub anomalies: AnomalySection,
+    pub demo: DemoSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssemblySection {
+    #[serde(deserialize_with = "duration")]
+    pub inactivity_gap: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub out_of_orderness: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    pub max_spans_per_trace: usize,
+    pub max_buffered_spans: usize,
+}
+
+impl Default for AssemblySection {
+    fn default() -> Self {
+        AssemblySection {
+            inactivity_gap: Duration::from_secs(10),
+            out_of_orderness: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            max_spans_per_trace: 50_000,
+            max_buffered_spans: 2_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalySection {
+    pub min_reentries: u32,
+}
+
+impl Default for AnomalySection {
+    fn default() -> Self {
+        AnomalySection { min_reentries: 2 }
+    }
+}
+
+/// How the simulated S3 download behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum S3Behaviour {
+    /// Always succeeds in the same time.
+    #[serde(rename = "CONST")]
+    Const,
+    /// Succeeds with a random, long-tailed duration.
+    #[serde(rename = "PROBABILISTIC")]
+    Probabilistic,
+    /// Fails: the sandbox's result message is lost.
+    #[serde(rename = "ERROR")]
+    Error,
+}
+
+impl S3Behaviour {
+    pub fn parse(s: &str) -> Option<S3Behaviour> {
+        match s {
+            "CONST" => Some(S3Behaviour::Const),
+            "PROBABILISTIC" => Some(S3Behaviour::Probabilistic),
+            "ERROR" => Some(S3Behaviour::Error),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoSection {
+    pub listen: String,
+    pub publisher_rate: f64,
+    pub s3_behaviour: S3Behaviour,
+    pub message_loss_rate: f64,
+    pub ping_pong_rate: f64,
+}
+
+impl Default for DemoSection {
+    fn default() -> Self {
+        DemoSection {
+            listen: "127.0.0.1:8080".into(),
+            publisher_rate: 5.0,
+            s3_behaviour: S3Behaviour::Const,
+            message_loss_rate: 0.02,
+            ping_pong_rate: 0.02,
+        }
+    }
+}
+
+/// Parses "10s", "250ms", "2m", "1h", "1500us" or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "" | "s" => v,
+        "ms" => v / 1e3,
+        "us" | "µs" => v / 1e6,
+        "m" | "min" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return None,
+    };
+    (0.0..1e9).contains(&secs).then(|| Duration::from_secs_f64(secs))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Seconds(f64),
+    }
+    let raw = Raw::deserialize(d)?;
+    let text = match &raw {
+        Raw::Text(t) => t.clone(),
+        Raw::Seconds(v) => format!("{v}"),
+    };
+    parse_duration(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "invalid duration {text:?} (write it like \"10s\", \"500ms\" or \"2m\")"
+        ))
+    })
+}
+
+impl Config {
+    /// Loads `path` (if any), applies overrides from `env`, and validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
+                    path: p.display().to_string(),
+                    message: e.to_string().trim().replace('\n', " "),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut origins: Vec<(String, String)> = Vec::new();
+        for (name, value) in env {
+            let Some((section, key)) = env_key(&name) else { continue };
+            let section_table =
+                table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = section_table {
+                t.insert(key.clone(), env_value(&value));
+            }
+            origins.push((format!("{section}.{key}"), name));
+        }
+        let origin_of = |key: &str| {
+            origins
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, env)| format!(" (from environment variable {env})"))
+                .unwrap_or_default()
+        };
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Invalid { origin: origin_of(&key), key, message: e.into_inner().to_string() }
+        })?;
+        config.validate().map_err(|(key, message)| ConfigError::Invalid {
+            origin: origin_of(key),
+            key: key.into(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let a = &self.assembly;
+        if a.inactivity_gap.is_zero() {
+            return Err(("assembly.inactivity_gap", "must be greater than zero".into()));
+        }
+        if a.idle_timeout.is_zero() {
+            return Err(("assembly.idle_timeout", "must be greater than zero".into()));
+        }
+        if a.max_spans_per_trace == 0 {
+            return Err(("assembly.max_spans_per_trace", "must be at least 1".into()));
+        }
+        if a.max_buffered_spans < a.max_spans_per_trace {
+            return Err(("assembly.max_buffered_spans", "must be at least max_spans_per_trace".into()));
+        }
+        if self.anomalies.min_reentries == 0 {
+            return Err(("anomalies.min_reentries", "must be at least 1".into()));
+        }
+        let d = &self.demo;
+        if !(d.publisher_rate > 0.0 && d.publisher_rate <= 10_000.0) {
+            return Err((
+                "demo.publisher_rate",
+                format!("{} is not in (0, 10000] workflows per second", d.publisher_rate),
+            ));
+        }
+        for (key, v) in
+            [("demo.message_loss_rate", d.message_loss_rate), ("demo.ping_pong_rate", d.ping_pong_rate)]
+        {
+            if !(0.0..=1.0).contains(&v) {
+                return Err((key, format!("{v} is not a probability in [0, 1]")));
+            }
+        }
+        if d.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(("demo.listen", format!("{:?} is not an address like 127.0.0.1:8080", d.listen)));
+        }
+        Ok(())
+    }
+}
+
+/// `POIROT_SECTION__KEY` → (section, key); the seed pipeline's demo variables too.
+fn env_key(name: &str) -> Option<(String, String)> {
+    match name {
+        "PUBLISHER_RATE" => return Some(("demo".into(), "publisher_rate".into())),
+        "SIMULATE_S3_BEHAVIOUR" => return Some(("demo".into(), "s3_behaviour".into())),
+        _ => {}
+    }
+    let rest = name.strip_prefix("POIROT_")?;
+    let (section, key) = rest.split_once("__")?;
+    Some((section.to_ascii_lowercase(), key.to_ascii_lowercase()))
+}
+
+/// An environment value as TOML if it parses as a scalar, else as a string.
+fn env_value(v: &str) -> toml::Value {
+    match format!("v = {v}").parse::<toml::Table>() {
+        Ok(mut t) => match t.remove("v") {
+            Some(val @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => val,
+            _ => toml::Value::String(v.to_owned()),
+        },
+        Err(_) => toml::Value::String(v.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Config::load(None, env(&[])).expect("defaults are valid");
+        assert_eq!(c.assembly.inactivity_gap, Duration::from_secs(10));
+        assert_eq!(c.assembly.out_of_orderness, Duration::from_secs(5));
+        assert_eq!(c.anomalies.min_reentries, 2);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("poirot.toml");
+        std::fs::write(&p, "[assembly]\ninactivity_gap = \"20s\"\nmax_spans_per_trace = 10\n")
+            .expect("write");
+        let c = Config::load(
+            Some(&p),
+            env(&[
+                ("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s"),
+                ("SIMULATE_S3_BEHAVIOUR", "ERROR"),
+                ("HOME", "/x"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.assembly.inactivity_gap, Duration::from_secs(2));
+        assert_eq!(c.assembly.max_spans_per_trace, 10);
+        assert_eq!(c.demo.s3_behaviour, S3Behaviour::Error);
+    }
+
+    #[test]
+    fn errors_name_the_bad_key() {
+        let e = Config::load(None, env(&[("POIROT_ASSEMBLY__INACTIVITY_GAP", "soon")]))
+            .expect_err("bad duration");
+        let msg = e.to_string();
+        assert!(msg.contains("assembly.inactivity_gap"), "{msg}");
+        assert!(msg.contains("POIROT_ASSEMBLY__INACTIVITY_GAP"), "{msg}");
+        let e = Config::load(None, env(&[("POIROT_ASSEMBLY__GAP", "1s")])).expect_err("unknown key");
+        assert!(e.to_string().contains("unknown field `gap`"), "{e}");
+        let e = Config::load(None, env(&[("POIROT_DEMO__PING_PONG_RATE", "1.5")])).expect_err("range");
+        assert!(e.to_string().contains("demo.ping_pong_rate"), "{e}");
+        let e = Config::load(None, env(&[("SIMULATE_S3_BEHAVIOUR", "SOMETIMES")])).expect_err("variant");
+        assert!(e.to_string().contains("demo.s3_behaviour"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("1 fortnight"), None);
+    }
+}

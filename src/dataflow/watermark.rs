@@ -1,0 +1,165 @@
+//! Event-time watermarks across input partitions.
+//!
+//! Each partition's watermark is the largest event time it delivered minus the
+//! allowed out-of-orderness. The pipeline's watermark is the minimum over the
+//! partitions that are active: a partition that delivered nothing for
+//! `idle_timeout` of processing time, or that has ended, no longer holds time
+//! back. When every partition is idle, event time keeps moving at the rate of
+//! processing time from where the data left it, so the last traces still close.
+//! The watermark never goes back.
+
+use super::{Clock, EventTime};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug)]
+pub struct WatermarkConfig {
+    pub out_of_orderness_us: i64,
+    pub idle_timeout_us: i64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Partition {
+    max_event: EventTime,
+    last_active_us: i64,
+    ended: bool,
+}
+
+pub struct WatermarkTracker {
+    config: WatermarkConfig,
+    clock: Arc<dyn Clock>,
+    partitions: Vec<Partition>,
+    current: EventTime,
+}
+
+impl WatermarkTracker {
+    pub fn new(config: WatermarkConfig, clock: Arc<dyn Clock>) -> Self {
+        WatermarkTracker { config, clock, partitions: Vec::new(), current: EventTime::MIN }
+    }
+
+    pub fn current(&self) -> EventTime {
+        self.current
+    }
+
+    fn partition(&mut self, p: u32) -> &mut Partition {
+        let p = p as usize;
+        if self.partitions.len() <= p {
+            let fresh = Partition { max_event: EventTime::MIN, last_active_us: 0, ended: false };
+            self.partitions.resize(p + 1, fresh);
+        }
+        &mut self.partitions[p]
+    }
+
+    /// Notes an element of `partition` with `event_time`; returns the new watermark
+    /// if it advanced.
+    pub fn observe(&mut self, partition: u32, event_time: EventTime) -> Option<EventTime> {
+        let now = self.clock.now_us();
+        let part = self.partition(partition);
+        part.last_active_us = now;
+        part.ended = false;
+        if event_time <= part.max_event {
+            return None; // cannot raise this partition's watermark
+        }
+        part.max_event = event_time;
+        self.recompute(now)
+    }
+
+    /// Processing time passed with no element: idle partitions may release time.
+    pub fn tick(&mut self) -> Option<EventTime> {
+        let now = self.clock.now_us();
+        self.recompute(now)
+    }
+
+    /// `partition` will deliver nothing more (end of a file, or revoked).
+    pub fn end_partition(&mut self, partition: u32) -> Option<EventTime> {
+        self.partition(partition).ended = true;
+        let now = self.clock.now_us();
+        self.recompute(now)
+    }
+
+    fn recompute(&mut self, now: i64) -> Option<EventTime> {
+        let ooo = self.config.out_of_orderness_us;
+        let idle = self.config.idle_timeout_us;
+        let mut active_min: Option<EventTime> = None;
+        let mut latest: Option<(EventTime, i64)> = None; // max event, its last activity
+        for p in &self.partitions {
+            if p.max_event == EventTime::MIN {
+                continue;
+            }
+            if !p.ended && now - p.last_active_us < idle {
+                let w = p.max_event.saturating_sub(ooo);
+                active_min = Some(active_min.map_or(w, |m| m.min(w)));
+            }
+            if latest.is_none_or(|(e, _)| p.max_event > e) {
+                latest = Some((p.max_event, p.last_active_us));
+            }
+        }
+        let candidate = match (active_min, latest) {
+            (Some(w), _) => w,
+            // Everything idle or ended: time flows on from the newest data.
+            (None, Some((e, active))) => e.saturating_sub(ooo).saturating_add((now - active).max(0)),
+            (None, None) => return None,
+        };
+        if candidate > self.current {
+            self.current = candidate;
+            Some(candidate)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataflow::ManualClock;
+
+    fn tracker(clock: &ManualClock) -> WatermarkTracker {
+        let config = WatermarkConfig { out_of_orderness_us: 5, idle_timeout_us: 100 };
+        WatermarkTracker::new(config, Arc::new(clock.clone()))
+    }
+
+    #[test]
+    fn minimum_over_partitions_minus_out_of_orderness() {
+        let clock = ManualClock::new(0);
+        let mut w = tracker(&clock);
+        assert_eq!(w.observe(0, 100), Some(95));
+        assert_eq!(w.observe(1, 50), None, "partition 1 holds time back");
+        assert_eq!(w.current(), 95, "the watermark never goes back");
+        assert_eq!(w.observe(0, 200), None);
+        assert_eq!(w.observe(1, 150), Some(145));
+    }
+
+    #[test]
+    fn idle_partition_does_not_stall_time() {
+        let clock = ManualClock::new(0);
+        let mut w = tracker(&clock);
+        w.observe(0, 100);
+        w.observe(1, 40);
+        assert_eq!(w.current(), 95);
+        clock.advance(60);
+        assert_eq!(w.observe(0, 300), None, "partition 1 is still active");
+        clock.advance(60); // partition 1 idle for 120 > 100; partition 0 was active 60 ago
+        assert_eq!(w.tick(), Some(295));
+    }
+
+    #[test]
+    fn all_idle_lets_time_flow_with_processing_time() {
+        let clock = ManualClock::new(0);
+        let mut w = tracker(&clock);
+        w.observe(0, 1000);
+        clock.advance(150);
+        assert_eq!(w.tick(), Some(1000 - 5 + 150));
+        clock.advance(10);
+        assert_eq!(w.tick(), Some(1000 - 5 + 160));
+    }
+
+    #[test]
+    fn ended_partition_releases_time() {
+        let clock = ManualClock::new(0);
+        let mut w = tracker(&clock);
+        w.observe(0, 100);
+        w.observe(1, 500);
+        assert_eq!(w.current(), 95);
+        assert_eq!(w.end_partition(0), Some(495));
+    }
+}

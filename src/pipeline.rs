@@ -1,0 +1,157 @@
+//! The operator graph behind every source: decode → watermarks → trace assembly
+//! (keyed by trace id) → analyses. Sources push records (or spans); anomalies
+//! come out of [`Pipeline::drain_anomalies`]; RED and edges stay in the analyzer
+//! for sinks to read.
+
+use crate::analysis::{
+    AnalysisConfig, Analyzer, Anomaly, Assembled, AssemblyConfig, DetectedAt, TraceAssembler,
+};
+use crate::dataflow::{Clock, Context, EventTime, Operator, WatermarkConfig, WatermarkTracker};
+use crate::decode::{self, DecodeError, Format, Reason};
+use crate::model::{Interner, Span};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct PipelineConfig {
+    pub assembly: AssemblyConfig,
+    pub watermark: WatermarkConfig,
+    pub analysis: AnalysisConfig,
+    pub detected_at: DetectedAt,
+}
+
+/// Counters of the input side.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InputStats {
+    pub records: u64,
+    pub spans: u64,
+    pub bad: BTreeMap<Reason, u64>,
+}
+
+impl InputStats {
+    pub fn bad_total(&self) -> u64 {
+        self.bad.values().sum()
+    }
+}
+
+pub struct Pipeline {
+    pub names: Interner,
+    tracker: WatermarkTracker,
+    assembler: TraceAssembler,
+    pub analyzer: Analyzer,
+    pub input: InputStats,
+    /// The most recent decode errors, newest last, for people to read.
+    pub recent_errors: Vec<DecodeError>,
+    spans: Vec<Span>,
+    errors: Vec<DecodeError>,
+    assembled: Vec<Assembled>,
+    anomalies: Vec<Anomaly>,
+}
+
+const RECENT_ERRORS: usize = 20;
+
+impl Pipeline {
+    pub fn new(config: PipelineConfig, clock: Arc<dyn Clock>) -> Self {
+        let mut analysis = config.analysis;
+        analysis.max_spans_per_trace = config.assembly.max_spans_per_trace;
+        Pipeline {
+            names: Interner::new(),
+            tracker: WatermarkTracker::new(config.watermark, clock),
+            assembler: TraceAssembler::new(config.assembly),
+            analyzer: Analyzer::new(analysis, config.detected_at),
+            input: InputStats::default(),
+            recent_errors: Vec::new(),
+            spans: Vec::new(),
+            errors: Vec::new(),
+            assembled: Vec::new(),
+            anomalies: Vec::new(),
+        }
+    }
+
+    /// Decodes one record of `partition` (`format` `None`: detect it) and feeds its spans.
+    pub fn push_record(&mut self, partition: u32, format: Option<Format>, record: &[u8]) {
+        self.input.records += 1;
+        let mut spans = std::mem::take(&mut self.spans);
+        let mut errors = std::mem::take(&mut self.errors);
+        let format = format.or_else(|| decode::detect(record));
+        match format {
+            Some(f) => decode::decode(f, record, &mut self.names, &mut spans, &mut errors),
+            None => decode::decode_auto(record, &mut self.names, &mut spans, &mut errors),
+        }
+        if format == Some(Format::JaegerUi) {
+            // A UI document lists traces in no time order; feed it as a tracer would have.
+            spans.sort_by_key(Span::event_time_us);
+        }
+        for e in errors.drain(..) {
+            self.reject(e);
+        }
+        for s in spans.drain(..) {
+            self.push_span(partition, s);
+        }
+        self.spans = spans;
+        self.errors = errors;
+    }
+
+    /// Counts a record or span that could not be used.
+    pub fn reject(&mut self, e: DecodeError) {
+        *self.input.bad.entry(e.reason).or_default() += 1;
+        if self.recent_errors.len() == RECENT_ERRORS {
+            self.recent_errors.remove(0);
+        }
+        self.recent_errors.push(e);
+    }
+
+    /// Feeds one decoded span.
+    pub fn push_span(&mut self, partition: u32, span: Span) {
+        self.input.spans += 1;
+        let event = span.event_time_us();
+        let mut assembled = std::mem::take(&mut self.assembled);
+        self.assembler.process_element(span, &mut Context::new(&mut self.names, &mut assembled));
+        if let Some(wm) = self.tracker.observe(partition, event) {
+            self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
+        }
+        self.analyse(&mut assembled);
+        self.assembled = assembled;
+    }
+
+    fn analyse(&mut self, assembled: &mut Vec<Assembled>) {
+        for a in assembled.drain(..) {
+            self.analyzer.process_element(a, &mut Context::new(&mut self.names, &mut self.anomalies));
+        }
+    }
+
+    /// Lets processing time move the watermark (idle inputs).
+    pub fn tick(&mut self) {
+        if let Some(wm) = self.tracker.tick() {
+            let mut assembled = std::mem::take(&mut self.assembled);
+            self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
+            self.analyse(&mut assembled);
+            self.assembled = assembled;
+        }
+    }
+
+    /// End of a finite input: every open trace closes.
+    pub fn finish(&mut self) {
+        let mut assembled = std::mem::take(&mut self.assembled);
+        self.assembler.on_close(&mut Context::new(&mut self.names, &mut assembled));
+        self.analyse(&mut assembled);
+        self.assembled = assembled;
+    }
+
+    /// Anomalies found since the last call.
+    pub fn drain_anomalies(&mut self) -> std::vec::Drain<'_, Anomaly> {
+        self.anomalies.drain(..)
+    }
+
+    pub fn watermark(&self) -> EventTime {
+        self.tracker.current()
+    }
+
+    pub fn open_traces(&self) -> usize {
+        self.assembler.open_traces()
+    }
+
+    pub fn buffered_spans(&self) -> usize {
+        self.assembler.buffered_spans()
+    }
+}
