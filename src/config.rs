@@ -201,7 +201,11 @@ impl Config {
         };
         let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
             let key = e.path().to_string();
-            ConfigError::Invalid { origin: origin_of(&key), key, message: e.into_inner().to_string() }
+            ConfigError::Invalid {
+                origin: origin_of(&key),
+                key,
+                message: e.into_inner().to_string().lines().next().unwrap_or_default().to_owned(),
+            }
         })?;
         config.validate().map_err(|(key, message)| ConfigError::Invalid {
             origin: origin_of(key),

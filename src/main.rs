@@ -11,7 +11,7 @@ fn main() {
     if let Err(e) = poirot::cli::run(cli) {
         // One line a person can act on.
         let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        eprintln!("poirot: error: {}", chain.join(": "));
+        eprintln!("poirot: error: {}", chain.join(": ").replace('\n', " "));
         std::process::exit(1);
     }
 }

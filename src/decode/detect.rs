@@ -6,11 +6,15 @@ use super::Format;
 /// Guesses the format of one record from its first bytes; `None` when it is in
 /// none of the formats poirot reads.
 pub fn detect(record: &[u8]) -> Option<Format> {
-    let first = record.iter().position(|b| !b.is_ascii_whitespace())?;
-    if record[first] == b'{' {
-        return detect_json(&record[first..]);
+    if record.first() == Some(&b'{') {
+        return detect_json(record);
     }
-    detect_proto(record)
+    // Protobuf may start with bytes that look like whitespace and `{` (field 1,
+    // length 123), so it is tried before JSON with leading whitespace.
+    detect_proto(record).or_else(|| {
+        let first = record.iter().position(|b| !b.is_ascii_whitespace())?;
+        (record[first] == b'{').then(|| detect_json(&record[first..])).flatten()
+    })
 }
 
 fn detect_json(text: &[u8]) -> Option<Format> {

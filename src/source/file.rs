@@ -31,18 +31,24 @@ pub fn framing_for(format: Format) -> Framing {
 
 /// Detects the format of a whole input from its first bytes.
 pub fn detect_input(head: &[u8]) -> Option<Format> {
-    let first = head.iter().position(|b| !b.is_ascii_whitespace())?;
-    if head[first] == b'{' {
-        return decode::detect(&head[first..]);
+    if head.first() == Some(&b'{') {
+        return decode::detect(head);
     }
-    // Binary: the first frame's length prefix, then the message.
+    detect_framed_binary(head).or_else(|| {
+        let first = head.iter().position(|b| !b.is_ascii_whitespace())?;
+        (head[first] == b'{').then(|| decode::detect(&head[first..])).flatten()
+    })
+}
+
+/// The format of the first length-delimited frame, if it is a protobuf one.
+fn detect_framed_binary(head: &[u8]) -> Option<Format> {
     let mut len: u64 = 0;
     for (i, b) in head.iter().take(10).enumerate() {
         len |= u64::from(b & 0x7f) << (7 * i);
         if *b < 0x80 {
             let start = i + 1;
             let end = start.checked_add(usize::try_from(len).ok()?)?.min(head.len());
-            return decode::detect(&head[start..end]);
+            return decode::detect(&head[start..end]).filter(|f| f.is_binary());
         }
     }
     None

@@ -1,0 +1,241 @@
+//! The anomaly detectors and edges against DESIGN.md's definitions, on hand-built traces.
+
+mod common;
+
+use common::{analyse, analyse_with};
+use poirot::analysis::AnomalyKind;
+use poirot::config::Config;
+use poirot::model::RefKind::{ChildOf, FollowsFrom};
+use poirot::model::SpanKind::{Consumer, Producer, Server};
+
+#[test]
+fn complete_messaging_trace_has_no_anomaly() {
+    let (p, anomalies) = analyse(|t| {
+        t.span(1, "A", Server, &[]);
+        t.span(2, "A", Producer, &[(1, ChildOf)]).destination = t.names.intern("Q");
+        t.span(3, "B", Consumer, &[(2, FollowsFrom)]);
+        t.span(4, "C", Consumer, &[(2, ChildOf)]);
+        t.child(5, "C", 4);
+    });
+    assert!(anomalies.is_empty(), "{anomalies:#?}");
+    assert_eq!(p.analyzer.stats.traces, 1);
+}
+
+#[test]
+fn unconsumed_producer_is_message_loss() {
+    let (_, anomalies) = analyse(|t| {
+        t.span(1, "A", Server, &[]);
+        t.span(2, "A", Producer, &[(1, ChildOf)]).destination = t.names.intern("SAMPLE_RECEIVED");
+        t.span(3, "A", Producer, &[(1, ChildOf)]);
+        t.span(4, "B", Consumer, &[(3, FollowsFrom)]);
+    });
+    assert_eq!(anomalies.len(), 1, "{anomalies:#?}");
+    let a = &anomalies[0];
+    assert_eq!(a.kind, AnomalyKind::MessageLoss);
+    assert_eq!(a.span_id, "0000000000000002");
+    assert_eq!(a.trace_id, "0000000000000abc0000000000000001");
+    assert_eq!(a.details.destination.as_deref(), Some("SAMPLE_RECEIVED"));
+    assert_eq!(a.service, "A");
+    assert!(a.summary.contains("SAMPLE_RECEIVED") && a.summary.contains("no span"), "{}", a.summary);
+    assert_eq!(a.evidence.span_ids, vec!["0000000000000002"]);
+    assert_eq!(a.evidence.trace.len(), 4, "the snapshot keeps the whole small trace");
+    assert_eq!(a.timestamp, "2026-01-01T00:00:00.001000Z");
+}
+
+#[test]
+fn broken_reference_is_orphan_reference_once_per_span() {
+    let (_, anomalies) = analyse(|t| {
+        t.span(1, "A", Server, &[]);
+        t.span(2, "B", Server, &[(1, ChildOf), (77, FollowsFrom), (78, ChildOf)]);
+    });
+    assert_eq!(anomalies.len(), 1, "{anomalies:#?}");
+    let a = &anomalies[0];
+    assert_eq!(a.kind, AnomalyKind::OrphanReference);
+    assert_eq!(a.span_id, "0000000000000002");
+    assert_eq!(
+        a.details.missing_span_ids.as_deref(),
+        Some(&["000000000000004d".to_owned(), "000000000000004e".to_owned()][..])
+    );
+}
+
+#[test]
+fn reference_into_another_trace_is_not_an_orphan() {
+    let (_, anomalies) = analyse(|t| {
+        t.span(1, "A", Server, &[]);
+        let other = poirot::model::TraceId::new(9, 9);
+        t.span(2, "B", Server, &[(1, ChildOf)]).refs.push(poirot::model::SpanRef {
+            trace_id: other,
+            span_id: poirot::model::SpanId(5),
+            kind: FollowsFrom,
+        });
+    });
+    assert!(anomalies.is_empty(), "{anomalies:#?}");
+}
+
+/// A chain of services, each span the child of the previous.
+fn chain(services: &[&str]) -> Vec<poirot::analysis::Anomaly> {
+    chain_with(&Config::default(), services)
+}
+
+fn chain_with(config: &Config, services: &[&str]) -> Vec<poirot::analysis::Anomaly> {
+    analyse_with(config, |t| {
+        for (i, s) in services.iter().enumerate() {
+            let id = i as u64 + 1;
+            if i == 0 {
+                t.span(id, s, Server, &[]);
+            } else {
+                t.child(id, s, id - 1);
+            }
+        }
+    })
+    .1
+}
+
+#[test]
+fn two_reentries_make_a_recursive_chain() {
+    let anomalies = chain(&["A", "B", "A", "B", "A"]);
+    assert_eq!(anomalies.len(), 1, "{anomalies:#?}");
+    let a = &anomalies[0];
+    assert_eq!(a.kind, AnomalyKind::RecursiveChain);
+    assert_eq!(a.details.reentries, Some(2));
+    assert_eq!(a.details.cycle.as_deref(), Some(&["A".to_owned(), "B".to_owned()][..]));
+    assert_eq!(a.details.chain.as_ref().map(|c| c.join(">")).as_deref(), Some("A>B>A>B>A"));
+    assert_eq!(a.span_id, "0000000000000005", "the span that re-entered A the second time");
+}
+
+#[test]
+fn fewer_reentries_or_nesting_are_not_recursion() {
+    assert!(chain(&["A", "B", "A", "B"]).is_empty(), "each service re-entered once");
+    assert!(chain(&["A", "A", "A", "B", "B", "A"]).is_empty(), "nested spans of one service");
+    assert!(chain(&["A", "B", "C", "D", "E"]).is_empty());
+}
+
+#[test]
+fn min_reentries_is_configurable() {
+    let mut c = Config::default();
+    c.anomalies.min_reentries = 1;
+    let anomalies = chain_with(&c, &["A", "B", "A"]);
+    assert_eq!(anomalies.len(), 1);
+    assert_eq!(anomalies[0].details.reentries, Some(1));
+}
+
+#[test]
+fn one_anomaly_per_trace_and_cycle() {
+    // The same A-B loop on two branches, and a separate C-D loop.
+    let (_, anomalies) = analyse(|t| {
+        t.span(1, "R", Server, &[]);
+        let mut id = 10;
+        for services in [["A", "B", "A", "B", "A", "B", "A"], ["B", "A", "B", "A", "B", "A", "B"]] {
+            let mut parent = 1;
+            for s in services {
+                id += 1;
+                t.child(id, s, parent);
+                parent = id;
+            }
+        }
+        let mut parent = 1;
+        for s in ["C", "D", "C", "D", "C"] {
+            id += 1;
+            t.child(id, s, parent);
+            parent = id;
+        }
+    });
+    let mut cycles: Vec<(String, u32)> = anomalies
+        .iter()
+        .map(|a| {
+            assert_eq!(a.kind, AnomalyKind::RecursiveChain);
+            (
+                a.details.cycle.as_ref().map(|c| c.join(",")).unwrap_or_default(),
+                a.details.reentries.unwrap_or(0),
+            )
+        })
+        .collect();
+    cycles.sort();
+    assert_eq!(cycles, vec![("A,B".to_owned(), 3), ("C,D".to_owned(), 2)]);
+}
+
+#[test]
+fn three_service_loop() {
+    let anomalies = chain(&["A", "B", "C", "A", "B", "C", "A"]);
+    assert_eq!(anomalies.len(), 1);
+    assert_eq!(anomalies[0].details.cycle.as_ref().map(|c| c.join(",")).as_deref(), Some("A,B,C"));
+    assert_eq!(anomalies[0].details.reentries, Some(2));
+}
+
+#[test]
+fn reference_cycles_and_self_references() {
+    let (_, anomalies) = analyse(|t| {
+        t.span(1, "A", Server, &[(3, ChildOf)]);
+        t.child(2, "B", 1);
+        t.child(3, "C", 2);
+        t.span(4, "D", Server, &[(4, FollowsFrom)]);
+        t.span(5, "E", Server, &[]);
+    });
+    let mut kinds: Vec<_> =
+        anomalies.iter().map(|a| (a.kind, a.span_id.clone(), a.evidence.span_ids.len())).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            (AnomalyKind::ReferenceCycle, "0000000000000001".to_owned(), 3),
+            (AnomalyKind::ReferenceCycle, "0000000000000004".to_owned(), 1),
+        ]
+    );
+    assert!(anomalies.iter().any(|a| a.summary.contains("references itself")));
+}
+
+#[test]
+fn edges_count_calls_between_services_per_relation() {
+    let (p, _) = analyse(|t| {
+        t.span(1, "frontend", Server, &[]);
+        t.child(2, "frontend", 1); // same service: not an edge
+        t.child(3, "driver", 2).error = true;
+        t.child(4, "driver", 2);
+        t.span(5, "redis", Server, &[(3, ChildOf), (4, FollowsFrom)]); // two parents, two edges
+    });
+    let rows = p.analyzer.edges.service_rows(&p.names);
+    let got: Vec<(String, String, &str, u64, u64)> = rows
+        .iter()
+        .map(|r| (r.source.clone(), r.target.clone(), r.relation, r.stats.calls, r.stats.errors))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("driver".into(), "redis".into(), "child_of", 1, 0),
+            ("driver".into(), "redis".into(), "follows_from", 1, 0),
+            ("frontend".into(), "driver".into(), "child_of", 2, 1),
+        ]
+    );
+    let ops = p.analyzer.edges.operation_rows(&p.names);
+    assert_eq!(ops.len(), 3);
+    assert_eq!(ops[2].source_operation, "frontend-op");
+}
+
+#[test]
+fn messaging_hops_carry_destination_and_latency() {
+    let (p, _) = analyse(|t| {
+        t.span(1, "A", Server, &[]);
+        t.span(2, "A", Producer, &[(1, ChildOf)]).destination = t.names.intern("Q");
+        t.span(3, "B", Consumer, &[(2, FollowsFrom)]);
+    });
+    let rows = p.analyzer.edges.service_rows(&p.names);
+    assert_eq!(rows.len(), 1);
+    let hop = &rows[0].destinations[0];
+    assert_eq!(hop.destination, "Q");
+    assert_eq!(hop.stats.messages, 1);
+    assert_eq!(hop.stats.hop_latency_us_sum, 1000, "consumer starts 1 ms after the producer");
+}
+
+#[test]
+fn every_span_counts_for_red_once() {
+    let (p, _) = analyse(|t| {
+        t.span(1, "A", Server, &[]);
+        t.child(2, "B", 1).error = true;
+        let dup = t.spans[1].clone();
+        t.spans.push(dup); // a re-delivery
+    });
+    assert_eq!(p.analyzer.red.total_calls(), 2);
+    assert_eq!(p.analyzer.stats.duplicate_spans, 1);
+    let text = poirot::sink::prometheus::render_red(&p);
+    assert!(text.contains("service_name=\"B\",span_name=\"B-op\",span_kind=\"SPAN_KIND_INTERNAL\",status_code=\"STATUS_CODE_ERROR\"} 1"), "{text}");
+}
