@@ -1,0 +1,100 @@
+//! `poirot demo` as a person uses it: the page, the graph, /metrics, anomalies
+//! appearing with SIMULATE_S3_BEHAVIOUR=ERROR, and a clean stop on Ctrl-C.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// GET over plain HTTP/1.1; returns (status line, body).
+fn get(port: u16, path: &str) -> Option<(String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_owned(), body.to_owned()))
+}
+
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn demo_shows_red_graph_and_message_loss_then_stops_on_ctrl_c() {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_poirot"))
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--duration", "60"])
+        .env("SIMULATE_S3_BEHAVIOUR", "ERROR")
+        .env("PUBLISHER_RATE", "20")
+        .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "3s")
+        .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "200ms")
+        .env("POIROT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("demo starts");
+    let mut demo = Demo(child);
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let snapshot = loop {
+        assert!(Instant::now() < deadline, "no message_loss anomaly on the page within 40 s");
+        if let Some((status, body)) = get(port, "/api/snapshot") {
+            assert!(status.contains("200"), "{status}");
+            let v: serde_json::Value = serde_json::from_str(&body).expect("snapshot is JSON");
+            if v["anomaly_counts"]["message_loss"].as_u64().unwrap_or(0) >= 3 && !v["edges"].as_array().is_none_or(Vec::is_empty) {
+                break v;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let latest = &snapshot["anomalies"][0];
+    assert_eq!(latest["kind"], "message_loss");
+    assert_eq!(latest["destination"], "SANDBOX_RESULT");
+    assert!(latest["summary"].as_str().is_some_and(|s| s.contains("SANDBOX_RESULT")));
+    let red = snapshot["red"].as_array().expect("red rows");
+    let s3 = red.iter().find(|r| r["operation"] == "S3_GET").expect("an S3_GET row");
+    assert_eq!(s3["errors"], s3["calls"], "every S3 download fails in ERROR mode");
+
+    let (_, page) = get(port, "/").expect("page");
+    assert!(page.contains("<title>poirot demo</title>") && page.contains("/api/snapshot"));
+    let (_, svg) = get(port, "/graph.svg").expect("graph");
+    assert!(svg.starts_with("<svg"), "{svg}");
+    for service in ["startWorkflow", "SandboxAnalyser", "StaticalAnalyser", "Classificator"] {
+        assert!(svg.contains(&format!(">{service}</text>")), "{service} missing from the graph");
+    }
+    let (_, metrics) = get(port, "/metrics").expect("metrics");
+    assert!(metrics.contains("traces_span_metrics_calls_total{service_name=\"SandboxAnalyser\",span_name=\"S3_GET\""));
+    assert!(metrics.contains("traces_span_metrics_duration_milliseconds_bucket{"));
+    let loss: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("poirot_anomalies_total{kind=\"message_loss\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("anomaly counter");
+    assert!(loss >= 3);
+
+    // Ctrl-C: a clean stop with exit status 0.
+    let pid = demo.0.id().to_string();
+    let sent = Command::new("kill").args(["-INT", &pid]).status().expect("kill runs");
+    assert!(sent.success());
+    let stop_by = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = demo.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < stop_by, "demo did not stop within 10 s of Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+}
