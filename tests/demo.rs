@@ -7,7 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// GET over plain HTTP/1.1; returns (status line, body).
@@ -53,7 +56,9 @@ fn demo_shows_red_graph_and_message_loss_then_stops_on_ctrl_c() {
         if let Some((status, body)) = get(port, "/api/snapshot") {
             assert!(status.contains("200"), "{status}");
             let v: serde_json::Value = serde_json::from_str(&body).expect("snapshot is JSON");
-            if v["anomaly_counts"]["message_loss"].as_u64().unwrap_or(0) >= 3 && !v["edges"].as_array().is_none_or(Vec::is_empty) {
+            if v["anomaly_counts"]["message_loss"].as_u64().unwrap_or(0) >= 3
+                && !v["edges"].as_array().is_none_or(Vec::is_empty)
+            {
                 break v;
             }
         }
@@ -75,7 +80,8 @@ fn demo_shows_red_graph_and_message_loss_then_stops_on_ctrl_c() {
         assert!(svg.contains(&format!(">{service}</text>")), "{service} missing from the graph");
     }
     let (_, metrics) = get(port, "/metrics").expect("metrics");
-    assert!(metrics.contains("traces_span_metrics_calls_total{service_name=\"SandboxAnalyser\",span_name=\"S3_GET\""));
+    assert!(metrics
+        .contains("traces_span_metrics_calls_total{service_name=\"SandboxAnalyser\",span_name=\"S3_GET\""));
     assert!(metrics.contains("traces_span_metrics_duration_milliseconds_bucket{"));
     let loss: u64 = metrics
         .lines()

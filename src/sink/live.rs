@@ -192,7 +192,7 @@ pub fn render_svg(edges: &[ServiceEdgeRow]) -> String {
         rows[i] = *r;
         *r += 1;
     }
-    let (w, h, gx, gy) = (170.0, 44.0, 250.0, 90.0);
+    let (w, h, gx, gy) = (170.0, 44.0, 300.0, 90.0);
     let pos = |i: usize| (20.0 + column[i] as f64 * gx, 30.0 + rows[i] as f64 * gy);
     let width = 40.0 + (per_column.keys().max().copied().unwrap_or(0) as f64) * gx + w;
     let height = 60.0 + (per_column.values().max().copied().unwrap_or(1) as f64) * gy;
