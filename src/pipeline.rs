@@ -76,7 +76,7 @@ impl Pipeline {
         let format = format.or_else(|| decode::detect(record));
         match format {
             Some(f) => decode::decode(f, record, &mut self.names, &mut spans, &mut errors),
-            None => decode::decode_auto(record, &mut self.names, &mut spans, &mut errors),
+            None => errors.push(decode::unrecognized(record)),
         }
         if format == Some(Format::JaegerUi) {
             // A UI document lists traces in no time order; feed it as a tracer would have.
@@ -85,8 +85,9 @@ impl Pipeline {
         for e in errors.drain(..) {
             self.reject(e);
         }
+        let now = self.tracker.now_us();
         for s in spans.drain(..) {
-            self.push_span(partition, s);
+            self.push_span_at(partition, s, now);
         }
         self.spans = spans;
         self.errors = errors;
@@ -103,11 +104,16 @@ impl Pipeline {
 
     /// Feeds one decoded span.
     pub fn push_span(&mut self, partition: u32, span: Span) {
+        let now = self.tracker.now_us();
+        self.push_span_at(partition, span, now);
+    }
+
+    fn push_span_at(&mut self, partition: u32, span: Span, now: i64) {
         self.input.spans += 1;
         let event = span.event_time_us();
         let mut assembled = std::mem::take(&mut self.assembled);
         self.assembler.process_element(span, &mut Context::new(&mut self.names, &mut assembled));
-        if let Some(wm) = self.tracker.observe(partition, event) {
+        if let Some(wm) = self.tracker.observe_at(partition, event, now) {
             self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
         }
         self.analyse(&mut assembled);

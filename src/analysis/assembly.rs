@@ -176,7 +176,9 @@ impl Operator for TraceAssembler {
             }
             None => {
                 let id = span.trace_id;
-                let t = OpenTrace { spans: vec![span], total: 1, last_event: event };
+                let mut spans = Vec::with_capacity(4);
+                spans.push(span);
+                let t = OpenTrace { spans, total: 1, last_event: event };
                 self.timers.schedule(self.deadline(&t), id);
                 self.open.insert(id, t);
                 self.buffered += 1;

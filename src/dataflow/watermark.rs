@@ -36,6 +36,11 @@ impl WatermarkTracker {
         WatermarkTracker { config, clock, partitions: Vec::new(), current: EventTime::MIN }
     }
 
+    /// Processing time now, from the tracker's clock.
+    pub fn now_us(&self) -> i64 {
+        self.clock.now_us()
+    }
+
     pub fn current(&self) -> EventTime {
         self.current
     }
@@ -53,6 +58,12 @@ impl WatermarkTracker {
     /// if it advanced.
     pub fn observe(&mut self, partition: u32, event_time: EventTime) -> Option<EventTime> {
         let now = self.clock.now_us();
+        self.observe_at(partition, event_time, now)
+    }
+
+    /// [`observe`](Self::observe) with processing time `now` read by the caller
+    /// (once per record rather than once per span).
+    pub fn observe_at(&mut self, partition: u32, event_time: EventTime, now: i64) -> Option<EventTime> {
         let part = self.partition(partition);
         part.last_active_us = now;
         part.ended = false;

@@ -88,7 +88,13 @@ fn decode_tag<'a>(b: &'a [u8], attrs: &mut Attrs<'a>) -> Result<(), DecodeError>
     while !r.at_end() {
         let (f, wt) = r.key().map_err(|e| malformed(e, "tag"))?;
         match (f, wt) {
-            (1, LEN) => key = r.bytes().map_err(|e| malformed(e, "tag"))?,
+            (1, LEN) => {
+                key = r.bytes().map_err(|e| malformed(e, "tag"))?;
+                // Most tags are of no interest; the key comes first, so stop here.
+                if !is_interesting_key(key) {
+                    return Ok(());
+                }
+            }
             (3, LEN) => v_str = Some(r.bytes().map_err(|e| malformed(e, "tag"))?),
             (4, VARINT) => v_bool = Some(r.varint().map_err(|e| malformed(e, "tag"))? != 0),
             _ => r.skip(wt).map_err(|e| malformed(e, "tag"))?,

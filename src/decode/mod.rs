@@ -165,9 +165,14 @@ pub fn decode_auto(
 ) {
     match detect(record) {
         Some(f) => decode(f, record, names, spans, errors),
-        None => errors.push(DecodeError::new(
-            Reason::UnrecognizedFormat,
-            format!("record of {} bytes is in none of the known formats", record.len()),
-        )),
+        None => errors.push(unrecognized(record)),
     }
+}
+
+/// The error for a record in none of the formats.
+pub fn unrecognized(record: &[u8]) -> DecodeError {
+    DecodeError::new(
+        Reason::UnrecognizedFormat,
+        format!("record of {} bytes is in none of the known formats", record.len()),
+    )
 }

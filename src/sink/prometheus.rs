@@ -2,7 +2,6 @@
 //! [`crate::analysis::red`]) and poirot's own counters.
 
 use crate::analysis::AnomalyKind;
-use crate::decode::Reason;
 use crate::pipeline::Pipeline;
 use std::fmt::Write;
 
@@ -78,19 +77,4 @@ pub fn render(p: &Pipeline) -> String {
         let _ = writeln!(out, "poirot_watermark_seconds {}", p.watermark() as f64 / 1e6);
     }
     out
-}
-
-/// Every reason label that can appear, for people writing alerts.
-pub fn bad_record_reasons() -> [Reason; 9] {
-    [
-        Reason::MalformedProtobuf,
-        Reason::MalformedJson,
-        Reason::InvalidUtf8,
-        Reason::InvalidTraceId,
-        Reason::InvalidSpanId,
-        Reason::InvalidTime,
-        Reason::UnrecognizedFormat,
-        Reason::RecordTooLarge,
-        Reason::DuplicateSpan,
-    ]
 }
