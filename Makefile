@@ -1,8 +1,9 @@
 # poirot: the two commands a person needs are `make run` and `make test`.
 CARGO ?= cargo
 DEMO_LISTEN ?= 127.0.0.1:8080
+SERVICES := scripts/services/services.sh
 
-.PHONY: run test lint build bench fmt clean
+.PHONY: run test unit lint build bench fmt clean services-up services-down services-status services-test
 
 build:
 	$(CARGO) build --release
@@ -12,14 +13,31 @@ run: build
 	@echo "poirot demo: web page http://$(DEMO_LISTEN)/  metrics http://$(DEMO_LISTEN)/metrics  (Ctrl-C stops)"
 	./target/release/poirot demo --listen $(DEMO_LISTEN)
 
-## The whole test suite.
-test: lint
+## The whole test suite: lints, unit/property/CLI tests, then the real servers.
+test: lint unit
+
+unit:
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+## Real servers (Kafka, Neo4j, OpenSearch, Prometheus, Alertmanager, Jaeger, HotROD) on 127.0.0.1.
+services-up:
+	$(SERVICES) up
+
+services-down:
+	$(SERVICES) down
+
+services-status:
+	$(SERVICES) status
+
+## Brings the servers up, runs tests/services.rs against them, and stops them again
+## (KEEP_SERVICES=1 leaves them running).
+services-test:
+	scripts/services/run-tests.sh
 
 bench:
 	$(CARGO) bench --bench pipeline

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod http;
+
 use poirot::analysis::{Anomaly, DetectedAt};
 use poirot::config::Config;
 use poirot::dataflow::SystemClock;

@@ -1,0 +1,173 @@
+# Shared helpers for the service scripts. Source it; do not run it.
+#
+# Conventions every service script follows:
+#   scripts/services/<name>.sh install|up|down|status
+#   - install: fetch or build into $POIROT_CACHE (idempotent; a second run takes seconds)
+#   - up:      install if needed, start in the background bound to 127.0.0.1 only,
+#              record the pid in $POIROT_RUN/<name>.pid, wait until it really answers
+#   - down:    stop exactly the pid in the pid file (never by name)
+#   - status:  print one line: "<name>: running (pid N) <address>" or "<name>: stopped"
+# Ports come from environment variables with defaults (see ports below), so two
+# runs on one machine can use different ports and run directories.
+
+set -euo pipefail
+
+SERVICES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$SERVICES_DIR/../.." && pwd)
+# Downloads and builds, kept between runs and checkouts (the user's cache directory).
+POIROT_CACHE=${POIROT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/poirot}
+# Pid files, logs, data and the env file of this checkout's servers (git-ignored).
+POIROT_RUN=${POIROT_RUN:-$ROOT/.cache/run}
+mkdir -p "$POIROT_CACHE" "$POIROT_RUN"
+
+# Ports (all on 127.0.0.1).
+KAFKA_PORT=${KAFKA_PORT:-19092}
+KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-19093}
+NEO4J_BOLT_PORT=${NEO4J_BOLT_PORT:-17687}
+NEO4J_USER=${NEO4J_USER:-neo4j}
+NEO4J_PASSWORD=${NEO4J_PASSWORD:-poirot-test-pw}
+OPENSEARCH_PORT=${OPENSEARCH_PORT:-19200}
+PROMETHEUS_PORT=${PROMETHEUS_PORT:-19090}
+ALERTMANAGER_PORT=${ALERTMANAGER_PORT:-19094}
+JAEGER_OTLP_GRPC_PORT=${JAEGER_OTLP_GRPC_PORT:-14317}
+JAEGER_OTLP_HTTP_PORT=${JAEGER_OTLP_HTTP_PORT:-14318}
+JAEGER_HEALTH_PORT=${JAEGER_HEALTH_PORT:-13133}
+JAEGER_V1_OTLP_GRPC_PORT=${JAEGER_V1_OTLP_GRPC_PORT:-24317}
+JAEGER_V1_OTLP_HTTP_PORT=${JAEGER_V1_OTLP_HTTP_PORT:-24318}
+JAEGER_V1_ADMIN_PORT=${JAEGER_V1_ADMIN_PORT:-24269}
+HOTROD_PORT=${HOTROD_PORT:-18080}
+
+die() {
+  echo "services: $*" >&2
+  exit 1
+}
+
+say() {
+  echo "services: $*" >&2
+}
+
+# need CMD HINT: fail with one line when a tool is missing.
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "$1 is not installed ($2)"
+}
+
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# require_free_port NAME PORT
+require_free_port() {
+  if port_in_use "$2"; then
+    die "$1: port $2 on 127.0.0.1 is already in use (set another with its *_PORT variable)"
+  fi
+}
+
+pid_file() { echo "$POIROT_RUN/$1.pid"; }
+log_file() { echo "$POIROT_RUN/$1.log"; }
+
+is_running() {
+  local f
+  f=$(pid_file "$1")
+  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+# start_bg NAME CMD...: start CMD detached, output to the log, pid to the pid file.
+start_bg() {
+  local name=$1
+  shift
+  : >"$(log_file "$name")"
+  setsid "$@" >>"$(log_file "$name")" 2>&1 </dev/null &
+  echo $! >"$(pid_file "$name")"
+}
+
+# stop NAME: TERM the recorded pid, then KILL after 30 s. Never by name.
+stop() {
+  local name=$1 f pid
+  f=$(pid_file "$name")
+  if [ ! -f "$f" ]; then
+    say "$name: not running"
+    return 0
+  fi
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.5
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "$name: did not stop in 30 s, killing pid $pid"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$f"
+  say "$name: stopped"
+}
+
+# wait_for NAME TIMEOUT_SECONDS CHECK_CMD...: poll until CHECK_CMD succeeds.
+# On timeout or when the process died: the tail of its log, and fail.
+wait_for() {
+  local name=$1 timeout=$2
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ! is_running "$name"; then
+      tail -n 40 "$(log_file "$name")" >&2 || true
+      die "$name exited before it answered (log: $(log_file "$name"))"
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      tail -n 40 "$(log_file "$name")" >&2 || true
+      die "$name did not answer within ${timeout}s (log: $(log_file "$name"))"
+    fi
+    sleep 1
+  done
+}
+
+# status_line NAME ADDRESS
+status_line() {
+  if is_running "$1"; then
+    echo "$1: running (pid $(cat "$(pid_file "$1")")) $2"
+  else
+    echo "$1: stopped"
+  fi
+}
+
+# mvn_fetch DIR POM_XML: copy an artifact and its runtime dependencies into DIR/lib once.
+mvn_fetch() {
+  local dir=$1 pom=$2
+  if [ -f "$dir/.complete" ]; then
+    return 0
+  fi
+  need mvn "install Maven: apt-get install maven"
+  need java "install a JDK 17: apt-get install openjdk-17-jdk-headless"
+  mkdir -p "$dir"
+  printf '%s\n' "$pom" >"$dir/pom.xml"
+  say "fetching $(basename "$dir") from Maven Central (once)"
+  if ! mvn -q -B -f "$dir/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$dir/lib" -DincludeScope=runtime >"$dir/mvn.log" 2>&1; then
+    tail -n 20 "$dir/mvn.log" >&2
+    die "Maven could not fetch $(basename "$dir") (log: $dir/mvn.log)"
+  fi
+  touch "$dir/.complete"
+}
+
+# javac_cached SRC CLASSPATH OUTDIR: compile one Java source file into OUTDIR; again only
+# when the source changed (its checksum is kept in OUTDIR). Needs a JDK's javac.
+javac_cached() {
+  local src=$1 cp=$2 out=$3 sum tmp
+  sum=$(sha256sum "$src" | cut -d' ' -f1)
+  if [ -f "$out/.source.sha256" ] && [ "$(cat "$out/.source.sha256")" = "$sum" ]; then
+    return 0
+  fi
+  need javac "install a JDK 17: apt-get install openjdk-17-jdk-headless"
+  tmp=$(mktemp -d "$out.tmp.XXXXXX")
+  if ! javac -nowarn -encoding UTF-8 -d "$tmp" -cp "$cp" "$src" >"$tmp.log" 2>&1; then
+    cat "$tmp.log" >&2
+    rm -rf "$tmp" "$tmp.log"
+    die "could not compile $src"
+  fi
+  rm -f "$tmp.log"
+  echo "$sum" >"$tmp/.source.sha256"
+  rm -rf "$out"
+  mv "$tmp" "$out"
+}

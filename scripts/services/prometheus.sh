@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Prometheus (and promtool) from Debian's `prometheus` package, run by hand on 127.0.0.1.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+NAME=prometheus
+POIROT_METRICS_PORT=${POIROT_METRICS_PORT:-18088}
+DIR=$POIROT_RUN/prometheus
+CONFIG=$DIR/prometheus.yml
+
+# Installs Debian packages without letting their maintainer scripts start services
+# (they would listen on 0.0.0.0).
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  need apt-get "this needs a Debian system to install ${missing[*]}"
+  [ "$(id -u)" -eq 0 ] || die "installing ${missing[*]} needs root (apt-get install ${missing[*]})"
+  say "installing ${missing[*]} from Debian (once)"
+  local policy=/usr/sbin/policy-rc.d restore=""
+  [ -e "$policy" ] && restore=$(mktemp) && cp "$policy" "$restore"
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+  local ok=0
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+    >"$POIROT_RUN/apt.log" 2>&1 || ok=$?
+  if [ -n "$restore" ]; then mv "$restore" "$policy"; else rm -f "$policy"; fi
+  if [ "$ok" -ne 0 ]; then
+    tail -n 10 "$POIROT_RUN/apt.log" >&2
+    die "apt-get could not install ${missing[*]} (log: $POIROT_RUN/apt.log)"
+  fi
+}
+
+install() {
+  apt_install prometheus
+  need prometheus "apt-get install prometheus"
+  need promtool "apt-get install prometheus"
+}
+
+write_config() {
+  mkdir -p "$DIR/data"
+  sed -e "s|@ALERTMANAGER_PORT@|$ALERTMANAGER_PORT|g" \
+    -e "s|@PROMETHEUS_PORT@|$PROMETHEUS_PORT|g" \
+    -e "s|@POIROT_METRICS_PORT@|$POIROT_METRICS_PORT|g" \
+    -e "s|@RULES@|$SERVICES_DIR/prometheus/rules.yml|g" \
+    "$SERVICES_DIR/prometheus/prometheus.yml.in" >"$CONFIG"
+  promtool check config "$CONFIG" >"$DIR/promtool.log" 2>&1 || {
+    cat "$DIR/promtool.log" >&2
+    die "promtool rejects $CONFIG"
+  }
+}
+
+ready() {
+  curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
+}
+
+up() {
+  install
+  if is_running "$NAME"; then
+    say "$NAME: already running"
+    return 0
+  fi
+  require_free_port "$NAME" "$PROMETHEUS_PORT"
+  write_config
+  start_bg "$NAME" prometheus \
+    --config.file="$CONFIG" \
+    --storage.tsdb.path="$DIR/data" \
+    --storage.tsdb.retention.time=1d \
+    --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
+    --web.enable-lifecycle
+  wait_for "$NAME" 60 ready
+  say "$NAME: ready on http://127.0.0.1:$PROMETHEUS_PORT (scrapes poirot on 127.0.0.1:$POIROT_METRICS_PORT)"
+}
+
+case "${1:-status}" in
+  install) install ;;
+  up) up ;;
+  down) stop "$NAME" ;;
+  status) status_line "$NAME" "http://127.0.0.1:$PROMETHEUS_PORT" ;;
+  check-config) install && write_config && cat "$DIR/promtool.log" ;;
+  install-packages) shift && apt_install "$@" ;;
+  *) die "usage: prometheus.sh install|up|down|status|check-config|install-packages PKG..." ;;
+esac

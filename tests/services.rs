@@ -1,0 +1,303 @@
+//! The real servers of the test harness, each shown to work for real.
+//!
+//! `make test` brings them up (`make services-up`) and runs these with
+//! `--ignored`; by hand: `make services-up && . .cache/run/env && cargo test --test services -- --ignored`.
+
+mod common;
+
+use common::http;
+use poirot::decode::{self, Format};
+use poirot::model::Interner;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message};
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run `make services-up` and source .cache/run/env"))
+}
+
+fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn consumer(group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", env("POIROT_TEST_KAFKA"))
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "true")
+        .create()
+        .expect("kafka consumer")
+}
+
+/// Polls `topic` from the start with a fresh group until `done` says so or `timeout`.
+fn consume_until(topic: &str, timeout: Duration, mut done: impl FnMut(&[u8]) -> bool) -> bool {
+    let group = format!("poirot-test-{}-{}", topic, std::process::id());
+    let c = consumer(&group);
+    c.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
+            if done(m.payload().unwrap_or_default()) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn kafka_produces_and_consumes_with_a_consumer_group() {
+    let topic = format!("poirot-selftest-{}", std::process::id());
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", env("POIROT_TEST_KAFKA")).create().expect("producer");
+    for i in 0..10 {
+        let payload = format!("message {i}");
+        producer.send(BaseRecord::to(&topic).key("k").payload(&payload)).expect("enqueue");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    let mut seen = BTreeSet::new();
+    let ok = consume_until(&topic, Duration::from_secs(60), |p| {
+        seen.insert(String::from_utf8_lossy(p).into_owned());
+        seen.len() == 10
+    });
+    assert!(ok, "consumed only {seen:?}");
+    assert!(seen.contains("message 9"));
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn neo4j_writes_and_reads_a_node_with_a_parameter() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let graph = neo4rs::Graph::new(
+            env("POIROT_TEST_NEO4J"),
+            env("POIROT_TEST_NEO4J_USER"),
+            env("POIROT_TEST_NEO4J_PASSWORD"),
+        )
+        .await
+        .expect("bolt connection with the password");
+        // A hostile name must round-trip as data, never as Cypher.
+        let name = format!("x'}}) DETACH DELETE n // {}", std::process::id());
+        graph
+            .run(
+                neo4rs::query("MERGE (s:SelfTest {name: $name}) SET s.calls = $calls")
+                    .param("name", name.clone())
+                    .param("calls", 42),
+            )
+            .await
+            .expect("write");
+        let mut rows = graph
+            .execute(
+                neo4rs::query("MATCH (s:SelfTest {name: $name}) RETURN s.name AS name, s.calls AS calls")
+                    .param("name", name.clone()),
+            )
+            .await
+            .expect("read");
+        let row = rows.next().await.expect("row").expect("one row");
+        assert_eq!(row.get::<String>("name").expect("name"), name);
+        assert_eq!(row.get::<i64>("calls").expect("calls"), 42);
+        graph.run(neo4rs::query("MATCH (s:SelfTest) DETACH DELETE s")).await.expect("clean up");
+
+        let wrong =
+            neo4rs::Graph::new(env("POIROT_TEST_NEO4J"), env("POIROT_TEST_NEO4J_USER"), "wrong password")
+                .await;
+        let refused = match wrong {
+            Err(_) => true,
+            Ok(g) => g.run(neo4rs::query("RETURN 1")).await.is_err(),
+        };
+        assert!(refused, "auth is on: a wrong password must be refused");
+    });
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn opensearch_bulk_indexes_and_searches() {
+    let base = env("POIROT_TEST_OPENSEARCH");
+    let index = format!("poirot-selftest-{}", std::process::id());
+    let bulk = format!(
+        "{{\"index\":{{\"_index\":\"{index}\",\"_id\":\"a\"}}}}\n{{\"kind\":\"message_loss\",\"summary\":\"SandboxAnalyser lost SANDBOX_RESULT\"}}\n\
+         {{\"index\":{{\"_index\":\"{index}\",\"_id\":\"b\"}}}}\n{{\"kind\":\"recursive_chain\",\"summary\":\"Reporter re-enters Classificator\"}}\n"
+    );
+    let r =
+        http::request("POST", &format!("{base}/_bulk?refresh=true"), "application/x-ndjson", bulk.as_bytes())
+            .expect("bulk");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(v["errors"], false, "{}", r.body);
+    let q = r#"{"query":{"match":{"summary":"SANDBOX_RESULT"}}}"#;
+    let r = http::request("POST", &format!("{base}/{index}/_search"), "application/json", q.as_bytes())
+        .expect("search");
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(v["hits"]["total"]["value"], 1, "{}", r.body);
+    assert_eq!(v["hits"]["hits"][0]["_id"], "a");
+    let _ = http::request("DELETE", &format!("{base}/{index}"), "application/json", b"");
+}
+
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Queries Prometheus; returns the result vector.
+fn prom_query(q: &str) -> Vec<serde_json::Value> {
+    let url = format!("{}/api/v1/query?query={}", env("POIROT_TEST_PROMETHEUS"), urlencode(q));
+    http::get(&url)
+        .ok()
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+        .and_then(|v| v["data"]["result"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn prometheus_scrapes_poirot_and_alertmanager_gets_the_message_loss_alert() {
+    let _demo = Demo(
+        Command::new(env!("CARGO_BIN_EXE_poirot"))
+            .args(["demo", "--listen", &env("POIROT_TEST_POIROT_METRICS"), "--duration", "120"])
+            .env("SIMULATE_S3_BEHAVIOUR", "ERROR")
+            .env("PUBLISHER_RATE", "20")
+            .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "3s")
+            .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "200ms")
+            .env("POIROT_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("demo starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let calls = loop {
+        let r = prom_query(
+            r#"sum(traces_span_metrics_calls_total{service_name="SandboxAnalyser",span_name="S3_GET",status_code="STATUS_CODE_ERROR"})"#,
+        );
+        let v: f64 =
+            r.first().and_then(|s| s["value"][1].as_str()).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        if v > 0.0 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "Prometheus never scraped poirot's RED series");
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(calls >= 1.0);
+    // The alert rule fires on message loss and reaches Alertmanager.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = http::get(&format!("{}/api/v2/alerts", env("POIROT_TEST_ALERTMANAGER")))
+            .expect("alertmanager answers");
+        let alerts: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+        if alerts
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["labels"]["alertname"] == "PoirotMessageLoss"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no PoirotMessageLoss alert in Alertmanager: {}", r.body);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn promtool_accepts_the_prometheus_config() {
+    let out = Command::new(root().join("scripts/services/prometheus.sh"))
+        .arg("check-config")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("SUCCESS"), "{text}");
+}
+
+/// Services seen in spans decoded from `topic` in `format`, after HotROD was driven.
+fn services_on_topic(topic: &str, format: Format, want: &[&str]) -> BTreeSet<String> {
+    let mut names = Interner::new();
+    let mut seen = BTreeSet::new();
+    let mut bad = Vec::new();
+    consume_until(topic, Duration::from_secs(90), |payload| {
+        let (mut spans, mut errors) = (Vec::new(), Vec::new());
+        assert_eq!(decode::detect(payload), Some(format), "{topic}: detected format");
+        decode::decode(format, payload, &mut names, &mut spans, &mut errors);
+        bad.extend(errors);
+        for s in spans {
+            seen.insert(names.resolve(s.service).to_owned());
+        }
+        want.iter().all(|w| seen.contains(*w))
+    });
+    assert!(bad.is_empty(), "{topic}: poirot could not decode {bad:?}");
+    seen
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn hotrod_spans_reach_kafka_through_jaeger_and_poirot_decodes_them() {
+    let drive = Command::new(root().join("scripts/services/hotrod.sh"))
+        .args(["drive", "5"])
+        .output()
+        .expect("drive hotrod");
+    assert!(drive.status.success(), "{}", String::from_utf8_lossy(&drive.stderr));
+    let want = ["frontend", "customer", "driver", "route", "mysql", "redis-manual"];
+    for (topic, format) in [("jaeger-spans", Format::JaegerProto), ("jaeger-spans-json", Format::JaegerJson)]
+    {
+        let seen = services_on_topic(topic, format, &want);
+        for w in want {
+            assert!(seen.contains(w), "{topic}: no {w} spans; saw {seen:?}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn jaeger_v1_collector_writes_kafka_json_that_poirot_decodes() {
+    use poirot::source::simulator::{SimConfig, Simulator, EXTRA_TAGS};
+    let mut names = Interner::new();
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    let (spans, _) =
+        Simulator::new(SimConfig::default(), std::process::id().into()).batch(3, start, 100_000, &mut names);
+    let body = decode::otlp::encode_proto(&spans, &names, &EXTRA_TAGS);
+    let url = format!("{}/v1/traces", env("POIROT_TEST_JAEGER_V1_OTLP_HTTP"));
+    let r = http::request("POST", &url, "application/x-protobuf", &body).expect("post OTLP");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let want: BTreeSet<String> = spans.iter().map(|s| s.span_id.to_string()).collect();
+    let mut got = BTreeSet::new();
+    let mut decoded = Interner::new();
+    let ok = consume_until("jaeger-spans-v1", Duration::from_secs(60), |payload| {
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        decode::decode_auto(payload, &mut decoded, &mut out, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        for s in out {
+            let id = s.span_id.to_string();
+            if want.contains(&id) {
+                assert_eq!(
+                    s.trace_id,
+                    spans.iter().find(|x| x.span_id == s.span_id).map(|x| x.trace_id).unwrap_or_default()
+                );
+                got.insert(id);
+            }
+        }
+        got.len() == want.len()
+    });
+    assert!(ok, "{} of {} spans arrived on jaeger-spans-v1", got.len(), want.len());
+}
