@@ -118,7 +118,16 @@ fn neo4j_writes_and_reads_a_node_with_a_parameter() {
 #[test]
 #[ignore = "needs the real servers: `make test` starts them"]
 fn opensearch_bulk_indexes_and_searches() {
-    let base = env("POIROT_TEST_OPENSEARCH");
+    bulk_index_and_search(&env("POIROT_TEST_OPENSEARCH"));
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn elasticsearch_7_bulk_indexes_and_searches() {
+    bulk_index_and_search(&env("POIROT_TEST_ELASTICSEARCH"));
+}
+
+fn bulk_index_and_search(base: &str) {
     let index = format!("poirot-selftest-{}", std::process::id());
     let bulk = format!(
         "{{\"index\":{{\"_index\":\"{index}\",\"_id\":\"a\"}}}}\n{{\"kind\":\"message_loss\",\"summary\":\"SandboxAnalyser lost SANDBOX_RESULT\"}}\n\

@@ -171,3 +171,37 @@ javac_cached() {
   rm -rf "$out"
   mv "$tmp" "$out"
 }
+
+# already_up NAME TIMEOUT CHECK_CMD...: for `up`. 0 when NAME's recorded process runs and
+# answers CHECK_CMD (waiting up to TIMEOUT s for one still starting; fails with the log tail
+# when it runs but never answers). 1 when nothing runs, also when the process died or is
+# dying (a zombie); a stale pid file is removed then, so `up` can start it anew.
+already_up() {
+  local name=$1 timeout=$2
+  shift 2
+  local deadline=$((SECONDS + timeout)) pid state
+  while is_running "$name"; do
+    pid=$(cat "$(pid_file "$name")")
+    state=$(ps -o stat= -p "$pid" 2>/dev/null || true)
+    case $state in
+      "" | Z*)
+        # Exited or exiting: give its threads and sockets up to 15 s to go away.
+        for _ in $(seq 1 30); do
+          kill -0 "$pid" 2>/dev/null || break
+          sleep 0.5
+        done
+        break
+        ;;
+    esac
+    if "$@" >/dev/null 2>&1; then
+      return 0
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      tail -n 40 "$(log_file "$name")" >&2 || true
+      die "$name runs (pid $pid) but did not answer within ${timeout}s (log: $(log_file "$name"))"
+    fi
+    sleep 1
+  done
+  rm -f "$(pid_file "$name")"
+  return 1
+}
