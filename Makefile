@@ -14,7 +14,7 @@ run: build
 	./target/release/poirot demo --listen $(DEMO_LISTEN)
 
 ## The whole test suite: lints, unit/property/CLI tests, then the real servers.
-test: lint unit
+test: lint unit services-test
 
 unit:
 	$(CARGO) test --all-targets
