@@ -11,6 +11,18 @@
 //! [anomalies]
 //! min_reentries = 2           # recursive_chain threshold (A→B→A→B→A)
 //!
+//! [kafka]                     # poirot run
+//! brokers = "127.0.0.1:9092"
+//! topic = "jaeger-spans"
+//! group = "poirot"
+//! encoding = "auto"           # auto | jaeger-proto | jaeger-json | otlp-proto | otlp-json
+//! dead_letter = true          # undecodable messages go to <topic>-dlq
+//! [kafka.properties]          # passed to librdkafka as they are
+//! # "security.protocol" = "SASL_SSL"
+//!
+//! [run]
+//! listen = "127.0.0.1:9464"   # page, /metrics, /healthz
+//!
 //! [demo]
 //! listen = "127.0.0.1:8080"
 //! publisher_rate = 5.0        # workflows started per second
@@ -43,6 +55,50 @@ pub struct Config {
     pub assembly: AssemblySection,
     pub anomalies: AnomalySection,
     pub demo: DemoSection,
+    pub kafka: KafkaSection,
+    pub run: RunSection,
+}
+
+/// The Kafka source of `poirot run`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSection {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    /// `auto` (detected per message), `jaeger-proto`, `jaeger-json` or `otlp-proto`.
+    pub encoding: String,
+    /// Send undecodable messages to `<topic>-dlq`.
+    pub dead_letter: bool,
+    /// Passed to librdkafka as they are: `security.protocol`, `sasl.mechanism`, `ssl.ca.location`, ...
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        KafkaSection {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "jaeger-spans".into(),
+            group: "poirot".into(),
+            encoding: "auto".into(),
+            dead_letter: true,
+            properties: Default::default(),
+        }
+    }
+}
+
+/// `poirot run` itself.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSection {
+    /// Address of the page, `/metrics` and `/healthz`.
+    pub listen: String,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        RunSection { listen: "127.0.0.1:9464".into() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -248,6 +304,26 @@ impl Config {
         }
         if d.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(("demo.listen", format!("{:?} is not an address like 127.0.0.1:8080", d.listen)));
+        }
+        if self.run.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err((
+                "run.listen",
+                format!("{:?} is not an address like 127.0.0.1:9464", self.run.listen),
+            ));
+        }
+        let k = &self.kafka;
+        if !["auto", "jaeger-proto", "jaeger-json", "otlp-proto", "otlp-json"].contains(&k.encoding.as_str())
+        {
+            return Err((
+                "kafka.encoding",
+                format!("{:?} is not auto, jaeger-proto, jaeger-json, otlp-proto or otlp-json", k.encoding),
+            ));
+        }
+        for (key, v) in [("kafka.brokers", &k.brokers), ("kafka.topic", &k.topic), ("kafka.group", &k.group)]
+        {
+            if v.trim().is_empty() {
+                return Err((key, "must not be empty".into()));
+            }
         }
         Ok(())
     }

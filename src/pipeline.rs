@@ -6,7 +6,9 @@
 use crate::analysis::{
     AnalysisConfig, Analyzer, Anomaly, Assembled, AssemblyConfig, DetectedAt, TraceAssembler,
 };
-use crate::dataflow::{Clock, Context, EventTime, Operator, WatermarkConfig, WatermarkTracker};
+use crate::dataflow::{
+    Clock, Context, EventTime, OffsetTracker, Operator, WatermarkConfig, WatermarkTracker,
+};
 use crate::decode::{self, DecodeError, Format, Reason};
 use crate::model::{Interner, Span};
 use std::collections::BTreeMap;
@@ -46,6 +48,16 @@ pub struct Pipeline {
     errors: Vec<DecodeError>,
     assembled: Vec<Assembled>,
     anomalies: Vec<Anomaly>,
+    /// Input offsets still needed by open traces (sources with offsets only).
+    offsets: OffsetTracker,
+}
+
+/// What became of one record.
+#[derive(Debug, Default)]
+pub struct RecordOutcome {
+    pub spans: usize,
+    /// The first error, when the record or one of its spans could not be decoded.
+    pub error: Option<DecodeError>,
 }
 
 const RECENT_ERRORS: usize = 20;
@@ -65,11 +77,36 @@ impl Pipeline {
             errors: Vec::new(),
             assembled: Vec::new(),
             anomalies: Vec::new(),
+            offsets: OffsetTracker::default(),
         }
     }
 
     /// Decodes one record of `partition` (`format` `None`: detect it) and feeds its spans.
-    pub fn push_record(&mut self, partition: u32, format: Option<Format>, record: &[u8]) {
+    pub fn push_record(&mut self, partition: u32, format: Option<Format>, record: &[u8]) -> RecordOutcome {
+        self.push_record_inner(partition, None, format, record)
+    }
+
+    /// [`push_record`](Self::push_record) for a source with offsets: the pipeline
+    /// then knows which offsets open traces still need ([`committable`](Self::committable)).
+    pub fn push_record_at(
+        &mut self,
+        partition: u32,
+        offset: i64,
+        format: Option<Format>,
+        record: &[u8],
+    ) -> RecordOutcome {
+        let outcome = self.push_record_inner(partition, Some(offset), format, record);
+        self.offsets.processed(partition, offset);
+        outcome
+    }
+
+    fn push_record_inner(
+        &mut self,
+        partition: u32,
+        offset: Option<i64>,
+        format: Option<Format>,
+        record: &[u8],
+    ) -> RecordOutcome {
         self.input.records += 1;
         let mut spans = std::mem::take(&mut self.spans);
         let mut errors = std::mem::take(&mut self.errors);
@@ -82,15 +119,17 @@ impl Pipeline {
             // A UI document lists traces in no time order; feed it as a tracer would have.
             spans.sort_by_key(Span::event_time_us);
         }
+        let outcome = RecordOutcome { spans: spans.len(), error: errors.first().cloned() };
         for e in errors.drain(..) {
             self.reject(e);
         }
         let now = self.tracker.now_us();
         for s in spans.drain(..) {
-            self.push_span_at(partition, s, now);
+            self.push_span_at(partition, s, now, offset);
         }
         self.spans = spans;
         self.errors = errors;
+        outcome
     }
 
     /// Counts a record or span that could not be used.
@@ -105,14 +144,20 @@ impl Pipeline {
     /// Feeds one decoded span.
     pub fn push_span(&mut self, partition: u32, span: Span) {
         let now = self.tracker.now_us();
-        self.push_span_at(partition, span, now);
+        self.push_span_at(partition, span, now, None);
     }
 
-    fn push_span_at(&mut self, partition: u32, span: Span, now: i64) {
+    fn push_span_at(&mut self, partition: u32, span: Span, now: i64, offset: Option<i64>) {
         self.input.spans += 1;
         let event = span.event_time_us();
+        let trace = span.trace_id;
         let mut assembled = std::mem::take(&mut self.assembled);
         self.assembler.process_element(span, &mut Context::new(&mut self.names, &mut assembled));
+        if let Some(offset) = offset {
+            if self.assembler.is_open(&trace) && !self.offsets.is_tracked(&trace) {
+                self.offsets.trace_opened(trace, partition, offset);
+            }
+        }
         if let Some(wm) = self.tracker.observe_at(partition, event, now) {
             self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
         }
@@ -122,6 +167,9 @@ impl Pipeline {
 
     fn analyse(&mut self, assembled: &mut Vec<Assembled>) {
         for a in assembled.drain(..) {
+            if let Assembled::Trace(t) = &a {
+                self.offsets.trace_closed(&t.trace_id);
+            }
             self.analyzer.process_element(a, &mut Context::new(&mut self.names, &mut self.anomalies));
         }
     }
@@ -142,6 +190,33 @@ impl Pipeline {
         self.assembler.on_close(&mut Context::new(&mut self.names, &mut assembled));
         self.analyse(&mut assembled);
         self.assembled = assembled;
+    }
+
+    /// The offset of `partition` that may be committed: the first one an open
+    /// trace still needs, or one past the last processed.
+    pub fn committable(&self, partition: u32) -> Option<i64> {
+        self.offsets.committable(partition)
+    }
+
+    /// `partition` was assigned to this pipeline: it takes part in the watermark
+    /// from now on, even before its first record.
+    pub fn assign(&mut self, partition: u32) {
+        self.tracker.register(partition);
+    }
+
+    /// `partition` was taken away: its open traces are dropped unanalysed (the new
+    /// owner re-reads them from the committed offset) and it no longer holds time back.
+    pub fn revoke(&mut self, partition: u32) {
+        for t in self.offsets.traces_of(partition) {
+            self.assembler.discard(&t);
+        }
+        self.offsets.forget(partition);
+        if let Some(wm) = self.tracker.end_partition(partition) {
+            let mut assembled = std::mem::take(&mut self.assembled);
+            self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
+            self.analyse(&mut assembled);
+            self.assembled = assembled;
+        }
     }
 
     /// Anomalies found since the last call.

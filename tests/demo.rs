@@ -73,7 +73,8 @@ fn demo_shows_red_graph_and_message_loss_then_stops_on_ctrl_c() {
     assert_eq!(s3["errors"], s3["calls"], "every S3 download fails in ERROR mode");
 
     let (_, page) = get(port, "/").expect("page");
-    assert!(page.contains("<title>poirot demo</title>") && page.contains("/api/snapshot"));
+    assert!(page.contains("<title>poirot</title>") && page.contains("/api/snapshot"));
+    assert_eq!(snapshot["mode"], "demo");
     let (_, svg) = get(port, "/graph.svg").expect("graph");
     assert!(svg.starts_with("<svg"), "{svg}");
     for service in ["startWorkflow", "SandboxAnalyser", "StaticalAnalyser", "Classificator"] {

@@ -316,3 +316,170 @@ fn jaeger_v1_collector_writes_kafka_json_that_poirot_decodes() {
     });
     assert!(ok, "{} of {} spans arrived on jaeger-spans-v1", got.len(), want.len());
 }
+
+/// Polls poirot's /metrics until `metric` reaches `want` (or panics after `timeout`).
+fn wait_for_metric(addr: &str, metric: &str, want: f64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let body = http::get(&format!("http://{addr}/metrics")).map(|r| r.body).unwrap_or_default();
+        let v: f64 = body
+            .lines()
+            .find(|l| l.starts_with(&format!("{metric} ")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(-1.0);
+        if v >= want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{metric} stayed at {v}, wanted {want}:\n{body}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn run_consumes_simulated_kafka_spans_and_finds_exactly_the_simulated_anomalies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = format!("poirot-e2e-{}", std::process::id());
+    let brokers = env("POIROT_TEST_KAFKA");
+    let expected = dir.path().join("expected.ndjson");
+    let start = chrono_now();
+    let sim = Command::new(env!("CARGO_BIN_EXE_poirot"))
+        .args([
+            "simulate",
+            "--traces",
+            "200",
+            "--loss-rate",
+            "0.1",
+            "--loop-rate",
+            "0.1",
+            "--format",
+            "jaeger-proto",
+        ])
+        .args(["--brokers", &brokers, "--topic", &topic, "--start", &start])
+        .arg("--expected")
+        .arg(&expected)
+        .env("POIROT_LOG", "warn")
+        .output()
+        .expect("simulate");
+    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    // One message that is no span at all: it must go to the dead-letter topic.
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
+    producer
+        .send(BaseRecord::to(&topic).key("junk").payload(&b"\xde\xad\xbe\xef not a span"[..]))
+        .expect("enqueue");
+    producer.flush(Duration::from_secs(30)).expect("flush");
+
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out = dir.path().join("out");
+    let group = format!("{topic}-group");
+    let mut run = Demo(
+        Command::new(env!("CARGO_BIN_EXE_poirot"))
+            .args(["run", "--brokers", &brokers, "--topic", &topic, "--group", &group, "--listen", &listen])
+            .arg("--out")
+            .arg(&out)
+            .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
+            .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
+            .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "3s")
+            .env("POIROT_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("poirot run starts"),
+    );
+    wait_for_metric(&listen, "poirot_traces_closed_total", 200.0, Duration::from_secs(90));
+    wait_for_metric(&listen, "poirot_dead_letters_total", 1.0, Duration::from_secs(30));
+
+    // Exactly the simulated anomalies, once each.
+    let key = |v: &serde_json::Value| {
+        let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        let span = if s("kind") == "message_loss" { s("span_id") } else { String::new() };
+        (s("kind"), s("trace_id"), span, s("destination"))
+    };
+    let read = |p: &std::path::Path| -> Vec<(String, String, String, String)> {
+        let text = std::fs::read_to_string(p).unwrap_or_default();
+        // Only whole lines: the file may be in the middle of being appended to.
+        let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        let mut v: Vec<_> =
+            whole.lines().map(|l| key(&serde_json::from_str(l).expect("json line"))).collect();
+        v.sort();
+        v
+    };
+    let want = read(&expected);
+    assert!(want.len() > 10);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while read(&out.join("anomalies.ndjson")).len() < want.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(read(&out.join("anomalies.ndjson")), want);
+
+    // The dead letter names why and where from.
+    let dlq = consumer(&format!("{topic}-dlq-reader"));
+    dlq.subscribe(&[&format!("{topic}-dlq")]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let headers = loop {
+        if let Some(Ok(m)) = dlq.poll(Duration::from_millis(500)) {
+            use rdkafka::message::Headers;
+            let hs = m.headers().map(|h| {
+                h.iter()
+                    .map(|x| {
+                        (x.key.to_owned(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())
+                    })
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(m.payload(), Some(&b"\xde\xad\xbe\xef not a span"[..]));
+            break hs.unwrap_or_default();
+        }
+        assert!(Instant::now() < deadline, "nothing on the dead-letter topic");
+    };
+    assert!(headers.iter().any(|(k, v)| k == "poirot.reason" && v == "unrecognized_format"), "{headers:?}");
+    assert!(headers.iter().any(|(k, _)| k == "poirot.source.offset"), "{headers:?}");
+
+    // Every trace closed: the committed offsets reach the end of every partition.
+    std::thread::sleep(Duration::from_secs(2));
+    let c = consumer(&group);
+    let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
+    let partitions: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition(&topic, *p);
+    }
+    let committed = c.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    for p in partitions {
+        let (_, high) = c.fetch_watermarks(&topic, p, Duration::from_secs(10)).expect("watermarks");
+        let got = committed.find_partition(&topic, p).map(|e| e.offset());
+        assert_eq!(got, Some(rdkafka::Offset::Offset(high)), "partition {p}");
+    }
+
+    // SIGTERM: a clean stop.
+    let pid = run.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = run.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "poirot run did not stop within 30 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "{status:?}");
+    let deps = std::fs::read_to_string(out.join("dependencies.ndjson")).expect("dependencies written");
+    assert!(
+        deps.contains(
+            r#""source":"startWorkflow","target":"SandboxAnalyser","relation":"follows_from","calls":200"#
+        ),
+        "{deps}"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Now as RFC 3339, so simulated spans have current event times.
+fn chrono_now() -> String {
+    let secs = now_us() / 1_000_000;
+    poirot::decode::time_fmt::format_rfc3339_us(secs * 1_000_000)
+}

@@ -106,6 +106,18 @@ impl TraceAssembler {
         self.buffered
     }
 
+    pub fn is_open(&self, id: &TraceId) -> bool {
+        self.open.contains_key(id)
+    }
+
+    /// Drops an open trace without emitting it (its input partition was taken
+    /// away: the new owner re-reads it). Its timer entry goes stale and is skipped.
+    pub fn discard(&mut self, id: &TraceId) {
+        if let Some(t) = self.open.remove(id) {
+            self.buffered -= t.spans.len();
+        }
+    }
+
     fn deadline(&self, t: &OpenTrace) -> EventTime {
         t.last_event.saturating_add(self.config.inactivity_gap_us)
     }

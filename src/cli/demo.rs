@@ -8,18 +8,13 @@ use crate::dataflow::{Clock, SystemClock};
 use crate::decode::{jaeger_proto, Format};
 use crate::model::{Interner, Span};
 use crate::pipeline::Pipeline;
-use crate::sink::live::{self, RecentAnomalies, Snapshot};
-use crate::sink::prometheus::CONTENT_TYPE;
+use crate::sink::live::{self, RecentAnomalies};
+use crate::sink::web;
 use crate::source::simulator::{SimConfig, Simulator, EXTRA_TAGS};
 use anyhow::Context as _;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::{Html, IntoResponse};
-use axum::routing::get;
-use axum::Router;
 use clap::Args;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -35,16 +30,12 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
-type Shared = Arc<RwLock<Snapshot>>;
-
-const PAGE: &str = include_str!("demo_page.html");
-
 /// How often the pipeline thread publishes a snapshot.
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
 const STEP: Duration = Duration::from_millis(25);
 
 /// Runs the simulator and the pipeline until `stop` is set.
-fn pipeline_thread(config: Config, seed: u64, shared: Shared, stop: Arc<AtomicBool>) {
+fn pipeline_thread(config: Config, seed: u64, shared: web::Shared, stop: Arc<AtomicBool>) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let pconf = super::pipeline_config(&config, DetectedAt::Clock(clock.clone()));
     let mut pipeline = Pipeline::new(pconf, clock.clone());
@@ -88,47 +79,11 @@ fn pipeline_thread(config: Config, seed: u64, shared: Shared, stop: Arc<AtomicBo
             recent.push(a);
         }
         if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
-            let snap = live::take(&pipeline, &recent);
-            if let Ok(mut s) = shared.write() {
-                *s = snap;
-            }
+            web::publish(&shared, live::take("demo", &pipeline, &recent));
             last_snapshot = std::time::Instant::now();
         }
         std::thread::sleep(STEP);
     }
-}
-
-async fn page() -> Html<&'static str> {
-    Html(PAGE)
-}
-
-async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
-    let body = s.read().map(|s| s.metrics.clone()).unwrap_or_default();
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body)
-}
-
-async fn snapshot(State(s): State<Shared>) -> impl IntoResponse {
-    let snap = s.read().map(|s| s.clone()).unwrap_or_default();
-    axum::Json(snap)
-}
-
-async fn graph(State(s): State<Shared>) -> impl IntoResponse {
-    let svg = s.read().map(|s| s.graph_svg.clone()).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "image/svg+xml")], svg)
-}
-
-/// SIGTERM (what `docker stop` sends), where there is one.
-async fn terminated() {
-    #[cfg(unix)]
-    if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        s.recv().await;
-        return;
-    }
-    std::future::pending::<()>().await
-}
-
-async fn health() -> &'static str {
-    "ok\n"
 }
 
 pub fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
@@ -136,9 +91,9 @@ pub fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
     let addr: std::net::SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:8080"))?;
-    let shared: Shared =
-        Arc::new(RwLock::new(Snapshot { graph_svg: live::render_svg(&[]), ..Snapshot::default() }));
+    let shared = web::shared("demo");
     let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(tokio::sync::Notify::new());
     let worker = {
         let (config, shared, stop) = (config.clone(), shared.clone(), stop.clone());
         std::thread::Builder::new()
@@ -146,42 +101,16 @@ pub fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
             .spawn(move || pipeline_thread(config, args.seed, shared, stop))
             .context("cannot start the pipeline thread")?
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let result = rt.block_on(async {
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-        let bound = listener.local_addr().unwrap_or(addr);
+    let until = web::Until {
+        duration: args.duration.map(|d| Duration::from_secs_f64(d.max(0.0))),
+        pipeline_done: done,
+    };
+    let result = web::serve(addr, shared, until, |bound| {
         tracing::info!(
             "poirot demo: page http://{bound}/  metrics http://{bound}/metrics  (s3={:?}, {} workflows/s; Ctrl-C stops)",
             config.demo.s3_behaviour,
             config.demo.publisher_rate
         );
-        let app = Router::new()
-            .route("/", get(page))
-            .route("/metrics", get(metrics))
-            .route("/api/snapshot", get(snapshot))
-            .route("/graph.svg", get(graph))
-            .route("/healthz", get(health))
-            .with_state(shared);
-        let duration = args.duration;
-        let shutdown = async move {
-            let timer = async {
-                match duration {
-                    Some(d) => tokio::time::sleep(Duration::from_secs_f64(d.max(0.0))).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminated() => {}
-                _ = timer => {}
-            }
-        };
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("web server failed")
     });
     stop.store(true, Ordering::Relaxed);
     let _ = worker.join();

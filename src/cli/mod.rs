@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod replay;
+pub mod run;
 pub mod simulate;
 
 use crate::analysis::{AnalysisConfig, AssemblyConfig, DetectedAt};
@@ -27,6 +28,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Consume the Jaeger span topic from Kafka (the main job): page and /metrics, dead letters, files.
+    Run(run::RunArgs),
     /// Analyse trace dumps offline and write the results into a directory.
     Replay(replay::ReplayArgs),
     /// Run the built-in demo pipeline with a web page and /metrics (no servers needed).
@@ -60,6 +63,7 @@ pub fn pipeline_config(c: &Config, detected_at: DetectedAt) -> PipelineConfig {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref(), std::env::vars())?;
     match cli.command {
+        Command::Run(a) => run::run(a, &config),
         Command::Replay(a) => replay::run(a, &config),
         Command::Demo(a) => demo::run(a, &config),
         Command::Simulate(a) => simulate::run(a),

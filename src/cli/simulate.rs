@@ -18,8 +18,15 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "jaeger-proto", value_parser = parse_format)]
     pub format: Format,
     /// File to write (framed as `poirot replay` reads it).
-    #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "brokers")]
+    pub out: Option<PathBuf>,
+    /// Produce to Kafka instead: one message per span (jaeger-proto, jaeger-json) keyed by
+    /// trace id as the Jaeger collector does, or 50-span OTLP requests without a key.
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// Topic to produce to, with --brokers.
+    #[arg(long, default_value = "jaeger-spans")]
+    pub topic: String,
     /// Also write the anomalies the traces must produce, one JSON object per line.
     #[arg(long, value_name = "FILE")]
     pub expected: Option<PathBuf>,
@@ -84,6 +91,68 @@ pub fn encode_file(format: Format, spans: &[Span], names: &Interner) -> Vec<u8> 
     out
 }
 
+/// Produces spans to Kafka as a Jaeger collector would, and waits until all are delivered.
+fn produce(
+    brokers: &str,
+    topic: &str,
+    format: Format,
+    spans: &[Span],
+    names: &Interner,
+) -> anyhow::Result<()> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "poirot-simulate")
+        .set("linger.ms", "5")
+        .create()
+        .context("cannot create a Kafka producer")?;
+    let send = |key: Option<String>, payload: Vec<u8>| -> anyhow::Result<()> {
+        loop {
+            let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(&payload[..]);
+            if let Some(k) = &key {
+                rec = rec.key(k.as_str());
+            }
+            match producer.send(rec) {
+                Ok(()) => return Ok(()),
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    _,
+                )) => {
+                    producer.poll(std::time::Duration::from_millis(50));
+                }
+                Err((e, _)) => return Err(e).context("cannot produce to Kafka"),
+            }
+        }
+    };
+    match format {
+        Format::JaegerProto | Format::JaegerJson => {
+            for s in spans {
+                let payload = if format == Format::JaegerProto {
+                    jaeger_proto::encode(s, names, &EXTRA_TAGS)
+                } else {
+                    jaeger_json::encode(s, names, &EXTRA_TAGS)
+                };
+                send(Some(s.trace_id.to_string()), payload)?;
+            }
+        }
+        Format::OtlpProto | Format::OtlpJson => {
+            for chunk in spans.chunks(OTLP_BATCH) {
+                let payload = if format == Format::OtlpProto {
+                    otlp::encode_proto(chunk, names, &EXTRA_TAGS)
+                } else {
+                    otlp::encode_json(chunk, names, &EXTRA_TAGS)
+                };
+                send(None, payload)?;
+            }
+        }
+        Format::JaegerUi => anyhow::bail!("jaeger-ui is a download format, not a Kafka encoding"),
+    }
+    producer.flush(std::time::Duration::from_secs(60)).context("messages were not delivered to Kafka")?;
+    Ok(())
+}
+
 pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.rate > 0.0, "--rate must be greater than zero");
     anyhow::ensure!((0.0..=1.0).contains(&a.loss_rate), "--loss-rate must be in [0, 1]");
@@ -95,8 +164,13 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
     let config = SimConfig { s3: a.s3, message_loss_rate: a.loss_rate, ping_pong_rate: a.loop_rate };
     let mut sim = Simulator::new(config, a.seed);
     let (spans, expected) = sim.batch(a.traces, start, (1e6 / a.rate) as i64, &mut names);
-    std::fs::write(&a.out, encode_file(a.format, &spans, &names))
-        .with_context(|| format!("cannot write {}", a.out.display()))?;
+    if let Some(out) = &a.out {
+        std::fs::write(out, encode_file(a.format, &spans, &names))
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    if let Some(brokers) = &a.brokers {
+        produce(brokers, &a.topic, a.format, &spans, &names)?;
+    }
     if let Some(path) = &a.expected {
         let mut text = String::new();
         for e in &expected {
@@ -105,6 +179,6 @@ pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
         }
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    tracing::info!(traces = a.traces, spans = spans.len(), anomalies = expected.len(), out = %a.out.display(), "simulated");
+    tracing::info!(traces = a.traces, spans = spans.len(), anomalies = expected.len(), "simulated");
     Ok(())
 }

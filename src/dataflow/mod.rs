@@ -33,10 +33,12 @@
 use crate::model::Interner;
 
 mod clock;
+mod offsets;
 mod timers;
 mod watermark;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use offsets::OffsetTracker;
 pub use timers::TimerQueue;
 pub use watermark::{WatermarkConfig, WatermarkTracker};
 

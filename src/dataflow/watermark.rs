@@ -22,6 +22,8 @@ struct Partition {
     max_event: EventTime,
     last_active_us: i64,
     ended: bool,
+    /// Registered or delivered at least once (indices in between are placeholders).
+    known: bool,
 }
 
 pub struct WatermarkTracker {
@@ -48,7 +50,8 @@ impl WatermarkTracker {
     fn partition(&mut self, p: u32) -> &mut Partition {
         let p = p as usize;
         if self.partitions.len() <= p {
-            let fresh = Partition { max_event: EventTime::MIN, last_active_us: 0, ended: false };
+            let fresh =
+                Partition { max_event: EventTime::MIN, last_active_us: 0, ended: false, known: false };
             self.partitions.resize(p + 1, fresh);
         }
         &mut self.partitions[p]
@@ -67,6 +70,7 @@ impl WatermarkTracker {
         let part = self.partition(partition);
         part.last_active_us = now;
         part.ended = false;
+        part.known = true;
         if event_time <= part.max_event {
             return None; // cannot raise this partition's watermark
         }
@@ -78,6 +82,16 @@ impl WatermarkTracker {
     pub fn tick(&mut self) -> Option<EventTime> {
         let now = self.clock.now_us();
         self.recompute(now)
+    }
+
+    /// `partition` was assigned: until it delivers or turns idle it holds time back,
+    /// so a partition that is merely slower to start does not make others' spans late.
+    pub fn register(&mut self, partition: u32) {
+        let now = self.clock.now_us();
+        let part = self.partition(partition);
+        part.ended = false;
+        part.known = true;
+        part.last_active_us = now;
     }
 
     /// `partition` will deliver nothing more (end of a file, or revoked).
@@ -93,18 +107,25 @@ impl WatermarkTracker {
         let mut active_min: Option<EventTime> = None;
         let mut latest: Option<(EventTime, i64)> = None; // max event, its last activity
         for p in &self.partitions {
+            let active = p.known && !p.ended && now - p.last_active_us < idle;
+            if active {
+                // A registered partition without data yet holds time at its start.
+                let w = if p.max_event == EventTime::MIN {
+                    EventTime::MIN
+                } else {
+                    p.max_event.saturating_sub(ooo)
+                };
+                active_min = Some(active_min.map_or(w, |m| m.min(w)));
+            }
             if p.max_event == EventTime::MIN {
                 continue;
-            }
-            if !p.ended && now - p.last_active_us < idle {
-                let w = p.max_event.saturating_sub(ooo);
-                active_min = Some(active_min.map_or(w, |m| m.min(w)));
             }
             if latest.is_none_or(|(e, _)| p.max_event > e) {
                 latest = Some((p.max_event, p.last_active_us));
             }
         }
         let candidate = match (active_min, latest) {
+            (Some(EventTime::MIN), _) => return None,
             (Some(w), _) => w,
             // Everything idle or ended: time flows on from the newest data.
             (None, Some((e, active))) => e.saturating_sub(ooo).saturating_add((now - active).max(0)),
@@ -162,6 +183,20 @@ mod tests {
         assert_eq!(w.tick(), Some(1000 - 5 + 150));
         clock.advance(10);
         assert_eq!(w.tick(), Some(1000 - 5 + 160));
+    }
+
+    #[test]
+    fn a_registered_partition_without_data_holds_time_until_idle() {
+        let clock = ManualClock::new(1);
+        let mut w = tracker(&clock);
+        w.register(1);
+        assert_eq!(w.observe(0, 100), None, "partition 1 has not delivered yet");
+        clock.advance(150);
+        assert_eq!(w.tick(), Some(95 + 150), "idle now; then everything is idle and time flows");
+        w.register(2);
+        assert_eq!(w.observe(0, 1000), None);
+        assert_eq!(w.observe(2, 500), Some(495), "partition 2 now holds time at its own pace");
+        assert_eq!(w.observe(2, 2000), Some(995));
     }
 
     #[test]

@@ -40,14 +40,19 @@ pub fn sort_anomalies(anomalies: &mut [Anomaly]) {
     });
 }
 
-/// Writes all four outputs of `p` and `anomalies` into `dir` (created if missing).
-pub fn write_outputs(dir: &Path, p: &Pipeline, anomalies: &mut [Anomaly]) -> Result<(), WriteError> {
-    std::fs::create_dir_all(dir).map_err(|source| WriteError { path: dir.display().to_string(), source })?;
-    sort_anomalies(anomalies);
-    write_ndjson(&dir.join(ANOMALIES), anomalies)?;
+/// Rewrites the dependency files and metrics.prom of `p` in `dir`.
+pub fn write_dependencies(dir: &Path, p: &Pipeline) -> Result<(), WriteError> {
     write_ndjson(&dir.join(DEPENDENCIES), &p.analyzer.edges.service_rows(&p.names))?;
     write_ndjson(&dir.join(OPERATION_DEPENDENCIES), &p.analyzer.edges.operation_rows(&p.names))?;
     let metrics = dir.join(METRICS);
     std::fs::write(&metrics, super::prometheus::render_red(p))
         .map_err(|source| WriteError { path: metrics.display().to_string(), source })
+}
+
+/// Writes all four outputs of `p` and `anomalies` into `dir` (created if missing).
+pub fn write_outputs(dir: &Path, p: &Pipeline, anomalies: &mut [Anomaly]) -> Result<(), WriteError> {
+    std::fs::create_dir_all(dir).map_err(|source| WriteError { path: dir.display().to_string(), source })?;
+    sort_anomalies(anomalies);
+    write_ndjson(&dir.join(ANOMALIES), anomalies)?;
+    write_dependencies(dir, p)
 }

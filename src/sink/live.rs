@@ -13,6 +13,8 @@ use std::fmt::Write;
 
 #[derive(Serialize, Clone, Debug, Default)]
 pub struct Snapshot {
+    /// `demo` or `run`.
+    pub mode: String,
     pub watermark: String,
     pub totals: Totals,
     pub red: Vec<RedRow>,
@@ -87,7 +89,7 @@ pub fn quantile_ms(stats: &RedStats, q: f64) -> f64 {
     BUCKETS_MS[BUCKETS_MS.len() - 1]
 }
 
-pub fn take(p: &Pipeline, recent: &RecentAnomalies) -> Snapshot {
+pub fn take(mode: &str, p: &Pipeline, recent: &RecentAnomalies) -> Snapshot {
     let mut grouped: BTreeMap<(String, String, String), RedStats> = BTreeMap::new();
     let mut errors: BTreeMap<(String, String, String), u64> = BTreeMap::new();
     for (k, s) in p.analyzer.red.series() {
@@ -121,6 +123,7 @@ pub fn take(p: &Pipeline, recent: &RecentAnomalies) -> Snapshot {
     let stats = &p.analyzer.stats;
     let edges = p.analyzer.edges.service_rows(&p.names);
     Snapshot {
+        mode: mode.to_owned(),
         watermark: if p.watermark() == i64::MIN { String::new() } else { format_rfc3339_us(p.watermark()) },
         totals: Totals {
             records: p.input.records,

@@ -4,3 +4,4 @@
 pub mod files;
 pub mod live;
 pub mod prometheus;
+pub mod web;

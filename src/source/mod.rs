@@ -1,4 +1,5 @@
-//! Where spans come from: files (replay), and the built-in simulator (demo, simulate).
+//! Where spans come from: Kafka (run), files (replay), and the built-in simulator (demo, simulate).
 
 pub mod file;
+pub mod kafka;
 pub mod simulator;

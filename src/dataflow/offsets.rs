@@ -1,0 +1,107 @@
+//! Which input offsets may be committed: a partition's offset is committed only up
+//! to the first offset of the oldest trace still open from it, so after a crash
+//! or a reassignment the new owner re-reads every span of every unfinished trace.
+
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+
+use crate::model::TraceId;
+
+#[derive(Default, Debug)]
+struct PartitionOffsets {
+    /// First offsets of open traces, with how many traces opened at each.
+    open: BTreeMap<i64, u32>,
+    /// One past the last offset processed.
+    next: Option<i64>,
+}
+
+/// Tracks, per partition, the lowest offset still needed.
+#[derive(Default, Debug)]
+pub struct OffsetTracker {
+    partitions: FxHashMap<u32, PartitionOffsets>,
+    traces: FxHashMap<TraceId, (u32, i64)>,
+}
+
+impl OffsetTracker {
+    /// Offset `offset` of `partition` was processed.
+    pub fn processed(&mut self, partition: u32, offset: i64) {
+        let p = self.partitions.entry(partition).or_default();
+        p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
+    }
+
+    /// `trace` opened with a span from `offset`.
+    pub fn trace_opened(&mut self, trace: TraceId, partition: u32, offset: i64) {
+        if self.traces.insert(trace, (partition, offset)).is_none() {
+            *self.partitions.entry(partition).or_default().open.entry(offset).or_default() += 1;
+        }
+    }
+
+    pub fn is_tracked(&self, trace: &TraceId) -> bool {
+        self.traces.contains_key(trace)
+    }
+
+    /// `trace` closed (or was discarded): it no longer holds its offset.
+    pub fn trace_closed(&mut self, trace: &TraceId) {
+        let Some((partition, offset)) = self.traces.remove(trace) else { return };
+        if let Some(p) = self.partitions.get_mut(&partition) {
+            if let Some(n) = p.open.get_mut(&offset) {
+                *n -= 1;
+                if *n == 0 {
+                    p.open.remove(&offset);
+                }
+            }
+        }
+    }
+
+    /// The offset to commit for `partition`: the first one still needed.
+    pub fn committable(&self, partition: u32) -> Option<i64> {
+        let p = self.partitions.get(&partition)?;
+        p.open.keys().next().copied().or(p.next)
+    }
+
+    /// Traces open from `partition`.
+    pub fn traces_of(&self, partition: u32) -> Vec<TraceId> {
+        self.traces.iter().filter(|(_, (p, _))| *p == partition).map(|(t, _)| *t).collect()
+    }
+
+    /// Forgets `partition` entirely (revoked).
+    pub fn forget(&mut self, partition: u32) {
+        for t in self.traces_of(partition) {
+            self.traces.remove(&t);
+        }
+        self.partitions.remove(&partition);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_up_to_the_oldest_open_trace() {
+        let mut o = OffsetTracker::default();
+        let (a, b) = (TraceId::new(0, 1), TraceId::new(0, 2));
+        o.trace_opened(a, 0, 10);
+        o.processed(0, 10);
+        o.trace_opened(b, 0, 11);
+        o.processed(0, 11);
+        o.processed(0, 12); // a span of an open trace
+        assert_eq!(o.committable(0), Some(10));
+        o.trace_closed(&a);
+        assert_eq!(o.committable(0), Some(11));
+        o.trace_closed(&b);
+        assert_eq!(o.committable(0), Some(13), "nothing open: everything processed");
+        assert_eq!(o.committable(1), None);
+    }
+
+    #[test]
+    fn forgetting_a_partition_drops_its_traces() {
+        let mut o = OffsetTracker::default();
+        o.trace_opened(TraceId::new(0, 1), 3, 5);
+        o.trace_opened(TraceId::new(0, 2), 4, 5);
+        o.forget(3);
+        assert_eq!(o.committable(3), None);
+        assert!(!o.is_tracked(&TraceId::new(0, 1)));
+        assert!(o.is_tracked(&TraceId::new(0, 2)));
+    }
+}
