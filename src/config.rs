@@ -23,6 +23,12 @@
 //! [run]
 //! listen = "127.0.0.1:9464"   # page, /metrics, /healthz
 //!
+//! [elasticsearch]             # anomaly documents; off while url is empty
+//! url = "http://127.0.0.1:9200"
+//! index_prefix = "poirot-anomalies"
+//! username = ""               # basic auth, with password or password_file
+//! api_key = ""                # or an API key "id:key" (or api_key_file)
+//!
 //! [demo]
 //! listen = "127.0.0.1:8080"
 //! publisher_rate = 5.0        # workflows started per second
@@ -57,6 +63,71 @@ pub struct Config {
     pub demo: DemoSection,
     pub kafka: KafkaSection,
     pub run: RunSection,
+    pub elasticsearch: ElasticsearchSection,
+}
+
+/// Where `poirot run` writes anomaly documents; off while `url` is empty.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ElasticsearchSection {
+    pub url: String,
+    pub index_prefix: String,
+    pub username: String,
+    pub password: String,
+    /// A file holding the password (a docker secret), instead of `password`.
+    pub password_file: String,
+    /// An API key as `id:key`.
+    pub api_key: String,
+    pub api_key_file: String,
+}
+
+impl Default for ElasticsearchSection {
+    fn default() -> Self {
+        ElasticsearchSection {
+            url: String::new(),
+            index_prefix: "poirot-anomalies".into(),
+            username: String::new(),
+            password: String::new(),
+            password_file: String::new(),
+            api_key: String::new(),
+            api_key_file: String::new(),
+        }
+    }
+}
+
+impl ElasticsearchSection {
+    /// The sink settings, reading secret files; `None` when the sink is off.
+    pub fn sink_config(&self) -> Result<Option<crate::sink::elasticsearch::EsConfig>, ConfigError> {
+        use crate::sink::elasticsearch::{EsAuth, EsConfig};
+        if self.url.is_empty() {
+            return Ok(None);
+        }
+        let secret = |value: &str, file: &str, key: &str| -> Result<String, ConfigError> {
+            if file.is_empty() {
+                return Ok(value.to_owned());
+            }
+            std::fs::read_to_string(file).map(|s| s.trim_end().to_owned()).map_err(|e| ConfigError::Invalid {
+                key: key.into(),
+                origin: String::new(),
+                message: format!("cannot read {file}: {e}"),
+            })
+        };
+        let password = secret(&self.password, &self.password_file, "elasticsearch.password_file")?;
+        let api_key = secret(&self.api_key, &self.api_key_file, "elasticsearch.api_key_file")?;
+        let credentials = if !api_key.is_empty() {
+            let (id, key) = api_key.split_once(':').ok_or_else(|| ConfigError::Invalid {
+                key: "elasticsearch.api_key".into(),
+                origin: String::new(),
+                message: "an API key is written id:key".into(),
+            })?;
+            Some(EsAuth::ApiKey { id: id.into(), key: key.into() })
+        } else if !self.username.is_empty() {
+            Some(EsAuth::Basic { username: self.username.clone(), password })
+        } else {
+            None
+        };
+        Ok(Some(EsConfig { url: self.url.clone(), index_prefix: self.index_prefix.clone(), credentials }))
+    }
 }
 
 /// The Kafka source of `poirot run`.

@@ -338,8 +338,19 @@ fn wait_for_metric(addr: &str, metric: &str, want: f64, timeout: Duration) {
 #[test]
 #[ignore = "needs the real servers: `make test` starts them"]
 fn run_consumes_simulated_kafka_spans_and_finds_exactly_the_simulated_anomalies() {
+    run_end_to_end(&env("POIROT_TEST_OPENSEARCH"), "os");
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn run_writes_the_same_anomalies_to_elasticsearch_7() {
+    run_end_to_end(&env("POIROT_TEST_ELASTICSEARCH"), "es7");
+}
+
+/// simulate → Kafka → `poirot run` → files, dead letters, offsets and the search index at `search`.
+fn run_end_to_end(search: &str, tag: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let topic = format!("poirot-e2e-{}", std::process::id());
+    let topic = format!("poirot-e2e-{tag}-{}", std::process::id());
     let brokers = env("POIROT_TEST_KAFKA");
     let expected = dir.path().join("expected.ndjson");
     let start = chrono_now();
@@ -373,19 +384,24 @@ fn run_consumes_simulated_kafka_spans_and_finds_exactly_the_simulated_anomalies(
     let listen = format!("127.0.0.1:{}", free_port());
     let out = dir.path().join("out");
     let group = format!("{topic}-group");
-    let mut run = Demo(
-        Command::new(env!("CARGO_BIN_EXE_poirot"))
-            .args(["run", "--brokers", &brokers, "--topic", &topic, "--group", &group, "--listen", &listen])
-            .arg("--out")
-            .arg(&out)
-            .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
-            .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
-            .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "3s")
-            .env("POIROT_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("poirot run starts"),
-    );
+    let start_run = |group: &str, listen: &str, out: &std::path::Path| {
+        Demo(
+            Command::new(env!("CARGO_BIN_EXE_poirot"))
+                .args(["run", "--brokers", &brokers, "--topic", &topic, "--group", group, "--listen", listen])
+                .arg("--out")
+                .arg(out)
+                .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
+                .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
+                .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "3s")
+                .env("POIROT_ELASTICSEARCH__URL", search)
+                .env("POIROT_ELASTICSEARCH__INDEX_PREFIX", &topic)
+                .env("POIROT_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("poirot run starts"),
+        )
+    };
+    let mut run = start_run(&group, &listen, &out);
     wait_for_metric(&listen, "poirot_traces_closed_total", 200.0, Duration::from_secs(90));
     wait_for_metric(&listen, "poirot_dead_letters_total", 1.0, Duration::from_secs(30));
 
@@ -449,6 +465,51 @@ fn run_consumes_simulated_kafka_spans_and_finds_exactly_the_simulated_anomalies(
         let got = committed.find_partition(&topic, p).map(|e| e.offset());
         assert_eq!(got, Some(rdkafka::Offset::Offset(high)), "partition {p}");
     }
+
+    // The anomaly documents in the search index, once each, in daily indices.
+    let docs = |search: &str| -> Vec<(String, String)> {
+        let _ = http::request("POST", &format!("{search}/{topic}-*/_refresh"), "application/json", b"");
+        let q = r#"{"size":1000,"query":{"match_all":{}},"_source":["kind","trace_id"]}"#;
+        let r =
+            http::request("POST", &format!("{search}/{topic}-*/_search"), "application/json", q.as_bytes())
+                .expect("search");
+        let v: serde_json::Value = serde_json::from_str(&r.body).expect("search answer");
+        let mut out: Vec<(String, String)> = v["hits"]["hits"]
+            .as_array()
+            .map(|hits| {
+                hits.iter()
+                    .map(|h| {
+                        (
+                            h["_index"].as_str().unwrap_or_default().to_owned(),
+                            h["_id"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    };
+    wait_for_metric(&listen, "poirot_es_documents_indexed_total", want.len() as f64, Duration::from_secs(30));
+    let indexed = docs(search);
+    assert_eq!(indexed.len(), want.len(), "{indexed:?}");
+    assert!(indexed.iter().all(|(index, _)| index.starts_with(&format!("{topic}-20"))), "{indexed:?}");
+    let ids: BTreeSet<String> = want.iter().map(|(kind, trace, _, _)| format!("{kind}:{trace}")).collect();
+    let got: BTreeSet<String> =
+        indexed.iter().map(|(_, id)| id.splitn(3, ':').take(2).collect::<Vec<_>>().join(":")).collect();
+    assert_eq!(got, ids);
+
+    // A second consumer group re-reads the whole topic: documents are overwritten, not duplicated.
+    let listen2 = format!("127.0.0.1:{}", free_port());
+    let again = start_run(&format!("{group}-again"), &listen2, &dir.path().join("out2"));
+    wait_for_metric(
+        &listen2,
+        "poirot_es_documents_indexed_total",
+        want.len() as f64,
+        Duration::from_secs(90),
+    );
+    drop(again);
+    assert_eq!(docs(search), indexed, "a replay must not duplicate documents");
 
     // SIGTERM: a clean stop.
     let pid = run.0.id().to_string();

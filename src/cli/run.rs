@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::dataflow::{Clock, SystemClock};
 use crate::decode::{DecodeError, Format};
 use crate::pipeline::Pipeline;
+use crate::sink::elasticsearch::EsSink;
 use crate::sink::live::{self, RecentAnomalies};
 use crate::sink::{files, web};
 use crate::source::kafka::{KafkaRecord, KafkaSource, KafkaSourceConfig, SourceEvent};
@@ -155,6 +156,12 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         None
     };
     let mut file_sink = args.out.clone().map(FileSink::open).transpose()?;
+    let mut es = match config.elasticsearch.sink_config()? {
+        Some(c) => {
+            Some(EsSink::connect(&c).with_context(|| format!("cannot set up Elasticsearch at {}", c.url))?)
+        }
+        None => None,
+    };
     let mut source = KafkaSource::start(&source_config)
         .with_context(|| format!("cannot consume {} from {}", source_config.topic, source_config.brokers))?;
 
@@ -223,7 +230,17 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                     tracing::warn!("{e:#}");
                 }
             }
+            if let Some(es) = es.as_mut() {
+                es.push(a.clone());
+            }
             recent.push(a);
+        }
+        // Sink writes are acknowledged before the offsets behind them are committed;
+        // while Elasticsearch is down this waits, and Kafka polling waits with it.
+        if let Some(es) = es.as_mut() {
+            if es.has_pending() && !es.flush(&stop) {
+                break;
+            }
         }
         // What open traces no longer need may be committed (after the file sink wrote it).
         if let Ok(mut m) = source.committable.lock() {
@@ -236,6 +253,9 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
             let mut snap = live::take("run", &pipeline, &recent);
             append_source_metrics(&mut snap.metrics, &source, dlq.as_ref());
+            if let Some(es) = &es {
+                append_es_metrics(&mut snap.metrics, es);
+            }
             web::publish(&shared, snap);
             last_snapshot = Instant::now();
         }
@@ -281,4 +301,21 @@ fn append_source_metrics(out: &mut String, source: &KafkaSource, dlq: Option<&De
         writeln!(out, "# HELP poirot_dead_letters_total Undecodable messages sent to the dead-letter topic.");
     let _ = writeln!(out, "# TYPE poirot_dead_letters_total counter");
     let _ = writeln!(out, "poirot_dead_letters_total {}", dlq.map_or(0, |d| d.sent));
+}
+
+fn append_es_metrics(out: &mut String, es: &EsSink) {
+    let s = es.stats;
+    for (name, help, v) in [
+        ("poirot_es_documents_indexed_total", "Anomaly documents Elasticsearch acknowledged.", s.indexed),
+        (
+            "poirot_es_documents_rejected_total",
+            "Anomaly documents Elasticsearch refused for good.",
+            s.rejected,
+        ),
+        ("poirot_es_retries_total", "Bulk requests retried after 429, 5xx or a connection error.", s.retries),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {v}");
+    }
 }

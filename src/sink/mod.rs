@@ -1,6 +1,7 @@
 //! Where results go: files for replay, Prometheus text for scrapers, and the
 //! live snapshot the demo page shows.
 
+pub mod elasticsearch;
 pub mod files;
 pub mod live;
 pub mod prometheus;
