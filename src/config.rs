@@ -23,6 +23,11 @@
 //! [run]
 //! listen = "127.0.0.1:9464"   # page, /metrics, /healthz
 //!
+//! [neo4j]                     # service dependencies; off while uri is empty
+//! uri = "127.0.0.1:7687"
+//! user = "neo4j"
+//! password_file = "/run/secrets/neo4j_password"
+//!
 //! [elasticsearch]             # anomaly documents; off while url is empty
 //! url = "http://127.0.0.1:9200"
 //! index_prefix = "poirot-anomalies"
@@ -64,6 +69,51 @@ pub struct Config {
     pub kafka: KafkaSection,
     pub run: RunSection,
     pub elasticsearch: ElasticsearchSection,
+    pub neo4j: Neo4jSection,
+}
+
+/// Where `poirot run` writes service dependencies; off while `uri` is empty.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Neo4jSection {
+    /// Bolt address, e.g. `127.0.0.1:7687`.
+    pub uri: String,
+    pub user: String,
+    pub password: String,
+    /// A file holding the password (a docker secret), instead of `password`.
+    pub password_file: String,
+}
+
+impl Default for Neo4jSection {
+    fn default() -> Self {
+        Neo4jSection {
+            uri: String::new(),
+            user: "neo4j".into(),
+            password: String::new(),
+            password_file: String::new(),
+        }
+    }
+}
+
+impl Neo4jSection {
+    /// The sink settings, reading the password file; `None` when the sink is off.
+    pub fn sink_config(&self) -> Result<Option<crate::sink::neo4j::Neo4jConfig>, ConfigError> {
+        if self.uri.is_empty() {
+            return Ok(None);
+        }
+        let password = if self.password_file.is_empty() {
+            self.password.clone()
+        } else {
+            std::fs::read_to_string(&self.password_file).map(|s| s.trim_end().to_owned()).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "neo4j.password_file".into(),
+                    origin: String::new(),
+                    message: format!("cannot read {}: {e}", self.password_file),
+                }
+            })?
+        };
+        Ok(Some(crate::sink::neo4j::Neo4jConfig { uri: self.uri.clone(), user: self.user.clone(), password }))
+    }
 }
 
 /// Where `poirot run` writes anomaly documents; off while `url` is empty.

@@ -10,7 +10,8 @@ use crate::dataflow::{
     Clock, Context, EventTime, OffsetTracker, Operator, WatermarkConfig, WatermarkTracker,
 };
 use crate::decode::{self, DecodeError, Format, Reason};
-use crate::model::{Interner, Span};
+use crate::model::{Interner, Span, TraceId};
+use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -27,6 +28,8 @@ pub struct PipelineConfig {
 pub struct InputStats {
     pub records: u64,
     pub spans: u64,
+    /// Spans of traces a previous owner had already finished, dropped on re-read.
+    pub replayed_spans: u64,
     pub bad: BTreeMap<Reason, u64>,
 }
 
@@ -50,6 +53,18 @@ pub struct Pipeline {
     anomalies: Vec<Anomaly>,
     /// Input offsets still needed by open traces (sources with offsets only).
     offsets: OffsetTracker,
+    /// Traces finished since a sink last took them (when deltas are on).
+    finished: Vec<FinishedTrace>,
+    /// Traces a previous owner already finished: their spans up to the offset are dropped.
+    skip: FxHashMap<TraceId, (u32, i64)>,
+}
+
+/// A trace that closed, with where its spans ended in its partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FinishedTrace {
+    pub trace_id: TraceId,
+    pub partition: u32,
+    pub last_offset: i64,
 }
 
 /// What became of one record.
@@ -78,6 +93,27 @@ impl Pipeline {
             assembled: Vec::new(),
             anomalies: Vec::new(),
             offsets: OffsetTracker::default(),
+            finished: Vec::new(),
+            skip: FxHashMap::default(),
+        }
+    }
+
+    /// Keeps edge deltas and the list of finished traces for a transactional sink
+    /// ([`take_finished`](Self::take_finished)).
+    pub fn enable_deltas(&mut self) {
+        self.analyzer.delta = Some(Default::default());
+    }
+
+    /// Edges added and traces finished since the last call.
+    pub fn take_finished(&mut self) -> (crate::analysis::Edges, Vec<FinishedTrace>) {
+        (self.analyzer.take_delta(), std::mem::take(&mut self.finished))
+    }
+
+    /// Traces of `partition` that a previous owner already finished and wrote:
+    /// when their spans are read again (up to the recorded offset), they are dropped.
+    pub fn skip_finished(&mut self, partition: u32, traces: impl IntoIterator<Item = (TraceId, i64)>) {
+        for (t, last) in traces {
+            self.skip.insert(t, (partition, last));
         }
     }
 
@@ -149,13 +185,23 @@ impl Pipeline {
 
     fn push_span_at(&mut self, partition: u32, span: Span, now: i64, offset: Option<i64>) {
         self.input.spans += 1;
+        if let (Some(o), Some(&(p, last))) = (offset, self.skip.get(&span.trace_id)) {
+            if p == partition && o <= last {
+                self.input.replayed_spans += 1;
+                return;
+            }
+        }
         let event = span.event_time_us();
         let trace = span.trace_id;
         let mut assembled = std::mem::take(&mut self.assembled);
         self.assembler.process_element(span, &mut Context::new(&mut self.names, &mut assembled));
         if let Some(offset) = offset {
-            if self.assembler.is_open(&trace) && !self.offsets.is_tracked(&trace) {
-                self.offsets.trace_opened(trace, partition, offset);
+            if self.assembler.is_open(&trace) {
+                if self.offsets.is_tracked(&trace) {
+                    self.offsets.span_seen(&trace, offset);
+                } else {
+                    self.offsets.trace_opened(trace, partition, offset);
+                }
             }
         }
         if let Some(wm) = self.tracker.observe_at(partition, event, now) {
@@ -168,7 +214,11 @@ impl Pipeline {
     fn analyse(&mut self, assembled: &mut Vec<Assembled>) {
         for a in assembled.drain(..) {
             if let Assembled::Trace(t) = &a {
-                self.offsets.trace_closed(&t.trace_id);
+                if let Some((partition, last_offset)) = self.offsets.trace_closed(&t.trace_id) {
+                    if self.analyzer.delta.is_some() {
+                        self.finished.push(FinishedTrace { trace_id: t.trace_id, partition, last_offset });
+                    }
+                }
             }
             self.analyzer.process_element(a, &mut Context::new(&mut self.names, &mut self.anomalies));
         }
@@ -211,6 +261,7 @@ impl Pipeline {
             self.assembler.discard(&t);
         }
         self.offsets.forget(partition);
+        self.skip.retain(|_, (p, _)| *p != partition);
         if let Some(wm) = self.tracker.end_partition(partition) {
             let mut assembled = std::mem::take(&mut self.assembled);
             self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));

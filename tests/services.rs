@@ -544,3 +544,189 @@ fn chrono_now() -> String {
     let secs = now_us() / 1_000_000;
     poirot::decode::time_fmt::format_rfc3339_us(secs * 1_000_000)
 }
+
+/// Runs `f` with a Bolt connection to the test Neo4j.
+fn with_neo4j<T>(f: impl AsyncFnOnce(&neo4rs::Graph) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let graph = neo4rs::Graph::new(
+            env("POIROT_TEST_NEO4J"),
+            env("POIROT_TEST_NEO4J_USER"),
+            env("POIROT_TEST_NEO4J_PASSWORD"),
+        )
+        .await
+        .expect("bolt connection");
+        f(&graph).await
+    })
+}
+
+fn neo4j_clear() {
+    with_neo4j(async |g| {
+        g.run(neo4rs::query("MATCH (n) DETACH DELETE n")).await.expect("clear");
+    });
+}
+
+/// Service-level CALLS in Neo4j as (source, target, relation, calls, errors), sorted.
+fn neo4j_calls() -> Vec<(String, String, String, i64, i64)> {
+    with_neo4j(async |g| {
+        let mut rows = g
+            .execute(neo4rs::query(
+                "MATCH (s:Service)-[c:CALLS]->(t:Service) RETURN s.name AS s, t.name AS t, c.relation AS r, c.calls AS calls, c.errors AS errors",
+            ))
+            .await
+            .expect("query");
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().await.expect("row") {
+            out.push((
+                r.get::<String>("s").expect("s"),
+                r.get::<String>("t").expect("t"),
+                r.get::<String>("r").expect("r"),
+                r.get::<i64>("calls").expect("calls"),
+                r.get::<i64>("errors").expect("errors"),
+            ));
+        }
+        out.sort();
+        out
+    })
+}
+
+/// The service edges of a replay's dependencies.ndjson in the same shape.
+fn replay_calls(deps: &std::path::Path) -> Vec<(String, String, String, i64, i64)> {
+    let mut out: Vec<_> = std::fs::read_to_string(deps)
+        .expect("dependencies.ndjson")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            (
+                s("source"),
+                s("target"),
+                s("relation"),
+                v["calls"].as_i64().unwrap_or(0),
+                v["errors"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn metric(addr: &str, name: &str) -> f64 {
+    http::get(&format!("http://{addr}/metrics"))
+        .map(|r| r.body)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn run_killed_mid_stream_and_restarted_leaves_neo4j_and_the_index_as_a_clean_run() {
+    neo4j_clear();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = format!("poirot-crash-{}", std::process::id());
+    let brokers = env("POIROT_TEST_KAFKA");
+    let search = env("POIROT_TEST_OPENSEARCH");
+    let dump = dir.path().join("spans.bin");
+    let expected = dir.path().join("expected.ndjson");
+    let sim = Command::new(env!("CARGO_BIN_EXE_poirot"))
+        .args([
+            "simulate",
+            "--traces",
+            "3000",
+            "--loss-rate",
+            "0.05",
+            "--loop-rate",
+            "0.05",
+            "--format",
+            "jaeger-proto",
+        ])
+        .args(["--brokers", &brokers, "--topic", &topic, "--start", &chrono_now()])
+        .arg("--out")
+        .arg(&dump)
+        .arg("--expected")
+        .arg(&expected)
+        .env("POIROT_LOG", "warn")
+        .output()
+        .expect("simulate");
+    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    // What a clean run gives: the offline replay of the same spans.
+    let clean = dir.path().join("clean");
+    let r = Command::new(env!("CARGO_BIN_EXE_poirot"))
+        .arg("replay")
+        .arg("--out")
+        .arg(&clean)
+        .arg(&dump)
+        .output()
+        .expect("replay");
+    assert!(r.status.success());
+    let want_calls = replay_calls(&clean.join("dependencies.ndjson"));
+    let want_docs = std::fs::read_to_string(&expected).expect("expected").lines().count();
+
+    let group = format!("{topic}-group");
+    let start = |listen: &str| {
+        Demo(
+            Command::new(env!("CARGO_BIN_EXE_poirot"))
+                .args([
+                    "run",
+                    "--brokers",
+                    &brokers,
+                    "--topic",
+                    &topic,
+                    "--group",
+                    &group,
+                    "--listen",
+                    listen,
+                ])
+                .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
+                .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
+                .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "10s")
+                .env("POIROT_ELASTICSEARCH__URL", &search)
+                .env("POIROT_ELASTICSEARCH__INDEX_PREFIX", &topic)
+                .env("POIROT_NEO4J__URI", env("POIROT_TEST_NEO4J"))
+                .env("POIROT_NEO4J__USER", env("POIROT_TEST_NEO4J_USER"))
+                .env("POIROT_NEO4J__PASSWORD", env("POIROT_TEST_NEO4J_PASSWORD"))
+                .env("POIROT_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("poirot run starts"),
+        )
+    };
+    // First run: killed with SIGKILL while the last traces are still open.
+    let first = format!("127.0.0.1:{}", free_port());
+    let mut run = start(&first);
+    wait_for_metric(&first, "poirot_neo4j_finished_traces_total", 1000.0, Duration::from_secs(120));
+    let open = metric(&first, "poirot_open_traces");
+    run.0.kill().expect("SIGKILL");
+    let _ = run.0.wait();
+    assert!(open > 0.0, "the kill came after every trace had closed: nothing left to recover");
+
+    // Second run, same group: re-reads from the committed offsets.
+    let second = format!("127.0.0.1:{}", free_port());
+    let _run2 = start(&second);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if neo4j_calls() == want_calls {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Neo4j never matched the clean run:\n{:?}\nwanted\n{want_calls:?}",
+            neo4j_calls()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        metric(&second, "poirot_replayed_spans_total") > 0.0,
+        "the restart re-read spans of counted traces"
+    );
+    // Give late writes a moment, then check nothing moved past the clean result.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(neo4j_calls(), want_calls);
+    let _ = http::request("POST", &format!("{search}/{topic}-*/_refresh"), "application/json", b"");
+    let r = http::get(&format!("{search}/{topic}-*/_count")).expect("count");
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(v["count"].as_u64(), Some(want_docs as u64), "{}", r.body);
+}

@@ -44,10 +44,15 @@ pub struct CallStats {
     pub duration_us_sum: u64,
     pub duration_us_min: u64,
     pub duration_us_max: u64,
+    /// Event time (µs) of the first and last call: the calling spans' starts.
+    pub first_seen_us: i64,
+    pub last_seen_us: i64,
 }
 
 impl CallStats {
-    fn add(&mut self, error: bool, duration_us: u64) {
+    fn add(&mut self, error: bool, duration_us: u64, at_us: i64) {
+        self.first_seen_us = if self.calls == 0 { at_us } else { self.first_seen_us.min(at_us) };
+        self.last_seen_us = if self.calls == 0 { at_us } else { self.last_seen_us.max(at_us) };
         self.duration_us_min =
             if self.calls == 0 { duration_us } else { self.duration_us_min.min(duration_us) };
         self.duration_us_max = self.duration_us_max.max(duration_us);
@@ -60,6 +65,10 @@ impl CallStats {
         if o.calls == 0 {
             return;
         }
+        self.first_seen_us =
+            if self.calls == 0 { o.first_seen_us } else { self.first_seen_us.min(o.first_seen_us) };
+        self.last_seen_us =
+            if self.calls == 0 { o.last_seen_us } else { self.last_seen_us.max(o.last_seen_us) };
         self.duration_us_min =
             if self.calls == 0 { o.duration_us_min } else { self.duration_us_min.min(o.duration_us_min) };
         self.duration_us_max = self.duration_us_max.max(o.duration_us_max);
@@ -78,7 +87,7 @@ pub struct HopStats {
     pub hop_latency_us_max: u64,
 }
 
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone)]
 pub struct Edges {
     pub services: FxHashMap<ServiceEdge, CallStats>,
     pub operations: FxHashMap<OperationEdge, CallStats>,
@@ -86,6 +95,10 @@ pub struct Edges {
 }
 
 impl Edges {
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty() && self.operations.is_empty() && self.hops.is_empty()
+    }
+
     /// Adds the edges of one trace.
     pub fn add_trace(&mut self, spans: &[Span], dag: &TraceDag) {
         for e in dag.graph.raw_edges() {
@@ -109,7 +122,7 @@ impl Edges {
             self.services
                 .entry(ServiceEdge { source: p.service, target: c.service, relation })
                 .or_default()
-                .add(c.error, c.duration_us);
+                .add(c.error, c.duration_us, c.start_us);
             self.operations
                 .entry(OperationEdge {
                     source_service: p.service,
@@ -119,7 +132,7 @@ impl Edges {
                     relation,
                 })
                 .or_default()
-                .add(c.error, c.duration_us);
+                .add(c.error, c.duration_us, c.start_us);
         }
     }
 

@@ -66,6 +66,8 @@ pub struct Analyzer {
     detected_at: DetectedAt,
     pub red: Red,
     pub edges: Edges,
+    /// Edges since a sink last took them ([`Analyzer::take_delta`]); kept only when asked for.
+    pub delta: Option<Edges>,
     pub stats: AnalysisStats,
 }
 
@@ -76,6 +78,7 @@ impl Analyzer {
             detected_at,
             red: Red::default(),
             edges: Edges::default(),
+            delta: None,
             stats: AnalysisStats::default(),
         }
     }
@@ -110,6 +113,9 @@ impl Analyzer {
                 in_cycle[i as usize] = true;
             }
             self.edges.add_trace(&trace.spans, &dag);
+            if let Some(d) = self.delta.as_mut() {
+                d.add_trace(&trace.spans, &dag);
+            }
             detect::message_loss(&t, &dag, ctx.out);
             detect::orphan_references(&t, &dag, ctx.out);
             detect::reference_cycles(&t, &cycles, ctx.out);
@@ -118,6 +124,13 @@ impl Analyzer {
         for a in &ctx.out[before..] {
             *self.stats.anomalies.entry(a.kind).or_default() += 1;
         }
+    }
+}
+
+impl Analyzer {
+    /// The edges added since the last call (requires deltas to be on: `delta = Some(..)`).
+    pub fn take_delta(&mut self) -> Edges {
+        self.delta.as_mut().map(std::mem::take).unwrap_or_default()
     }
 }
 

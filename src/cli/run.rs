@@ -10,6 +10,7 @@ use crate::decode::{DecodeError, Format};
 use crate::pipeline::Pipeline;
 use crate::sink::elasticsearch::EsSink;
 use crate::sink::live::{self, RecentAnomalies};
+use crate::sink::neo4j::Neo4jSink;
 use crate::sink::{files, web};
 use crate::source::kafka::{KafkaRecord, KafkaSource, KafkaSourceConfig, SourceEvent};
 use anyhow::Context as _;
@@ -46,6 +47,7 @@ pub struct RunArgs {
 
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
 const FILES_EVERY: Duration = Duration::from_secs(5);
+const GC_LAG: Duration = Duration::from_secs(10);
 
 /// Undecodable messages, copied to `<topic>-dlq` with headers naming why and where from.
 struct DeadLetters {
@@ -156,6 +158,13 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         None
     };
     let mut file_sink = args.out.clone().map(FileSink::open).transpose()?;
+    let mut neo4j = match config.neo4j.sink_config()? {
+        Some(c) => Some(
+            Neo4jSink::connect(&c, &source_config.group, &source_config.topic)
+                .with_context(|| format!("cannot set up Neo4j at {}", c.uri))?,
+        ),
+        None => None,
+    };
     let mut es = match config.elasticsearch.sink_config()? {
         Some(c) => {
             Some(EsSink::connect(&c).with_context(|| format!("cannot set up Elasticsearch at {}", c.url))?)
@@ -188,6 +197,13 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut pipeline = Pipeline::new(super::pipeline_config(config, DetectedAt::Clock(clock.clone())), clock);
+    if neo4j.is_some() {
+        pipeline.enable_deltas();
+    }
+    // Finished-trace records may be deleted below offsets published this long ago
+    // (the consumer thread commits published offsets every second).
+    let mut gc_offsets: Vec<(u32, i64)> = Vec::new();
+    let mut last_gc = Instant::now();
     let mut recent = RecentAnomalies::default();
     let mut assigned: BTreeSet<u32> = BTreeSet::new();
     let (mut last_snapshot, mut last_files) = (Instant::now(), Instant::now());
@@ -206,6 +222,11 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                 tracing::info!("partitions assigned: {ps:?}");
                 for &p in &ps {
                     pipeline.assign(p);
+                    if let Some(n) = &neo4j {
+                        // Spans of traces a previous owner already counted are dropped when read again.
+                        let finished = n.finished_traces(p).with_context(|| format!("partition {p}"))?;
+                        pipeline.skip_finished(p, finished);
+                    }
                 }
                 assigned.extend(ps);
             }
@@ -242,6 +263,19 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                 break;
             }
         }
+        if let Some(n) = neo4j.as_mut() {
+            let (delta, finished) = pipeline.take_finished();
+            let gc = if last_gc.elapsed() >= GC_LAG { std::mem::take(&mut gc_offsets) } else { Vec::new() };
+            if (!delta.is_empty() || !finished.is_empty() || !gc.is_empty())
+                && !n.write(&delta, &pipeline.names, &finished, &gc, &stop)
+            {
+                break;
+            }
+            if last_gc.elapsed() >= GC_LAG {
+                gc_offsets = assigned.iter().filter_map(|&p| Some((p, pipeline.committable(p)?))).collect();
+                last_gc = Instant::now();
+            }
+        }
         // What open traces no longer need may be committed (after the file sink wrote it).
         if let Ok(mut m) = source.committable.lock() {
             for &p in &assigned {
@@ -255,6 +289,9 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
             append_source_metrics(&mut snap.metrics, &source, dlq.as_ref());
             if let Some(es) = &es {
                 append_es_metrics(&mut snap.metrics, es);
+            }
+            if let Some(n) = &neo4j {
+                append_neo4j_metrics(&mut snap.metrics, n, pipeline.input.replayed_spans);
             }
             web::publish(&shared, snap);
             last_snapshot = Instant::now();
@@ -313,6 +350,20 @@ fn append_es_metrics(out: &mut String, es: &EsSink) {
             s.rejected,
         ),
         ("poirot_es_retries_total", "Bulk requests retried after 429, 5xx or a connection error.", s.retries),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {v}");
+    }
+}
+
+fn append_neo4j_metrics(out: &mut String, n: &Neo4jSink, replayed: u64) {
+    let s = n.stats;
+    for (name, help, v) in [
+        ("poirot_neo4j_writes_total", "Neo4j transactions committed.", s.writes),
+        ("poirot_neo4j_retries_total", "Neo4j transactions retried.", s.retries),
+        ("poirot_neo4j_finished_traces_total", "Traces whose edges Neo4j counted.", s.finished_traces),
+        ("poirot_replayed_spans_total", "Spans of already counted traces dropped when read again.", replayed),
     ] {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} counter");

@@ -19,7 +19,8 @@ struct PartitionOffsets {
 #[derive(Default, Debug)]
 pub struct OffsetTracker {
     partitions: FxHashMap<u32, PartitionOffsets>,
-    traces: FxHashMap<TraceId, (u32, i64)>,
+    /// Open traces: partition, first offset, last offset.
+    traces: FxHashMap<TraceId, (u32, i64, i64)>,
 }
 
 impl OffsetTracker {
@@ -31,7 +32,7 @@ impl OffsetTracker {
 
     /// `trace` opened with a span from `offset`.
     pub fn trace_opened(&mut self, trace: TraceId, partition: u32, offset: i64) {
-        if self.traces.insert(trace, (partition, offset)).is_none() {
+        if self.traces.insert(trace, (partition, offset, offset)).is_none() {
             *self.partitions.entry(partition).or_default().open.entry(offset).or_default() += 1;
         }
     }
@@ -40,9 +41,17 @@ impl OffsetTracker {
         self.traces.contains_key(trace)
     }
 
-    /// `trace` closed (or was discarded): it no longer holds its offset.
-    pub fn trace_closed(&mut self, trace: &TraceId) {
-        let Some((partition, offset)) = self.traces.remove(trace) else { return };
+    /// A further span of open `trace` came from `offset`.
+    pub fn span_seen(&mut self, trace: &TraceId, offset: i64) {
+        if let Some(t) = self.traces.get_mut(trace) {
+            t.2 = t.2.max(offset);
+        }
+    }
+
+    /// `trace` closed (or was discarded): it no longer holds its offset. Returns
+    /// its partition and last offset.
+    pub fn trace_closed(&mut self, trace: &TraceId) -> Option<(u32, i64)> {
+        let (partition, offset, last) = self.traces.remove(trace)?;
         if let Some(p) = self.partitions.get_mut(&partition) {
             if let Some(n) = p.open.get_mut(&offset) {
                 *n -= 1;
@@ -51,6 +60,7 @@ impl OffsetTracker {
                 }
             }
         }
+        Some((partition, last))
     }
 
     /// The offset to commit for `partition`: the first one still needed.
@@ -61,7 +71,7 @@ impl OffsetTracker {
 
     /// Traces open from `partition`.
     pub fn traces_of(&self, partition: u32) -> Vec<TraceId> {
-        self.traces.iter().filter(|(_, (p, _))| *p == partition).map(|(t, _)| *t).collect()
+        self.traces.iter().filter(|(_, (p, _, _))| *p == partition).map(|(t, _)| *t).collect()
     }
 
     /// Forgets `partition` entirely (revoked).

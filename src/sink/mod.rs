@@ -4,5 +4,6 @@
 pub mod elasticsearch;
 pub mod files;
 pub mod live;
+pub mod neo4j;
 pub mod prometheus;
 pub mod web;

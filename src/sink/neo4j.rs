@@ -1,0 +1,315 @@
+//! Service dependencies to Neo4j over Bolt.
+//!
+//! Schema: `(:Service {name})-[:CALLS {relation, calls, errors, duration_us_sum,
+//! duration_us_min, duration_us_max, first_seen, last_seen}]->(:Service)`,
+//! `(:Operation {service, name})-[:PART_OF]->(:Service)` with operation-level
+//! `CALLS`, and messaging as `(:Service)-[:PUBLISHES {messages}]->(:Destination {name})`,
+//! `(:Destination)-[:CONSUMED_BY {messages, hop_latency_us_*}]->(:Service)`.
+//! Uniqueness constraints are created at start; writes are batched with
+//! `UNWIND $rows ... MERGE`, every value a parameter.
+//!
+//! Exactly once: each write adds the edges of a set of finished traces and, in the
+//! same transaction, records those traces (`:PoirotFinishedTrace`, keyed by group,
+//! topic, partition and trace id, with the trace's last offset). A new owner of a
+//! partition loads the records and drops the spans of traces already counted when
+//! it reads them again; records are deleted once the committed offset has passed
+//! them.
+
+use crate::analysis::Edges;
+use crate::model::{Interner, TraceId};
+use crate::pipeline::FinishedTrace;
+use neo4rs::{query, BoltType, Graph, Query};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+#[error("neo4j: {0}")]
+pub struct Neo4jError(String);
+
+#[derive(Clone, Debug)]
+pub struct Neo4jConfig {
+    pub uri: String,
+    pub user: String,
+    pub password: String,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Neo4jStats {
+    pub writes: u64,
+    pub retries: u64,
+    pub finished_traces: u64,
+}
+
+pub struct Neo4jSink {
+    graph: Graph,
+    rt: tokio::runtime::Runtime,
+    /// `group/topic`: whose finished-trace records these are.
+    source: String,
+    pub stats: Neo4jStats,
+}
+
+type Row = HashMap<String, BoltType>;
+
+fn row<const N: usize>(fields: [(&str, BoltType); N]) -> BoltType {
+    let m: Row = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    m.into()
+}
+
+fn int(v: u64) -> BoltType {
+    BoltType::from(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// Epoch milliseconds of an event time in µs.
+fn millis(us: i64) -> BoltType {
+    BoltType::from(us / 1000)
+}
+
+const CONSTRAINTS: [&str; 5] = [
+    "CREATE CONSTRAINT poirot_service IF NOT EXISTS FOR (s:Service) REQUIRE s.name IS UNIQUE",
+    "CREATE CONSTRAINT poirot_operation IF NOT EXISTS FOR (o:Operation) REQUIRE o.key IS UNIQUE",
+    "CREATE CONSTRAINT poirot_destination IF NOT EXISTS FOR (d:Destination) REQUIRE d.name IS UNIQUE",
+    "CREATE CONSTRAINT poirot_finished IF NOT EXISTS FOR (f:PoirotFinishedTrace) REQUIRE f.key IS UNIQUE",
+    "CREATE INDEX poirot_finished_partition IF NOT EXISTS FOR (f:PoirotFinishedTrace) ON (f.source, f.partition)",
+];
+
+/// Adds a delta to a CALLS relationship `c` from row `r`.
+const ADD_CALLS: &str = "ON CREATE SET c.calls = 0, c.errors = 0, c.duration_us_sum = 0, \
+     c.duration_us_min = r.min, c.duration_us_max = r.max, \
+     c.first_seen = datetime({epochMillis: r.first}), c.last_seen = datetime({epochMillis: r.last}) \
+     SET c.calls = c.calls + r.calls, c.errors = c.errors + r.errors, c.duration_us_sum = c.duration_us_sum + r.sum, \
+     c.duration_us_min = CASE WHEN r.min < c.duration_us_min THEN r.min ELSE c.duration_us_min END, \
+     c.duration_us_max = CASE WHEN r.max > c.duration_us_max THEN r.max ELSE c.duration_us_max END, \
+     c.first_seen = CASE WHEN datetime({epochMillis: r.first}) < c.first_seen THEN datetime({epochMillis: r.first}) ELSE c.first_seen END, \
+     c.last_seen = CASE WHEN datetime({epochMillis: r.last}) > c.last_seen THEN datetime({epochMillis: r.last}) ELSE c.last_seen END";
+
+/// The unique key of an operation node.
+pub fn operation_key(service: &str, operation: &str) -> String {
+    format!("{service}\u{1f}{operation}")
+}
+
+impl Neo4jSink {
+    /// Connects and creates the constraints.
+    pub fn connect(config: &Neo4jConfig, group: &str, topic: &str) -> Result<Neo4jSink, Neo4jError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Neo4jError(e.to_string()))?;
+        let graph = rt
+            .block_on(Graph::new(config.uri.clone(), config.user.clone(), config.password.clone()))
+            .map_err(|e| Neo4jError(format!("cannot connect to {}: {e}", config.uri)))?;
+        let sink = Neo4jSink { graph, rt, source: format!("{group}/{topic}"), stats: Neo4jStats::default() };
+        for c in CONSTRAINTS {
+            sink.rt.block_on(sink.graph.run(query(c))).map_err(|e| Neo4jError(format!("{c}: {e}")))?;
+        }
+        Ok(sink)
+    }
+
+    /// Traces of `partition` a previous owner finished and counted, with their last offsets.
+    pub fn finished_traces(&self, partition: u32) -> Result<Vec<(TraceId, i64)>, Neo4jError> {
+        self.rt.block_on(async {
+            let q = query(
+                "MATCH (f:PoirotFinishedTrace {source: $source, partition: $partition}) \
+                 RETURN f.trace_id AS trace_id, f.last_offset AS last_offset",
+            )
+            .param("source", self.source.as_str())
+            .param("partition", i64::from(partition));
+            let mut rows = self.graph.execute(q).await.map_err(|e| Neo4jError(e.to_string()))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().await.map_err(|e| Neo4jError(e.to_string()))? {
+                let t: String = r.get("trace_id").map_err(|e| Neo4jError(e.to_string()))?;
+                let o: i64 = r.get("last_offset").map_err(|e| Neo4jError(e.to_string()))?;
+                if let Some(t) = TraceId::from_hex(&t) {
+                    out.push((t, o));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn queries(
+        &self,
+        delta: &Edges,
+        names: &Interner,
+        finished: &[FinishedTrace],
+        gc: &[(u32, i64)],
+    ) -> Vec<Query> {
+        let n = |s| names.resolve(s).to_owned();
+        let services: Vec<BoltType> = delta
+            .services
+            .iter()
+            .map(|(k, s)| {
+                row([
+                    ("source", n(k.source).into()),
+                    ("target", n(k.target).into()),
+                    ("relation", k.relation.as_str().into()),
+                    ("calls", int(s.calls)),
+                    ("errors", int(s.errors)),
+                    ("sum", int(s.duration_us_sum)),
+                    ("min", int(s.duration_us_min)),
+                    ("max", int(s.duration_us_max)),
+                    ("first", millis(s.first_seen_us)),
+                    ("last", millis(s.last_seen_us)),
+                ])
+            })
+            .collect();
+        let operations: Vec<BoltType> = delta
+            .operations
+            .iter()
+            .map(|(k, s)| {
+                let (ss, so, ts, to) =
+                    (n(k.source_service), n(k.source_operation), n(k.target_service), n(k.target_operation));
+                row([
+                    ("source_key", operation_key(&ss, &so).into()),
+                    ("target_key", operation_key(&ts, &to).into()),
+                    ("source", ss.into()),
+                    ("source_operation", so.into()),
+                    ("target", ts.into()),
+                    ("target_operation", to.into()),
+                    ("relation", k.relation.as_str().into()),
+                    ("calls", int(s.calls)),
+                    ("errors", int(s.errors)),
+                    ("sum", int(s.duration_us_sum)),
+                    ("min", int(s.duration_us_min)),
+                    ("max", int(s.duration_us_max)),
+                    ("first", millis(s.first_seen_us)),
+                    ("last", millis(s.last_seen_us)),
+                ])
+            })
+            .collect();
+        let hops: Vec<BoltType> = delta
+            .hops
+            .iter()
+            .filter(|(k, _)| !names.resolve(k.destination).is_empty())
+            .map(|(k, s)| {
+                row([
+                    ("producer", n(k.producer).into()),
+                    ("destination", n(k.destination).into()),
+                    ("consumer", n(k.consumer).into()),
+                    ("messages", int(s.messages)),
+                    ("sum", int(s.hop_latency_us_sum)),
+                    ("min", int(s.hop_latency_us_min)),
+                    ("max", int(s.hop_latency_us_max)),
+                ])
+            })
+            .collect();
+        let finished_rows: Vec<BoltType> = finished
+            .iter()
+            .map(|f| {
+                let t = f.trace_id.to_string();
+                row([
+                    ("key", format!("{}/{}/{}", self.source, f.partition, t).into()),
+                    ("partition", BoltType::from(i64::from(f.partition))),
+                    ("trace_id", t.into()),
+                    ("last_offset", BoltType::from(f.last_offset)),
+                ])
+            })
+            .collect();
+        let gc_rows: Vec<BoltType> = gc
+            .iter()
+            .map(|(p, o)| row([("partition", BoltType::from(i64::from(*p))), ("offset", BoltType::from(*o))]))
+            .collect();
+        let mut qs = Vec::new();
+        if !services.is_empty() {
+            qs.push(
+                query(&format!(
+                    "UNWIND $rows AS r MERGE (s:Service {{name: r.source}}) MERGE (t:Service {{name: r.target}}) \
+                     MERGE (s)-[c:CALLS {{relation: r.relation}}]->(t) {ADD_CALLS}"
+                ))
+                .param("rows", services),
+            );
+        }
+        if !operations.is_empty() {
+            qs.push(
+                query(&format!(
+                    "UNWIND $rows AS r \
+                     MERGE (ss:Service {{name: r.source}}) MERGE (ts:Service {{name: r.target}}) \
+                     MERGE (so:Operation {{key: r.source_key}}) ON CREATE SET so.service = r.source, so.name = r.source_operation \
+                     MERGE (to:Operation {{key: r.target_key}}) ON CREATE SET to.service = r.target, to.name = r.target_operation \
+                     MERGE (so)-[:PART_OF]->(ss) MERGE (to)-[:PART_OF]->(ts) \
+                     MERGE (so)-[c:CALLS {{relation: r.relation}}]->(to) {ADD_CALLS}"
+                ))
+                .param("rows", operations),
+            );
+        }
+        if !hops.is_empty() {
+            qs.push(
+                query(
+                    "UNWIND $rows AS r \
+                     MERGE (p:Service {name: r.producer}) MERGE (c:Service {name: r.consumer}) \
+                     MERGE (d:Destination {name: r.destination}) \
+                     MERGE (p)-[pub:PUBLISHES]->(d) ON CREATE SET pub.messages = 0 \
+                     SET pub.messages = pub.messages + r.messages \
+                     MERGE (d)-[con:CONSUMED_BY]->(c) \
+                     ON CREATE SET con.messages = 0, con.hop_latency_us_sum = 0, con.hop_latency_us_min = r.min, con.hop_latency_us_max = r.max \
+                     SET con.messages = con.messages + r.messages, con.hop_latency_us_sum = con.hop_latency_us_sum + r.sum, \
+                     con.hop_latency_us_min = CASE WHEN r.min < con.hop_latency_us_min THEN r.min ELSE con.hop_latency_us_min END, \
+                     con.hop_latency_us_max = CASE WHEN r.max > con.hop_latency_us_max THEN r.max ELSE con.hop_latency_us_max END",
+                )
+                .param("rows", hops),
+            );
+        }
+        if !finished_rows.is_empty() {
+            qs.push(
+                query(
+                    "UNWIND $rows AS r MERGE (f:PoirotFinishedTrace {key: r.key}) \
+                     SET f.source = $source, f.partition = r.partition, f.trace_id = r.trace_id, f.last_offset = r.last_offset",
+                )
+                .param("rows", finished_rows)
+                .param("source", self.source.as_str()),
+            );
+        }
+        if !gc_rows.is_empty() {
+            qs.push(
+                query(
+                    "UNWIND $rows AS r MATCH (f:PoirotFinishedTrace {source: $source, partition: r.partition}) \
+                     WHERE f.last_offset < r.offset DELETE f",
+                )
+                .param("rows", gc_rows)
+                .param("source", self.source.as_str()),
+            );
+        }
+        qs
+    }
+
+    /// Writes `delta` and records `finished` in one transaction, deleting records
+    /// below the `gc` offsets; retries with backoff while `stop` is not set.
+    pub fn write(
+        &mut self,
+        delta: &Edges,
+        names: &Interner,
+        finished: &[FinishedTrace],
+        gc: &[(u32, i64)],
+        stop: &AtomicBool,
+    ) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let qs = self.queries(delta, names, finished, gc);
+            if qs.is_empty() {
+                return true;
+            }
+            let r: Result<(), neo4rs::Error> = self.rt.block_on(async {
+                let mut txn = self.graph.start_txn().await?;
+                txn.run_queries(qs).await?;
+                txn.commit().await
+            });
+            match r {
+                Ok(()) => {
+                    self.stats.writes += 1;
+                    self.stats.finished_traces += finished.len() as u64;
+                    return true;
+                }
+                Err(e) if !stop.load(Ordering::Relaxed) => {
+                    self.stats.retries += 1;
+                    tracing::warn!("neo4j write failed: {e}; retrying in {backoff:?}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => {
+                    tracing::warn!("neo4j write failed while stopping: {e}");
+                    return false;
+                }
+            }
+        }
+    }
+}
