@@ -729,4 +729,44 @@ fn run_killed_mid_stream_and_restarted_leaves_neo4j_and_the_index_as_a_clean_run
     let r = http::get(&format!("{search}/{topic}-*/_count")).expect("count");
     let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
     assert_eq!(v["count"].as_u64(), Some(want_docs as u64), "{}", r.body);
+
+    // `poirot deps` answers from the same graph.
+    let deps = |args: &[&str]| -> Vec<(String, i64, i64)> {
+        let out = Command::new(env!("CARGO_BIN_EXE_poirot"))
+            .arg("deps")
+            .args(args)
+            .arg("--json")
+            .env("POIROT_NEO4J__URI", env("POIROT_TEST_NEO4J"))
+            .env("POIROT_NEO4J__PASSWORD", env("POIROT_TEST_NEO4J_PASSWORD"))
+            .env("POIROT_LOG", "warn")
+            .output()
+            .expect("deps");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v.as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                (
+                    r["service"].as_str().unwrap_or_default().to_owned(),
+                    r["hops"].as_i64().unwrap_or(0),
+                    r["calls"].as_i64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let down = deps(&["downstream", "startWorkflow"]);
+    let names: Vec<(&str, i64)> = down.iter().map(|(s, h, _)| (s.as_str(), *h)).collect();
+    assert_eq!(
+        names,
+        vec![("SandboxAnalyser", 1), ("StaticalAnalyser", 1), ("Classificator", 2), ("Reporter", 3)]
+    );
+    assert_eq!(down[0].2, 3000, "startWorkflow → SandboxAnalyser calls");
+    let path = deps(&["path", "startWorkflow", "Reporter"]);
+    assert_eq!(path.len(), 3);
+    assert_eq!(path.last().map(|p| p.0.as_str()), Some("Reporter"));
+    let impact: Vec<String> = deps(&["impact", "Classificator"]).into_iter().map(|r| r.0).collect();
+    for s in ["SandboxAnalyser", "StaticalAnalyser", "startWorkflow"] {
+        assert!(impact.iter().any(|x| x == s), "{s} depends on Classificator: {impact:?}");
+    }
 }

@@ -1,6 +1,7 @@
 //! The `poirot` command line.
 
 pub mod demo;
+pub mod deps;
 pub mod replay;
 pub mod run;
 pub mod simulate;
@@ -34,6 +35,8 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Run the built-in demo pipeline with a web page and /metrics (no servers needed).
     Demo(demo::DemoArgs),
+    /// Ask the dependency graph in Neo4j: downstream, upstream, path, impact.
+    Deps(deps::DepsArgs),
     /// Write simulated traces of the demo pipeline to a file in any supported format.
     Simulate(simulate::SimulateArgs),
 }
@@ -67,5 +70,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(a) => replay::run(a, &config),
         Command::Demo(a) => demo::run(a, &config),
         Command::Simulate(a) => simulate::run(a),
+        Command::Deps(a) => deps::run(a, &config),
     }
 }
