@@ -770,3 +770,134 @@ fn run_killed_mid_stream_and_restarted_leaves_neo4j_and_the_index_as_a_clean_run
         assert!(impact.iter().any(|x| x == s), "{s} depends on Classificator: {impact:?}");
     }
 }
+
+/// Everything on `topic` now, as length-delimited frames (what `poirot replay` reads),
+/// in the spans' event-time order: partitions are read interleaved, and replay reads
+/// one stream.
+fn dump_topic(topic: &str, into: &std::path::Path) -> usize {
+    let c = consumer(&format!("poirot-dump-{}-{}", std::process::id(), now_us()));
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let mut ends = std::collections::BTreeMap::new();
+    for p in md.topics()[0].partitions() {
+        let (low, high) = c.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks");
+        if high > low {
+            ends.insert(p.id(), high);
+        }
+    }
+    c.subscribe(&[topic]).expect("subscribe");
+    let mut frames: Vec<(i64, Vec<u8>)> = Vec::new();
+    let mut names = Interner::new();
+    let mut done = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while done.len() < ends.len() {
+        assert!(Instant::now() < deadline, "could not read {topic} to its end");
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
+            let end = ends.get(&m.partition()).copied().unwrap_or(0);
+            if m.offset() < end {
+                let payload = m.payload().unwrap_or_default().to_vec();
+                let event = decode::jaeger_proto::decode(&payload, &mut names)
+                    .map(|s| s.event_time_us())
+                    .unwrap_or(0);
+                frames.push((event, payload));
+            }
+            if m.offset() + 1 >= end {
+                done.insert(m.partition());
+            }
+        }
+    }
+    frames.sort_by_key(|(event, _)| *event);
+    let mut out = Vec::new();
+    for (_, f) in &frames {
+        poirot::source::file::write_delimited(&mut out, f);
+    }
+    std::fs::write(into, out).expect("write dump");
+    frames.len()
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn hotrod_through_jaeger_kafka_and_run_reaches_prometheus_neo4j_and_the_index() {
+    neo4j_clear();
+    let drive =
+        Command::new(root().join("scripts/services/hotrod.sh")).args(["drive", "5"]).output().expect("drive");
+    assert!(drive.status.success(), "{}", String::from_utf8_lossy(&drive.stderr));
+    // The oracle: every span the collector wrote, replayed offline.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dump = dir.path().join("jaeger-spans.bin");
+    let spans = dump_topic("jaeger-spans", &dump);
+    let clean = dir.path().join("clean");
+    let r = Command::new(env!("CARGO_BIN_EXE_poirot"))
+        .arg("replay")
+        .arg("--out")
+        .arg(&clean)
+        .arg(&dump)
+        .output()
+        .expect("replay");
+    assert!(r.status.success());
+    let want_calls = replay_calls(&clean.join("dependencies.ndjson"));
+    for (a, b) in [
+        ("frontend", "customer"),
+        ("frontend", "driver"),
+        ("frontend", "route"),
+        ("customer", "mysql"),
+        ("driver", "redis-manual"),
+    ] {
+        let calls: i64 = want_calls.iter().filter(|c| c.0 == a && c.1 == b).map(|c| c.3).sum();
+        assert!(calls >= 5, "{a} → {b}: {calls} calls for at least 5 requests");
+    }
+
+    let listen = env("POIROT_TEST_POIROT_METRICS");
+    let prefix = format!("poirot-hotrod-{}", std::process::id());
+    let search = env("POIROT_TEST_OPENSEARCH");
+    let _run = Demo(
+        Command::new(env!("CARGO_BIN_EXE_poirot"))
+            .args(["run", "--brokers", &env("POIROT_TEST_KAFKA"), "--topic", "jaeger-spans"])
+            .args(["--group", &format!("{prefix}-group"), "--listen", &listen])
+            .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
+            .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
+            .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "3s")
+            .env("POIROT_ELASTICSEARCH__URL", &search)
+            .env("POIROT_ELASTICSEARCH__INDEX_PREFIX", &prefix)
+            .env("POIROT_NEO4J__URI", env("POIROT_TEST_NEO4J"))
+            .env("POIROT_NEO4J__PASSWORD", env("POIROT_TEST_NEO4J_PASSWORD"))
+            .env("POIROT_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("poirot run starts"),
+    );
+    // Neo4j: exactly the edges and call counts of the offline replay.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while neo4j_calls() != want_calls {
+        assert!(Instant::now() < deadline, "Neo4j {:?}\nwanted {want_calls:?}", neo4j_calls());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // Prometheus scraped poirot: RED per service adds up to every span the collector wrote.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let per_service = loop {
+        let rows = prom_query(r#"sum by (service_name) (traces_span_metrics_calls_total{job="poirot"})"#);
+        let m: std::collections::BTreeMap<String, f64> = rows
+            .iter()
+            .map(|r| {
+                let v = r["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                (r["metric"]["service_name"].as_str().unwrap_or_default().to_owned(), v)
+            })
+            .collect();
+        if m.values().sum::<f64>() as usize == spans {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "Prometheus has {m:?}, {} spans wanted", spans);
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    for s in ["frontend", "customer", "driver", "route", "mysql", "redis-manual"] {
+        assert!(per_service.get(s).is_some_and(|v| *v > 0.0), "no RED series for {s}: {per_service:?}");
+    }
+    // Complete traces: no anomaly.
+    let anomalies: f64 = prom_query(r#"sum(poirot_anomalies_total{job="poirot"})"#)
+        .first()
+        .and_then(|r| r["value"][1].as_str()?.parse().ok())
+        .unwrap_or(-1.0);
+    assert_eq!(anomalies, 0.0, "HotROD's complete traces gave anomalies");
+    let r = http::get(&format!("{search}/{prefix}-*/_count")).expect("count");
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+    assert_eq!(v["count"].as_u64().unwrap_or(0), 0, "{}", r.body);
+}
