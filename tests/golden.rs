@@ -26,10 +26,10 @@ const UI_DOWNLOAD: &str = r#"{"data":[{"traceID":"4bf92f3577b34da6a3ce929d0e0e47
               "p4":{"serviceName":"driver","tags":[]},"p5":{"serviceName":"redis-manual","tags":[]}},"warnings":null}],
  "total":0,"limit":0,"offset":0,"errors":null}"#;
 
-const DEPENDENCIES: &str = r#"{"source":"customer","target":"mysql","relation":"child_of","calls":1,"errors":0,"duration_us_sum":90000,"duration_us_min":90000,"duration_us_max":90000}
-{"source":"driver","target":"redis-manual","relation":"child_of","calls":1,"errors":1,"duration_us_sum":12000,"duration_us_min":12000,"duration_us_max":12000}
-{"source":"frontend","target":"customer","relation":"child_of","calls":1,"errors":0,"duration_us_sum":100000,"duration_us_min":100000,"duration_us_max":100000}
-{"source":"frontend","target":"driver","relation":"child_of","calls":1,"errors":0,"duration_us_sum":150000,"duration_us_min":150000,"duration_us_max":150000}
+const DEPENDENCIES: &str = r#"{"source":"customer","target":"mysql","relation":"child_of","calls":1,"errors":0,"duration_us_sum":90000,"duration_us_min":90000,"duration_us_max":90000,"first_seen_us":1767225600002000,"last_seen_us":1767225600002000}
+{"source":"driver","target":"redis-manual","relation":"child_of","calls":1,"errors":1,"duration_us_sum":12000,"duration_us_min":12000,"duration_us_max":12000,"first_seen_us":1767225600111000,"last_seen_us":1767225600111000}
+{"source":"frontend","target":"customer","relation":"child_of","calls":1,"errors":0,"duration_us_sum":100000,"duration_us_min":100000,"duration_us_max":100000,"first_seen_us":1767225600001000,"last_seen_us":1767225600001000}
+{"source":"frontend","target":"driver","relation":"child_of","calls":1,"errors":0,"duration_us_sum":150000,"duration_us_min":150000,"duration_us_max":150000,"first_seen_us":1767225600110000,"last_seen_us":1767225600110000}
 "#;
 
 #[test]
