@@ -901,3 +901,135 @@ fn hotrod_through_jaeger_kafka_and_run_reaches_prometheus_neo4j_and_the_index() 
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
     assert_eq!(v["count"].as_u64().unwrap_or(0), 0, "{}", r.body);
 }
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn three_processes_one_killed_one_joining_end_as_a_single_run() {
+    neo4j_clear();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = format!("poirot-scale-{}", std::process::id());
+    let brokers = env("POIROT_TEST_KAFKA");
+    let search = env("POIROT_TEST_OPENSEARCH");
+    let dump = dir.path().join("spans.bin");
+    let expected = dir.path().join("expected.ndjson");
+    let sim = Command::new(env!("CARGO_BIN_EXE_poirot"))
+        .args([
+            "simulate",
+            "--traces",
+            "3000",
+            "--loss-rate",
+            "0.05",
+            "--loop-rate",
+            "0.05",
+            "--format",
+            "jaeger-proto",
+        ])
+        .args(["--brokers", &brokers, "--topic", &topic, "--start", &chrono_now(), "--seed", "3"])
+        .arg("--out")
+        .arg(&dump)
+        .arg("--expected")
+        .arg(&expected)
+        .env("POIROT_LOG", "warn")
+        .output()
+        .expect("simulate");
+    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    let c = consumer(&format!("{topic}-meta"));
+    let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
+    assert_eq!(md.topics()[0].partitions().len(), 6, "the topic has 6 partitions");
+    let clean = dir.path().join("clean");
+    let r = Command::new(env!("CARGO_BIN_EXE_poirot"))
+        .arg("replay")
+        .arg("--out")
+        .arg(&clean)
+        .arg(&dump)
+        .output()
+        .expect("replay");
+    assert!(r.status.success());
+    let want_calls = replay_calls(&clean.join("dependencies.ndjson"));
+    let want_docs = std::fs::read_to_string(&expected).expect("expected").lines().count();
+
+    // A dead member is noticed after 6 s instead of librdkafka's 45 s default.
+    let config = dir.path().join("poirot.toml");
+    std::fs::write(
+        &config,
+        "[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
+    )
+    .expect("config");
+    let group = format!("{topic}-group");
+    let start = |listen: &str| {
+        Demo(
+            Command::new(env!("CARGO_BIN_EXE_poirot"))
+                .arg("--config")
+                .arg(&config)
+                .args([
+                    "run",
+                    "--brokers",
+                    &brokers,
+                    "--topic",
+                    &topic,
+                    "--group",
+                    &group,
+                    "--listen",
+                    listen,
+                ])
+                .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
+                .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
+                .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "10s")
+                .env("POIROT_ELASTICSEARCH__URL", &search)
+                .env("POIROT_ELASTICSEARCH__INDEX_PREFIX", &topic)
+                .env("POIROT_NEO4J__URI", env("POIROT_TEST_NEO4J"))
+                .env("POIROT_NEO4J__PASSWORD", env("POIROT_TEST_NEO4J_PASSWORD"))
+                .env("POIROT_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("poirot run starts"),
+        )
+    };
+    let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let mut runs: Vec<Demo> = addrs.iter().map(|a| start(a)).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let finished: f64 =
+            addrs.iter().map(|a| metric(a, "poirot_neo4j_finished_traces_total").max(0.0)).sum();
+        if finished >= 600.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the three processes finished only {finished} traces");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The member about to die owns partitions (the work is really shared).
+    let owns = |addr: &str| {
+        http::get(&format!("http://{addr}/metrics"))
+            .map(|r| r.body.lines().filter(|l| l.starts_with("poirot_kafka_committable_offset{")).count())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while owns(&addrs[1]) == 0 {
+        assert!(Instant::now() < deadline, "the second process never got a partition");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // One member dies without a word; another joins.
+    runs[1].0.kill().expect("SIGKILL");
+    let _ = runs[1].0.wait();
+    let joiner = format!("127.0.0.1:{}", free_port());
+    runs.push(start(&joiner));
+
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while neo4j_calls() != want_calls {
+        assert!(Instant::now() < deadline, "Neo4j {:?}\nwanted {want_calls:?}", neo4j_calls());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let _ = http::request("POST", &format!("{search}/{topic}-*/_refresh"), "application/json", b"");
+        let r = http::get(&format!("{search}/{topic}-*/_count")).expect("count");
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+        if v["count"].as_u64() == Some(want_docs as u64) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "index has {}, wanted {want_docs}", r.body);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(neo4j_calls(), want_calls, "nothing is counted twice afterwards");
+}

@@ -230,12 +230,22 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                 }
                 assigned.extend(ps);
             }
-            Ok(SourceEvent::Revoked(ps)) => {
-                tracing::info!("partitions revoked: {ps:?}");
-                for p in ps {
+            Ok(SourceEvent::Revoked { partitions, done }) => {
+                tracing::info!("partitions revoked: {partitions:?}");
+                // Everything closed so far was written in earlier rounds; publish the
+                // final offsets of these partitions, then drop their open traces.
+                if let Ok(mut m) = source.committable.lock() {
+                    for &p in &partitions {
+                        if let Some(o) = pipeline.committable(p) {
+                            m.insert(p, o);
+                        }
+                    }
+                }
+                for p in partitions {
                     pipeline.revoke(p);
                     assigned.remove(&p);
                 }
+                let _ = done.send(());
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {

@@ -48,8 +48,14 @@ pub struct KafkaRecord {
 pub enum SourceEvent {
     Batch(Vec<KafkaRecord>),
     Assigned(Vec<u32>),
-    /// These partitions are being taken away; their offsets were just committed.
-    Revoked(Vec<u32>),
+    /// These partitions are being taken away. The pipeline finishes what it owes
+    /// for them, publishes their final committable offsets, drops their state and
+    /// then answers on `done`; only then are the offsets committed and the
+    /// partitions released.
+    Revoked {
+        partitions: Vec<u32>,
+        done: std::sync::mpsc::Sender<()>,
+    },
 }
 
 /// Offsets the pipeline allows to commit, per partition.
@@ -59,7 +65,11 @@ struct Context {
     topic: String,
     events: SyncSender<SourceEvent>,
     committable: Committable,
+    stop: Arc<AtomicBool>,
 }
+
+/// How long a rebalance waits for the pipeline to hand revoked partitions back.
+const HANDOFF_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl ClientContext for Context {}
 
@@ -91,14 +101,22 @@ impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let ps = partitions(tpl);
-            // Hand off cleanly: what the pipeline no longer needs is committed first.
+            // Hand off cleanly: the pipeline first writes everything it owes for these
+            // partitions (so the next owner sees their finished traces), then their
+            // offsets are committed.
+            let (done, acked) = std::sync::mpsc::channel();
+            if !self.stop.load(Ordering::Relaxed)
+                && self.events.send(SourceEvent::Revoked { partitions: ps.clone(), done }).is_ok()
+                && acked.recv_timeout(HANDOFF_TIMEOUT).is_err()
+            {
+                tracing::warn!("the pipeline did not hand back partitions {ps:?} in time");
+            }
             self.commit(consumer, Some(&ps), CommitMode::Sync);
             if let Ok(mut m) = self.committable.lock() {
                 for p in &ps {
                     m.remove(p);
                 }
             }
-            let _ = self.events.send(SourceEvent::Revoked(ps));
         }
     }
 
@@ -136,8 +154,13 @@ impl KafkaSource {
     pub fn start(config: &KafkaSourceConfig) -> Result<KafkaSource, KafkaSourceError> {
         let (tx, rx) = sync_channel(IN_FLIGHT);
         let committable: Committable = Arc::default();
-        let context =
-            Context { topic: config.topic.clone(), events: tx.clone(), committable: committable.clone() };
+        let stop = Arc::new(AtomicBool::new(false));
+        let context = Context {
+            topic: config.topic.clone(),
+            events: tx.clone(),
+            committable: committable.clone(),
+            stop: stop.clone(),
+        };
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &config.brokers)
             .set("group.id", &config.group)
@@ -150,7 +173,6 @@ impl KafkaSource {
         }
         let consumer: BaseConsumer<Context> = cc.create_with_context(context)?;
         consumer.subscribe(&[&config.topic])?;
-        let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
