@@ -185,10 +185,12 @@ impl Pipeline {
 
     fn push_span_at(&mut self, partition: u32, span: Span, now: i64, offset: Option<i64>) {
         self.input.spans += 1;
-        if let (Some(o), Some(&(p, last))) = (offset, self.skip.get(&span.trace_id)) {
-            if p == partition && o <= last {
-                self.input.replayed_spans += 1;
-                return;
+        if let Some(o) = offset.filter(|_| !self.skip.is_empty()) {
+            if let Some(&(p, last)) = self.skip.get(&span.trace_id) {
+                if p == partition && o <= last {
+                    self.input.replayed_spans += 1;
+                    return;
+                }
             }
         }
         let event = span.event_time_us();
