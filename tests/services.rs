@@ -621,156 +621,6 @@ fn metric(addr: &str, name: &str) -> f64 {
         .unwrap_or(-1.0)
 }
 
-#[test]
-#[ignore = "needs the real servers: `make test` starts them"]
-fn run_killed_mid_stream_and_restarted_leaves_neo4j_and_the_index_as_a_clean_run() {
-    neo4j_clear();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let topic = format!("poirot-crash-{}", std::process::id());
-    let brokers = env("POIROT_TEST_KAFKA");
-    let search = env("POIROT_TEST_OPENSEARCH");
-    let dump = dir.path().join("spans.bin");
-    let expected = dir.path().join("expected.ndjson");
-    let sim = Command::new(env!("CARGO_BIN_EXE_poirot"))
-        .args([
-            "simulate",
-            "--traces",
-            "3000",
-            "--loss-rate",
-            "0.05",
-            "--loop-rate",
-            "0.05",
-            "--format",
-            "jaeger-proto",
-        ])
-        .args(["--brokers", &brokers, "--topic", &topic, "--start", &chrono_now()])
-        .arg("--out")
-        .arg(&dump)
-        .arg("--expected")
-        .arg(&expected)
-        .env("POIROT_LOG", "warn")
-        .output()
-        .expect("simulate");
-    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
-    // What a clean run gives: the offline replay of the same spans.
-    let clean = dir.path().join("clean");
-    let r = Command::new(env!("CARGO_BIN_EXE_poirot"))
-        .arg("replay")
-        .arg("--out")
-        .arg(&clean)
-        .arg(&dump)
-        .output()
-        .expect("replay");
-    assert!(r.status.success());
-    let want_calls = replay_calls(&clean.join("dependencies.ndjson"));
-    let want_docs = std::fs::read_to_string(&expected).expect("expected").lines().count();
-
-    let group = format!("{topic}-group");
-    let start = |listen: &str| {
-        Demo(
-            Command::new(env!("CARGO_BIN_EXE_poirot"))
-                .args([
-                    "run",
-                    "--brokers",
-                    &brokers,
-                    "--topic",
-                    &topic,
-                    "--group",
-                    &group,
-                    "--listen",
-                    listen,
-                ])
-                .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
-                .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
-                .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "10s")
-                .env("POIROT_ELASTICSEARCH__URL", &search)
-                .env("POIROT_ELASTICSEARCH__INDEX_PREFIX", &topic)
-                .env("POIROT_NEO4J__URI", env("POIROT_TEST_NEO4J"))
-                .env("POIROT_NEO4J__USER", env("POIROT_TEST_NEO4J_USER"))
-                .env("POIROT_NEO4J__PASSWORD", env("POIROT_TEST_NEO4J_PASSWORD"))
-                .env("POIROT_LOG", "warn")
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("poirot run starts"),
-        )
-    };
-    // First run: killed with SIGKILL while the last traces are still open.
-    let first = format!("127.0.0.1:{}", free_port());
-    let mut run = start(&first);
-    wait_for_metric(&first, "poirot_neo4j_finished_traces_total", 1000.0, Duration::from_secs(120));
-    let open = metric(&first, "poirot_open_traces");
-    run.0.kill().expect("SIGKILL");
-    let _ = run.0.wait();
-    assert!(open > 0.0, "the kill came after every trace had closed: nothing left to recover");
-
-    // Second run, same group: re-reads from the committed offsets.
-    let second = format!("127.0.0.1:{}", free_port());
-    let _run2 = start(&second);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if neo4j_calls() == want_calls {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Neo4j never matched the clean run:\n{:?}\nwanted\n{want_calls:?}",
-            neo4j_calls()
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    assert!(
-        metric(&second, "poirot_replayed_spans_total") > 0.0,
-        "the restart re-read spans of counted traces"
-    );
-    // Give late writes a moment, then check nothing moved past the clean result.
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(neo4j_calls(), want_calls);
-    let _ = http::request("POST", &format!("{search}/{topic}-*/_refresh"), "application/json", b"");
-    let r = http::get(&format!("{search}/{topic}-*/_count")).expect("count");
-    let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
-    assert_eq!(v["count"].as_u64(), Some(want_docs as u64), "{}", r.body);
-
-    // `poirot deps` answers from the same graph.
-    let deps = |args: &[&str]| -> Vec<(String, i64, i64)> {
-        let out = Command::new(env!("CARGO_BIN_EXE_poirot"))
-            .arg("deps")
-            .args(args)
-            .arg("--json")
-            .env("POIROT_NEO4J__URI", env("POIROT_TEST_NEO4J"))
-            .env("POIROT_NEO4J__PASSWORD", env("POIROT_TEST_NEO4J_PASSWORD"))
-            .env("POIROT_LOG", "warn")
-            .output()
-            .expect("deps");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-        v.as_array()
-            .expect("rows")
-            .iter()
-            .map(|r| {
-                (
-                    r["service"].as_str().unwrap_or_default().to_owned(),
-                    r["hops"].as_i64().unwrap_or(0),
-                    r["calls"].as_i64().unwrap_or(0),
-                )
-            })
-            .collect()
-    };
-    let down = deps(&["downstream", "startWorkflow"]);
-    let names: Vec<(&str, i64)> = down.iter().map(|(s, h, _)| (s.as_str(), *h)).collect();
-    assert_eq!(
-        names,
-        vec![("SandboxAnalyser", 1), ("StaticalAnalyser", 1), ("Classificator", 2), ("Reporter", 3)]
-    );
-    assert_eq!(down[0].2, 3000, "startWorkflow → SandboxAnalyser calls");
-    let path = deps(&["path", "startWorkflow", "Reporter"]);
-    assert_eq!(path.len(), 3);
-    assert_eq!(path.last().map(|p| p.0.as_str()), Some("Reporter"));
-    let impact: Vec<String> = deps(&["impact", "Classificator"]).into_iter().map(|r| r.0).collect();
-    for s in ["SandboxAnalyser", "StaticalAnalyser", "startWorkflow"] {
-        assert!(impact.iter().any(|x| x == s), "{s} depends on Classificator: {impact:?}");
-    }
-}
-
 /// Everything on `topic` now, as length-delimited frames (what `poirot replay` reads),
 /// in the spans' event-time order: partitions are read interleaved, and replay reads
 /// one stream.
@@ -902,29 +752,23 @@ fn hotrod_through_jaeger_kafka_and_run_reaches_prometheus_neo4j_and_the_index() 
     assert_eq!(v["count"].as_u64().unwrap_or(0), 0, "{}", r.body);
 }
 
-#[test]
-#[ignore = "needs the real servers: `make test` starts them"]
-fn three_processes_one_killed_one_joining_end_as_a_single_run() {
-    neo4j_clear();
+/// A simulated workload produced to a fresh topic, and what a clean run of it gives.
+struct Workload {
+    _dir: tempfile::TempDir,
+    topic: String,
+    want_calls: Vec<(String, String, String, i64, i64)>,
+    want_docs: usize,
+}
+
+fn workload(prefix: &str, traces: &str, seed: &str) -> Workload {
     let dir = tempfile::tempdir().expect("tempdir");
-    let topic = format!("poirot-scale-{}", std::process::id());
-    let brokers = env("POIROT_TEST_KAFKA");
-    let search = env("POIROT_TEST_OPENSEARCH");
+    let topic = format!("{prefix}-{}", std::process::id());
     let dump = dir.path().join("spans.bin");
     let expected = dir.path().join("expected.ndjson");
     let sim = Command::new(env!("CARGO_BIN_EXE_poirot"))
-        .args([
-            "simulate",
-            "--traces",
-            "3000",
-            "--loss-rate",
-            "0.05",
-            "--loop-rate",
-            "0.05",
-            "--format",
-            "jaeger-proto",
-        ])
-        .args(["--brokers", &brokers, "--topic", &topic, "--start", &chrono_now(), "--seed", "3"])
+        .args(["simulate", "--traces", traces, "--seed", seed, "--loss-rate", "0.05", "--loop-rate", "0.05"])
+        .args(["--format", "jaeger-proto", "--brokers", &env("POIROT_TEST_KAFKA"), "--topic", &topic])
+        .args(["--start", &chrono_now()])
         .arg("--out")
         .arg(&dump)
         .arg("--expected")
@@ -933,9 +777,7 @@ fn three_processes_one_killed_one_joining_end_as_a_single_run() {
         .output()
         .expect("simulate");
     assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
-    let c = consumer(&format!("{topic}-meta"));
-    let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
-    assert_eq!(md.topics()[0].partitions().len(), 6, "the topic has 6 partitions");
+    // What a clean run gives: the offline replay of the same spans.
     let clean = dir.path().join("clean");
     let r = Command::new(env!("CARGO_BIN_EXE_poirot"))
         .arg("replay")
@@ -947,46 +789,147 @@ fn three_processes_one_killed_one_joining_end_as_a_single_run() {
     assert!(r.status.success());
     let want_calls = replay_calls(&clean.join("dependencies.ndjson"));
     let want_docs = std::fs::read_to_string(&expected).expect("expected").lines().count();
+    Workload { _dir: dir, topic, want_calls, want_docs }
+}
 
+/// `poirot run` on the workload's topic with Neo4j and the search index, as group `group`.
+fn start_run(w: &Workload, group: &str, listen: &str, config: Option<&std::path::Path>) -> Demo {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_poirot"));
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.args([
+        "run",
+        "--brokers",
+        &env("POIROT_TEST_KAFKA"),
+        "--topic",
+        &w.topic,
+        "--group",
+        group,
+        "--listen",
+        listen,
+    ])
+    .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
+    .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
+    .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "10s")
+    .env("POIROT_ELASTICSEARCH__URL", env("POIROT_TEST_OPENSEARCH"))
+    .env("POIROT_ELASTICSEARCH__INDEX_PREFIX", &w.topic)
+    .env("POIROT_NEO4J__URI", env("POIROT_TEST_NEO4J"))
+    .env("POIROT_NEO4J__USER", env("POIROT_TEST_NEO4J_USER"))
+    .env("POIROT_NEO4J__PASSWORD", env("POIROT_TEST_NEO4J_PASSWORD"))
+    .env("POIROT_LOG", "warn")
+    .stdout(Stdio::null());
+    Demo(cmd.spawn().expect("poirot run starts"))
+}
+
+/// Waits until Neo4j and the index hold exactly what a clean run of `w` gives.
+fn assert_as_clean_run(w: &Workload) {
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while neo4j_calls() != w.want_calls {
+        assert!(Instant::now() < deadline, "Neo4j {:?}\nwanted {:?}", neo4j_calls(), w.want_calls);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let search = env("POIROT_TEST_OPENSEARCH");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let _ = http::request("POST", &format!("{search}/{}-*/_refresh", w.topic), "application/json", b"");
+        let r = http::get(&format!("{search}/{}-*/_count", w.topic)).expect("count");
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+        if v["count"].as_u64() == Some(w.want_docs as u64) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "index has {}, wanted {}", r.body, w.want_docs);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // Give late writes a moment: nothing may be counted twice afterwards.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(neo4j_calls(), w.want_calls);
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn run_killed_mid_stream_and_restarted_leaves_neo4j_and_the_index_as_a_clean_run() {
+    neo4j_clear();
+    let w = workload("poirot-crash", "3000", "1");
+    let group = format!("{}-group", w.topic);
+    // First run: killed with SIGKILL while the last traces are still open.
+    let first = format!("127.0.0.1:{}", free_port());
+    let mut run = start_run(&w, &group, &first, None);
+    wait_for_metric(&first, "poirot_neo4j_finished_traces_total", 1000.0, Duration::from_secs(120));
+    let open = metric(&first, "poirot_open_traces");
+    run.0.kill().expect("SIGKILL");
+    let _ = run.0.wait();
+    assert!(open > 0.0, "the kill came after every trace had closed: nothing left to recover");
+
+    // Second run, same group: re-reads from the committed offsets.
+    let second = format!("127.0.0.1:{}", free_port());
+    let _run2 = start_run(&w, &group, &second, None);
+    assert_as_clean_run(&w);
+    assert!(
+        metric(&second, "poirot_replayed_spans_total") > 0.0,
+        "the restart re-read spans of counted traces"
+    );
+
+    // `poirot deps` answers from the same graph.
+    let deps = |args: &[&str]| -> Vec<(String, i64, i64)> {
+        let out = Command::new(env!("CARGO_BIN_EXE_poirot"))
+            .arg("deps")
+            .args(args)
+            .arg("--json")
+            .env("POIROT_NEO4J__URI", env("POIROT_TEST_NEO4J"))
+            .env("POIROT_NEO4J__PASSWORD", env("POIROT_TEST_NEO4J_PASSWORD"))
+            .env("POIROT_LOG", "warn")
+            .output()
+            .expect("deps");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v.as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                (
+                    r["service"].as_str().unwrap_or_default().to_owned(),
+                    r["hops"].as_i64().unwrap_or(0),
+                    r["calls"].as_i64().unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let down = deps(&["downstream", "startWorkflow"]);
+    let names: Vec<(&str, i64)> = down.iter().map(|(s, h, _)| (s.as_str(), *h)).collect();
+    assert_eq!(
+        names,
+        vec![("SandboxAnalyser", 1), ("StaticalAnalyser", 1), ("Classificator", 2), ("Reporter", 3)]
+    );
+    assert_eq!(down[0].2, 3000, "startWorkflow → SandboxAnalyser calls");
+    let path = deps(&["path", "startWorkflow", "Reporter"]);
+    assert_eq!(path.len(), 3);
+    assert_eq!(path.last().map(|p| p.0.as_str()), Some("Reporter"));
+    let impact: Vec<String> = deps(&["impact", "Classificator"]).into_iter().map(|r| r.0).collect();
+    for s in ["SandboxAnalyser", "StaticalAnalyser", "startWorkflow"] {
+        assert!(impact.iter().any(|x| x == s), "{s} depends on Classificator: {impact:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn three_processes_one_killed_one_joining_end_as_a_single_run() {
+    neo4j_clear();
+    let w = workload("poirot-scale", "3000", "3");
+    let c = consumer(&format!("{}-meta", w.topic));
+    let md = c.fetch_metadata(Some(&w.topic), Duration::from_secs(10)).expect("metadata");
+    assert_eq!(md.topics()[0].partitions().len(), 6, "the topic has 6 partitions");
     // A dead member is noticed after 6 s instead of librdkafka's 45 s default.
+    let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("poirot.toml");
     std::fs::write(
         &config,
         "[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
     )
     .expect("config");
-    let group = format!("{topic}-group");
-    let start = |listen: &str| {
-        Demo(
-            Command::new(env!("CARGO_BIN_EXE_poirot"))
-                .arg("--config")
-                .arg(&config)
-                .args([
-                    "run",
-                    "--brokers",
-                    &brokers,
-                    "--topic",
-                    &topic,
-                    "--group",
-                    &group,
-                    "--listen",
-                    listen,
-                ])
-                .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
-                .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
-                .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "10s")
-                .env("POIROT_ELASTICSEARCH__URL", &search)
-                .env("POIROT_ELASTICSEARCH__INDEX_PREFIX", &topic)
-                .env("POIROT_NEO4J__URI", env("POIROT_TEST_NEO4J"))
-                .env("POIROT_NEO4J__PASSWORD", env("POIROT_TEST_NEO4J_PASSWORD"))
-                .env("POIROT_LOG", "warn")
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("poirot run starts"),
-        )
-    };
+    let group = format!("{}-group", w.topic);
     let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-    let mut runs: Vec<Demo> = addrs.iter().map(|a| start(a)).collect();
+    let mut runs: Vec<Demo> = addrs.iter().map(|a| start_run(&w, &group, a, Some(&config))).collect();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let finished: f64 =
@@ -1012,24 +955,6 @@ fn three_processes_one_killed_one_joining_end_as_a_single_run() {
     runs[1].0.kill().expect("SIGKILL");
     let _ = runs[1].0.wait();
     let joiner = format!("127.0.0.1:{}", free_port());
-    runs.push(start(&joiner));
-
-    let deadline = Instant::now() + Duration::from_secs(150);
-    while neo4j_calls() != want_calls {
-        assert!(Instant::now() < deadline, "Neo4j {:?}\nwanted {want_calls:?}", neo4j_calls());
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let _ = http::request("POST", &format!("{search}/{topic}-*/_refresh"), "application/json", b"");
-        let r = http::get(&format!("{search}/{topic}-*/_count")).expect("count");
-        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-        if v["count"].as_u64() == Some(want_docs as u64) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "index has {}, wanted {want_docs}", r.body);
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(neo4j_calls(), want_calls, "nothing is counted twice afterwards");
+    runs.push(start_run(&w, &group, &joiner, Some(&config)));
+    assert_as_clean_run(&w);
 }
