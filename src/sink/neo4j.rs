@@ -56,6 +56,23 @@ fn row<const N: usize>(fields: [(&str, BoltType); N]) -> BoltType {
     m.into()
 }
 
+/// A CALLS row: its key fields plus the call figures [`ADD_CALLS`] reads.
+fn calls_row<const N: usize>(key: [(&str, BoltType); N], s: &crate::analysis::edges::CallStats) -> BoltType {
+    let mut m: Row = key.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    for (k, v) in [
+        ("calls", int(s.calls)),
+        ("errors", int(s.errors)),
+        ("sum", int(s.duration_us_sum)),
+        ("min", int(s.duration_us_min)),
+        ("max", int(s.duration_us_max)),
+        ("first", millis(s.first_seen_us)),
+        ("last", millis(s.last_seen_us)),
+    ] {
+        m.insert(k.to_owned(), v);
+    }
+    m.into()
+}
+
 fn int(v: u64) -> BoltType {
     BoltType::from(i64::try_from(v).unwrap_or(i64::MAX))
 }
@@ -139,18 +156,14 @@ impl Neo4jSink {
             .services
             .iter()
             .map(|(k, s)| {
-                row([
-                    ("source", n(k.source).into()),
-                    ("target", n(k.target).into()),
-                    ("relation", k.relation.as_str().into()),
-                    ("calls", int(s.calls)),
-                    ("errors", int(s.errors)),
-                    ("sum", int(s.duration_us_sum)),
-                    ("min", int(s.duration_us_min)),
-                    ("max", int(s.duration_us_max)),
-                    ("first", millis(s.first_seen_us)),
-                    ("last", millis(s.last_seen_us)),
-                ])
+                calls_row(
+                    [
+                        ("source", n(k.source).into()),
+                        ("target", n(k.target).into()),
+                        ("relation", k.relation.as_str().into()),
+                    ],
+                    s,
+                )
             })
             .collect();
         let operations: Vec<BoltType> = delta
@@ -159,22 +172,18 @@ impl Neo4jSink {
             .map(|(k, s)| {
                 let (ss, so, ts, to) =
                     (n(k.source_service), n(k.source_operation), n(k.target_service), n(k.target_operation));
-                row([
-                    ("source_key", operation_key(&ss, &so).into()),
-                    ("target_key", operation_key(&ts, &to).into()),
-                    ("source", ss.into()),
-                    ("source_operation", so.into()),
-                    ("target", ts.into()),
-                    ("target_operation", to.into()),
-                    ("relation", k.relation.as_str().into()),
-                    ("calls", int(s.calls)),
-                    ("errors", int(s.errors)),
-                    ("sum", int(s.duration_us_sum)),
-                    ("min", int(s.duration_us_min)),
-                    ("max", int(s.duration_us_max)),
-                    ("first", millis(s.first_seen_us)),
-                    ("last", millis(s.last_seen_us)),
-                ])
+                calls_row(
+                    [
+                        ("source_key", operation_key(&ss, &so).into()),
+                        ("target_key", operation_key(&ts, &to).into()),
+                        ("source", ss.into()),
+                        ("source_operation", so.into()),
+                        ("target", ts.into()),
+                        ("target_operation", to.into()),
+                        ("relation", k.relation.as_str().into()),
+                    ],
+                    s,
+                )
             })
             .collect();
         let hops: Vec<BoltType> = delta
