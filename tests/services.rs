@@ -338,34 +338,30 @@ fn wait_for_metric(addr: &str, metric: &str, want: f64, timeout: Duration) {
 #[test]
 #[ignore = "needs the real servers: `make test` starts them"]
 fn run_consumes_simulated_kafka_spans_and_finds_exactly_the_simulated_anomalies() {
-    run_end_to_end(&env("POIROT_TEST_OPENSEARCH"), "os");
+    run_end_to_end(&env("POIROT_TEST_OPENSEARCH"), "os", "jaeger-proto");
 }
 
 #[test]
 #[ignore = "needs the real servers: `make test` starts them"]
 fn run_writes_the_same_anomalies_to_elasticsearch_7() {
-    run_end_to_end(&env("POIROT_TEST_ELASTICSEARCH"), "es7");
+    run_end_to_end(&env("POIROT_TEST_ELASTICSEARCH"), "es7", "jaeger-proto");
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn run_reads_jaeger_json_messages_with_the_same_results() {
+    run_end_to_end(&env("POIROT_TEST_OPENSEARCH"), "json", "jaeger-json");
 }
 
 /// simulate → Kafka → `poirot run` → files, dead letters, offsets and the search index at `search`.
-fn run_end_to_end(search: &str, tag: &str) {
+fn run_end_to_end(search: &str, tag: &str, format: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let topic = format!("poirot-e2e-{tag}-{}", std::process::id());
     let brokers = env("POIROT_TEST_KAFKA");
     let expected = dir.path().join("expected.ndjson");
     let start = chrono_now();
     let sim = Command::new(env!("CARGO_BIN_EXE_poirot"))
-        .args([
-            "simulate",
-            "--traces",
-            "200",
-            "--loss-rate",
-            "0.1",
-            "--loop-rate",
-            "0.1",
-            "--format",
-            "jaeger-proto",
-        ])
+        .args(["simulate", "--traces", "200", "--loss-rate", "0.1", "--loop-rate", "0.1", "--format", format])
         .args(["--brokers", &brokers, "--topic", &topic, "--start", &start])
         .arg("--expected")
         .arg(&expected)
