@@ -11,6 +11,9 @@
 //! [anomalies]
 //! min_reentries = 2           # recursive_chain threshold (A→B→A→B→A)
 //!
+//! [metrics]
+//! max_series = 10000          # RED label sets; past it spans count in the __overflow__ series
+//!
 //! [kafka]                     # poirot run
 //! brokers = "127.0.0.1:9092"
 //! topic = "jaeger-spans"
@@ -65,6 +68,7 @@ pub enum ConfigError {
 pub struct Config {
     pub assembly: AssemblySection,
     pub anomalies: AnomalySection,
+    pub metrics: MetricsSection,
     pub demo: DemoSection,
     pub kafka: KafkaSection,
     pub run: RunSection,
@@ -256,6 +260,21 @@ pub struct AnomalySection {
 impl Default for AnomalySection {
     fn default() -> Self {
         AnomalySection { min_reentries: 2 }
+    }
+}
+
+/// The RED metrics.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Most label sets (service, operation, kind, status); past it spans count in
+    /// the `__overflow__` series.
+    pub max_series: usize,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection { max_series: 10_000 }
     }
 }
 

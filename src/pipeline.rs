@@ -81,11 +81,17 @@ impl Pipeline {
     pub fn new(config: PipelineConfig, clock: Arc<dyn Clock>) -> Self {
         let mut analysis = config.analysis;
         analysis.max_spans_per_trace = config.assembly.max_spans_per_trace;
+        let mut names = Interner::new();
+        let mut analyzer = Analyzer::new(analysis, config.detected_at);
+        analyzer.red = crate::analysis::Red::with_limit(
+            analysis.max_series,
+            names.intern(crate::analysis::red::OVERFLOW),
+        );
         Pipeline {
-            names: Interner::new(),
+            names,
             tracker: WatermarkTracker::new(config.watermark, clock),
             assembler: TraceAssembler::new(config.assembly),
-            analyzer: Analyzer::new(analysis, config.detected_at),
+            analyzer,
             input: InputStats::default(),
             recent_errors: Vec::new(),
             spans: Vec::new(),

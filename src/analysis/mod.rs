@@ -25,6 +25,8 @@ pub struct AnalysisConfig {
     pub min_reentries: u32,
     /// The span limit assembly enforces, quoted in oversized_trace documents.
     pub max_spans_per_trace: usize,
+    /// Most RED series (label sets); past it spans go to the `__overflow__` series.
+    pub max_series: usize,
 }
 
 impl Default for AnalysisConfig {
@@ -32,6 +34,7 @@ impl Default for AnalysisConfig {
         AnalysisConfig {
             min_reentries: 2,
             max_spans_per_trace: AssemblyConfig::default().max_spans_per_trace,
+            max_series: 10_000,
         }
     }
 }

@@ -45,9 +45,18 @@ impl RedStats {
     }
 }
 
+/// The service and operation name of the series that takes every span past the
+/// series limit.
+pub const OVERFLOW: &str = "__overflow__";
+
 #[derive(Default, Debug)]
 pub struct Red {
     series: FxHashMap<RedKey, RedStats>,
+    /// Most series kept (0: no limit); past it, spans of new label sets go to the
+    /// overflow series, so hostile span data cannot explode label cardinality.
+    max_series: usize,
+    overflow: Sym,
+    pub overflowed_spans: u64,
 }
 
 /// Bucket index for a duration in microseconds.
@@ -58,9 +67,23 @@ fn bucket(duration_us: u64) -> usize {
 }
 
 impl Red {
+    /// RED with at most `max_series` series; `overflow` is the interned [`OVERFLOW`].
+    pub fn with_limit(max_series: usize, overflow: Sym) -> Self {
+        Red { max_series, overflow, ..Red::default() }
+    }
+
     #[inline]
     pub fn observe(&mut self, s: &Span) {
-        let key = RedKey { service: s.service, operation: s.operation, kind: s.kind, error: s.error };
+        let mut key = RedKey { service: s.service, operation: s.operation, kind: s.kind, error: s.error };
+        if self.max_series > 0 && self.series.len() >= self.max_series && !self.series.contains_key(&key) {
+            key = RedKey {
+                service: self.overflow,
+                operation: self.overflow,
+                kind: SpanKind::Unspecified,
+                error: s.error,
+            };
+            self.overflowed_spans += 1;
+        }
         let st = self.series.entry(key).or_default();
         st.calls += 1;
         st.buckets[bucket(s.duration_us)] += 1;
@@ -148,6 +171,24 @@ pub fn escape_label(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_sets_past_the_limit_share_one_overflow_series() {
+        let mut names = Interner::new();
+        let mut red = Red::with_limit(3, names.intern(OVERFLOW));
+        for i in 0..100 {
+            red.observe(&Span { service: names.intern(&format!("svc-{i}")), ..Span::default() });
+        }
+        // Known label sets keep counting in their own series.
+        red.observe(&Span { service: names.intern("svc-0"), ..Span::default() });
+        let sorted = red.sorted(&names);
+        assert_eq!(sorted.len(), 4, "three series and the overflow one");
+        assert_eq!(red.total_calls(), 101);
+        assert_eq!(red.overflowed_spans, 97);
+        let overflow =
+            sorted.iter().find(|(k, _)| names.resolve(k.service) == OVERFLOW).expect("overflow series");
+        assert_eq!(overflow.1.calls, 97);
+    }
 
     #[test]
     fn renders_spm_compatible_series() {

@@ -57,6 +57,7 @@ pub fn pipeline_config(c: &Config, detected_at: DetectedAt) -> PipelineConfig {
         analysis: AnalysisConfig {
             min_reentries: c.anomalies.min_reentries,
             max_spans_per_trace: c.assembly.max_spans_per_trace,
+            max_series: c.metrics.max_series,
         },
         detected_at,
     }

@@ -63,6 +63,13 @@ pub fn render(p: &Pipeline) -> String {
         let n = stats.anomalies.get(&kind).copied().unwrap_or(0);
         let _ = writeln!(out, "poirot_anomalies_total{{kind=\"{kind}\"}} {n}");
     }
+    family(
+        &mut out,
+        "poirot_red_overflow_spans_total",
+        "counter",
+        "Spans counted in the __overflow__ RED series.",
+    );
+    let _ = writeln!(out, "poirot_red_overflow_spans_total {}", p.analyzer.red.overflowed_spans);
     family(&mut out, "poirot_open_traces", "gauge", "Traces being assembled.");
     let _ = writeln!(out, "poirot_open_traces {}", p.open_traces());
     family(&mut out, "poirot_buffered_spans", "gauge", "Spans held by open traces.");
