@@ -507,6 +507,18 @@ fn run_end_to_end(search: &str, tag: &str, format: &str) {
     drop(again);
     assert_eq!(docs(search), indexed, "a replay must not duplicate documents");
 
+    // Consumer lag per partition, from librdkafka's statistics: nothing left behind.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = http::get(&format!("http://{listen}/metrics")).map(|r| r.body).unwrap_or_default();
+        let lags: Vec<&str> = body.lines().filter(|l| l.starts_with("poirot_kafka_consumer_lag{")).collect();
+        if lags.len() == 6 && lags.iter().all(|l| l.ends_with(" 0")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "consumer lag: {lags:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     // SIGTERM: a clean stop.
     let pid = run.0.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());

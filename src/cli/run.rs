@@ -344,6 +344,16 @@ fn append_source_metrics(out: &mut String, source: &KafkaSource, dlq: Option<&De
             let _ = writeln!(out, "poirot_kafka_committable_offset{{partition=\"{p}\"}} {o}");
         }
     }
+    let _ = writeln!(
+        out,
+        "# HELP poirot_kafka_consumer_lag Messages behind the end of the partition (librdkafka statistics, every 5 s)."
+    );
+    let _ = writeln!(out, "# TYPE poirot_kafka_consumer_lag gauge");
+    if let Ok(m) = source.lag.lock() {
+        for (p, l) in m.iter() {
+            let _ = writeln!(out, "poirot_kafka_consumer_lag{{partition=\"{p}\"}} {l}");
+        }
+    }
     let _ =
         writeln!(out, "# HELP poirot_dead_letters_total Undecodable messages sent to the dead-letter topic.");
     let _ = writeln!(out, "# TYPE poirot_dead_letters_total counter");

@@ -74,6 +74,12 @@ pub fn render(p: &Pipeline) -> String {
     let _ = writeln!(out, "poirot_open_traces {}", p.open_traces());
     family(&mut out, "poirot_buffered_spans", "gauge", "Spans held by open traces.");
     let _ = writeln!(out, "poirot_buffered_spans {}", p.buffered_spans());
+    family(&mut out, "poirot_state_bytes", "gauge", "Estimated memory of the spans held by open traces.");
+    let _ = writeln!(
+        out,
+        "poirot_state_bytes {}",
+        p.buffered_spans() * std::mem::size_of::<crate::model::Span>()
+    );
     if p.watermark() > i64::MIN {
         family(
             &mut out,
@@ -82,6 +88,14 @@ pub fn render(p: &Pipeline) -> String {
             "Event-time watermark, seconds since the epoch.",
         );
         let _ = writeln!(out, "poirot_watermark_seconds {}", p.watermark() as f64 / 1e6);
+        family(
+            &mut out,
+            "poirot_watermark_delay_seconds",
+            "gauge",
+            "How far event time lags behind the clock.",
+        );
+        let now = crate::dataflow::Clock::now_us(&crate::dataflow::SystemClock);
+        let _ = writeln!(out, "poirot_watermark_delay_seconds {}", (now - p.watermark()) as f64 / 1e6);
     }
     out
 }

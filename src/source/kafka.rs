@@ -66,12 +66,29 @@ struct Context {
     events: SyncSender<SourceEvent>,
     committable: Committable,
     stop: Arc<AtomicBool>,
+    lag: Lag,
 }
+
+/// Messages behind the end of each partition, from librdkafka's statistics.
+pub type Lag = Arc<Mutex<BTreeMap<u32, i64>>>;
 
 /// How long a rebalance waits for the pipeline to hand revoked partitions back.
 const HANDOFF_TIMEOUT: Duration = Duration::from_secs(60);
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        if let Ok(mut lag) = self.lag.lock() {
+            lag.clear();
+            for (p, part) in &topic.partitions {
+                // -1 means unknown (not fetching that partition).
+                if let (Ok(p), true) = (u32::try_from(*p), part.consumer_lag >= 0) {
+                    lag.insert(p, part.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<u32> {
     tpl.elements().iter().filter_map(|e| u32::try_from(e.partition()).ok()).collect()
@@ -141,6 +158,7 @@ impl ConsumerContext for Context {
 pub struct KafkaSource {
     pub events: Receiver<SourceEvent>,
     pub committable: Committable,
+    pub lag: Lag,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -154,12 +172,14 @@ impl KafkaSource {
     pub fn start(config: &KafkaSourceConfig) -> Result<KafkaSource, KafkaSourceError> {
         let (tx, rx) = sync_channel(IN_FLIGHT);
         let committable: Committable = Arc::default();
+        let lag: Lag = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let context = Context {
             topic: config.topic.clone(),
             events: tx.clone(),
             committable: committable.clone(),
             stop: stop.clone(),
+            lag: lag.clone(),
         };
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &config.brokers)
@@ -167,7 +187,8 @@ impl KafkaSource {
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("client.id", "poirot");
+            .set("client.id", "poirot")
+            .set("statistics.interval.ms", "5000");
         for (k, v) in &config.properties {
             cc.set(k, v);
         }
@@ -180,7 +201,7 @@ impl KafkaSource {
                 .spawn(move || poll_loop(consumer, tx, stop))
                 .map_err(KafkaSourceError::Thread)?
         };
-        Ok(KafkaSource { events: rx, committable, stop, thread: Some(thread) })
+        Ok(KafkaSource { events: rx, committable, lag, stop, thread: Some(thread) })
     }
 
     /// Stops polling, commits what may be committed, and leaves the group.
