@@ -267,7 +267,15 @@ fn unreadable_input_and_bad_config_exit_with_one_clear_line() {
 
 #[test]
 fn every_command_has_help() {
-    for cmd in [&["--help"][..], &["replay", "--help"], &["demo", "--help"], &["simulate", "--help"]] {
+    for cmd in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["replay", "--help"],
+        &["demo", "--help"],
+        &["simulate", "--help"],
+        &["deps", "--help"],
+        &["deps", "impact", "--help"],
+    ] {
         let text = ok(poirot(cmd));
         assert!(text.contains("Usage"), "{cmd:?}: {text}");
     }

@@ -29,7 +29,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Consume the Jaeger span topic from Kafka (the main job): page and /metrics, dead letters, files.
+    /// Consume the Jaeger span topic from Kafka (the main job): dependencies to Neo4j, anomalies to Elasticsearch, /metrics.
     Run(run::RunArgs),
     /// Analyse trace dumps offline and write the results into a directory.
     Replay(replay::ReplayArgs),
