@@ -239,3 +239,44 @@ fn every_span_counts_for_red_once() {
     let text = poirot::sink::prometheus::render_red(&p);
     assert!(text.contains("service_name=\"B\",span_name=\"B-op\",span_kind=\"SPAN_KIND_INTERNAL\",status_code=\"STATUS_CODE_ERROR\"} 1"), "{text}");
 }
+
+#[test]
+fn edge_deltas_add_up_to_the_same_totals() {
+    let build = |t: &mut common::TraceBuilder<'_>| {
+        t.span(1, "A", Server, &[]);
+        t.span(2, "A", Producer, &[(1, ChildOf)]).destination = t.names.intern("Q");
+        t.span(3, "B", Consumer, &[(2, FollowsFrom)]).error = true;
+        t.child(4, "C", 3);
+    };
+    let (direct, _) = analyse(build);
+    let mut p = common::pipeline();
+    p.enable_deltas();
+    for trace in 1..=3u64 {
+        let mut t = common::TraceBuilder::new(&mut p.names, trace);
+        build(&mut t);
+        let spans = std::mem::take(&mut t.spans);
+        for s in spans {
+            p.push_span(0, s);
+        }
+        if trace == 2 {
+            p.finish();
+            let (delta, _) = p.take_finished();
+            assert!(!delta.is_empty());
+        }
+    }
+    p.finish();
+    let _ = p.take_finished();
+    let rows = p.analyzer.edges.service_rows(&p.names);
+    let one = direct.analyzer.edges.service_rows(&direct.names);
+    assert_eq!(rows.len(), one.len());
+    for (r, o) in rows.iter().zip(&one) {
+        assert_eq!(
+            (&r.source, &r.target, r.stats.calls, r.stats.errors),
+            (&o.source, &o.target, 3 * o.stats.calls, 3 * o.stats.errors)
+        );
+        assert_eq!(
+            r.destinations.first().map(|d| d.stats.messages),
+            o.destinations.first().map(|d| 3 * d.stats.messages)
+        );
+    }
+}

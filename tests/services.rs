@@ -598,6 +598,20 @@ fn neo4j_calls() -> Vec<(String, String, String, i64, i64)> {
     })
 }
 
+/// The service edges `poirot replay` finds in a dump: what a clean run gives.
+fn clean_calls(dump: &std::path::Path) -> Vec<(String, String, String, i64, i64)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = Command::new(env!("CARGO_BIN_EXE_poirot"))
+        .arg("replay")
+        .arg("--out")
+        .arg(dir.path())
+        .arg(dump)
+        .output()
+        .expect("replay");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    replay_calls(&dir.path().join("dependencies.ndjson"))
+}
+
 /// The service edges of a replay's dependencies.ndjson in the same shape.
 fn replay_calls(deps: &std::path::Path) -> Vec<(String, String, String, i64, i64)> {
     let mut out: Vec<_> = std::fs::read_to_string(deps)
@@ -683,16 +697,7 @@ fn hotrod_through_jaeger_kafka_and_run_reaches_prometheus_neo4j_and_the_index() 
     let dir = tempfile::tempdir().expect("tempdir");
     let dump = dir.path().join("jaeger-spans.bin");
     let spans = dump_topic("jaeger-spans", &dump);
-    let clean = dir.path().join("clean");
-    let r = Command::new(env!("CARGO_BIN_EXE_poirot"))
-        .arg("replay")
-        .arg("--out")
-        .arg(&clean)
-        .arg(&dump)
-        .output()
-        .expect("replay");
-    assert!(r.status.success());
-    let want_calls = replay_calls(&clean.join("dependencies.ndjson"));
+    let want_calls = clean_calls(&dump);
     for (a, b) in [
         ("frontend", "customer"),
         ("frontend", "driver"),
@@ -786,16 +791,7 @@ fn workload(prefix: &str, traces: &str, seed: &str) -> Workload {
         .expect("simulate");
     assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
     // What a clean run gives: the offline replay of the same spans.
-    let clean = dir.path().join("clean");
-    let r = Command::new(env!("CARGO_BIN_EXE_poirot"))
-        .arg("replay")
-        .arg("--out")
-        .arg(&clean)
-        .arg(&dump)
-        .output()
-        .expect("replay");
-    assert!(r.status.success());
-    let want_calls = replay_calls(&clean.join("dependencies.ndjson"));
+    let want_calls = clean_calls(&dump);
     let want_docs = std::fs::read_to_string(&expected).expect("expected").lines().count();
     Workload { _dir: dir, topic, want_calls, want_docs }
 }

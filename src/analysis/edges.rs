@@ -87,6 +87,22 @@ pub struct HopStats {
     pub hop_latency_us_max: u64,
 }
 
+impl HopStats {
+    pub fn merge(&mut self, o: &HopStats) {
+        if o.messages == 0 {
+            return;
+        }
+        self.hop_latency_us_min = if self.messages == 0 {
+            o.hop_latency_us_min
+        } else {
+            self.hop_latency_us_min.min(o.hop_latency_us_min)
+        };
+        self.hop_latency_us_max = self.hop_latency_us_max.max(o.hop_latency_us_max);
+        self.messages += o.messages;
+        self.hop_latency_us_sum += o.hop_latency_us_sum;
+    }
+}
+
 #[derive(Default, Debug, Clone)]
 pub struct Edges {
     pub services: FxHashMap<ServiceEdge, CallStats>,
@@ -97,6 +113,19 @@ pub struct Edges {
 impl Edges {
     pub fn is_empty(&self) -> bool {
         self.services.is_empty() && self.operations.is_empty() && self.hops.is_empty()
+    }
+
+    /// Adds another set of edges (a delta) to these.
+    pub fn merge(&mut self, o: &Edges) {
+        for (k, v) in &o.services {
+            self.services.entry(*k).or_default().merge(v);
+        }
+        for (k, v) in &o.operations {
+            self.operations.entry(*k).or_default().merge(v);
+        }
+        for (k, v) in &o.hops {
+            self.hops.entry(*k).or_default().merge(v);
+        }
     }
 
     /// Adds the edges of one trace.

@@ -69,7 +69,8 @@ pub struct Analyzer {
     detected_at: DetectedAt,
     pub red: Red,
     pub edges: Edges,
-    /// Edges since a sink last took them ([`Analyzer::take_delta`]); kept only when asked for.
+    /// When on, closed traces add their edges here instead of to `edges`, and
+    /// [`Analyzer::take_delta`] moves them into `edges`: one pass per trace either way.
     pub delta: Option<Edges>,
     pub stats: AnalysisStats,
 }
@@ -115,9 +116,9 @@ impl Analyzer {
             for &i in cycles.iter().flatten() {
                 in_cycle[i as usize] = true;
             }
-            self.edges.add_trace(&trace.spans, &dag);
-            if let Some(d) = self.delta.as_mut() {
-                d.add_trace(&trace.spans, &dag);
+            match self.delta.as_mut() {
+                Some(d) => d.add_trace(&trace.spans, &dag),
+                None => self.edges.add_trace(&trace.spans, &dag),
             }
             detect::message_loss(&t, &dag, ctx.out);
             detect::orphan_references(&t, &dag, ctx.out);
@@ -131,9 +132,12 @@ impl Analyzer {
 }
 
 impl Analyzer {
-    /// The edges added since the last call (requires deltas to be on: `delta = Some(..)`).
+    /// The edges added since the last call (requires deltas to be on: `delta = Some(..)`);
+    /// they are folded into `edges` as they are handed out.
     pub fn take_delta(&mut self) -> Edges {
-        self.delta.as_mut().map(std::mem::take).unwrap_or_default()
+        let delta = self.delta.as_mut().map(std::mem::take).unwrap_or_default();
+        self.edges.merge(&delta);
+        delta
     }
 }
 
