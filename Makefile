@@ -3,7 +3,7 @@ CARGO ?= cargo
 DEMO_LISTEN ?= 127.0.0.1:8080
 SERVICES := scripts/services/services.sh
 
-.PHONY: run test unit lint build bench fmt clean services-up services-down services-status services-test
+.PHONY: run test unit lint build bench fmt clean services-up services-down services-status services-test stack-check image
 
 build:
 	$(CARGO) build --release
@@ -13,8 +13,9 @@ run: build
 	@echo "poirot demo: web page http://$(DEMO_LISTEN)/  metrics http://$(DEMO_LISTEN)/metrics  (Ctrl-C stops)"
 	./target/release/poirot demo --listen $(DEMO_LISTEN)
 
-## The whole test suite: lints, unit/property/CLI tests, then the real servers.
-test: lint unit services-test
+## The whole test suite: lints, unit/property/CLI tests, the real servers (which include the
+## dashboard and alerting test of the stack's configs), then the deployment checks.
+test: lint unit services-test stack-check
 
 unit:
 	$(CARGO) test --all-targets
@@ -38,6 +39,15 @@ services-status:
 ## (KEEP_SERVICES=1 leaves them running).
 services-test:
 	scripts/services/run-tests.sh
+
+## Static checks of docker/, stack.yml and dashboards/: hadolint, docker stack config,
+## promtool (config, rules, rule unit tests), amtool, dashboard JSON and PromQL.
+stack-check:
+	scripts/stack-check.sh
+
+## The container image (needs a Docker engine; none on the test machines).
+image:
+	docker build -f docker/Dockerfile -t poirot:0.1.0 .
 
 bench:
 	$(CARGO) bench --bench pipeline

@@ -157,7 +157,8 @@ fn assemble(spans: Vec<Span>) -> Vec<Assembled> {
 
 fn new_analyzer() -> Analyzer {
     let c = pipeline_config();
-    Analyzer::new(c.analysis, c.detected_at)
+    // The series limit is not reached here, so the overflow name is never used.
+    Analyzer::new(c.analysis, c.detected_at, poirot::model::Sym::default())
 }
 
 // ---------------------------------------------------------------------------

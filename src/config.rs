@@ -12,7 +12,8 @@
 //! min_reentries = 2           # recursive_chain threshold (A→B→A→B→A)
 //!
 //! [metrics]
-//! max_series = 10000          # RED label sets; past it spans count in the __overflow__ series
+//! max_series = 10000          # label sets per family; past it spans count in the __overflow__ series
+//! max_names = 100000          # distinct service/operation/destination names; past it: __overflow__
 //!
 //! [kafka]                     # poirot run
 //! brokers = "127.0.0.1:9092"
@@ -20,6 +21,7 @@
 //! group = "poirot"
 //! encoding = "auto"           # auto | jaeger-proto | jaeger-json | otlp-proto | otlp-json
 //! dead_letter = true          # undecodable messages go to <topic>-dlq
+//! repartition = "auto"        # auto | always | never: re-key unkeyed input via <group>-repartition
 //! [kafka.properties]          # passed to librdkafka as they are
 //! # "security.protocol" = "SASL_SSL"
 //!
@@ -36,6 +38,11 @@
 //! index_prefix = "poirot-anomalies"
 //! username = ""               # basic auth, with password or password_file
 //! api_key = ""                # or an API key "id:key" (or api_key_file)
+//!
+//! [self_tracing]              # poirot's own traces over OTLP/HTTP; off while endpoint is empty
+//! endpoint = "http://127.0.0.1:4318"
+//! service_name = "poirot"     # input spans of this service are dropped (no feedback loop)
+//! sample_ratio = 1.0
 //!
 //! [demo]
 //! listen = "127.0.0.1:8080"
@@ -74,6 +81,26 @@ pub struct Config {
     pub run: RunSection,
     pub elasticsearch: ElasticsearchSection,
     pub neo4j: Neo4jSection,
+    pub self_tracing: SelfTracingSection,
+}
+
+/// poirot's own traces, sent over OTLP/HTTP; off while `endpoint` is empty.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfTracingSection {
+    /// OTLP/HTTP address of a collector, e.g. `http://127.0.0.1:4318`.
+    pub endpoint: String,
+    /// `service.name` of poirot's spans; input spans of this service are dropped,
+    /// so poirot never analyses (and traces) its own traces.
+    pub service_name: String,
+    /// Share of poirot's traces kept, in [0, 1].
+    pub sample_ratio: f64,
+}
+
+impl Default for SelfTracingSection {
+    fn default() -> Self {
+        SelfTracingSection { endpoint: String::new(), service_name: "poirot".into(), sample_ratio: 1.0 }
+    }
 }
 
 /// Where `poirot run` writes service dependencies; off while `uri` is empty.
@@ -195,6 +222,9 @@ pub struct KafkaSection {
     pub encoding: String,
     /// Send undecodable messages to `<topic>-dlq`.
     pub dead_letter: bool,
+    /// Re-key spans by trace id through `<group>-repartition`: `auto` (messages
+    /// whose key is not the trace id of all their spans), `always` or `never`.
+    pub repartition: String,
     /// Passed to librdkafka as they are: `security.protocol`, `sasl.mechanism`, `ssl.ca.location`, ...
     pub properties: std::collections::BTreeMap<String, String>,
 }
@@ -207,6 +237,7 @@ impl Default for KafkaSection {
             group: "poirot".into(),
             encoding: "auto".into(),
             dead_letter: true,
+            repartition: "auto".into(),
             properties: Default::default(),
         }
     }
@@ -270,11 +301,14 @@ pub struct MetricsSection {
     /// Most label sets (service, operation, kind, status); past it spans count in
     /// the `__overflow__` series.
     pub max_series: usize,
+    /// Most distinct names (services, operations, destinations) kept; past it new
+    /// names count as `__overflow__`.
+    pub max_names: usize,
 }
 
 impl Default for MetricsSection {
     fn default() -> Self {
-        MetricsSection { max_series: 10_000 }
+        MetricsSection { max_series: 10_000, max_names: 100_000 }
     }
 }
 
@@ -451,6 +485,17 @@ impl Config {
                 format!("{:?} is not an address like 127.0.0.1:9464", self.run.listen),
             ));
         }
+        let t = &self.self_tracing;
+        if !(0.0..=1.0).contains(&t.sample_ratio) {
+            return Err((
+                "self_tracing.sample_ratio",
+                format!("{} is not a ratio in [0, 1]", t.sample_ratio),
+            ));
+        }
+        if !t.endpoint.is_empty() && !t.endpoint.starts_with("http://") && !t.endpoint.starts_with("https://")
+        {
+            return Err(("self_tracing.endpoint", format!("{:?} is not an http(s) URL", t.endpoint)));
+        }
         let k = &self.kafka;
         if !["auto", "jaeger-proto", "jaeger-json", "otlp-proto", "otlp-json"].contains(&k.encoding.as_str())
         {
@@ -458,6 +503,9 @@ impl Config {
                 "kafka.encoding",
                 format!("{:?} is not auto, jaeger-proto, jaeger-json, otlp-proto or otlp-json", k.encoding),
             ));
+        }
+        if !["auto", "always", "never"].contains(&k.repartition.as_str()) {
+            return Err(("kafka.repartition", format!("{:?} is not auto, always or never", k.repartition)));
         }
         for (key, v) in [("kafka.brokers", &k.brokers), ("kafka.topic", &k.topic), ("kafka.group", &k.group)]
         {

@@ -7,10 +7,10 @@ use crate::analysis::{
     AnalysisConfig, Analyzer, Anomaly, Assembled, AssemblyConfig, DetectedAt, TraceAssembler,
 };
 use crate::dataflow::{
-    Clock, Context, EventTime, OffsetTracker, Operator, WatermarkConfig, WatermarkTracker,
+    Clock, Context, EventTime, OffsetTracker, Operator, UpstreamWatermarks, WatermarkConfig, WatermarkTracker,
 };
 use crate::decode::{self, DecodeError, Format, Reason};
-use crate::model::{Interner, Span, TraceId};
+use crate::model::{Interner, Span, Sym, TraceId};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +30,8 @@ pub struct InputStats {
     pub spans: u64,
     /// Spans of traces a previous owner had already finished, dropped on re-read.
     pub replayed_spans: u64,
+    /// Spans of poirot's own service (self-tracing), dropped.
+    pub own_spans: u64,
     pub bad: BTreeMap<Reason, u64>,
 }
 
@@ -57,6 +59,11 @@ pub struct Pipeline {
     finished: Vec<FinishedTrace>,
     /// Traces a previous owner already finished: their spans up to the offset are dropped.
     skip: FxHashMap<TraceId, (u32, i64)>,
+    /// poirot's own service when it traces itself: its spans are not analysed.
+    own_service: Option<Sym>,
+    /// Event-time progress of shuffled partitions, from their producers' watermark records.
+    upstream: UpstreamWatermarks,
+    idle_timeout_us: i64,
 }
 
 /// A trace that closed, with where its spans ended in its partition.
@@ -81,12 +88,9 @@ impl Pipeline {
     pub fn new(config: PipelineConfig, clock: Arc<dyn Clock>) -> Self {
         let mut analysis = config.analysis;
         analysis.max_spans_per_trace = config.assembly.max_spans_per_trace;
-        let mut names = Interner::new();
-        let mut analyzer = Analyzer::new(analysis, config.detected_at);
-        analyzer.red = crate::analysis::Red::with_limit(
-            analysis.max_series,
-            names.intern(crate::analysis::red::OVERFLOW),
-        );
+        let mut names = Interner::with_limit(analysis.max_names);
+        let overflow = names.intern(crate::analysis::red::OVERFLOW);
+        let analyzer = Analyzer::new(analysis, config.detected_at, overflow);
         Pipeline {
             names,
             tracker: WatermarkTracker::new(config.watermark, clock),
@@ -101,6 +105,9 @@ impl Pipeline {
             offsets: OffsetTracker::default(),
             finished: Vec::new(),
             skip: FxHashMap::default(),
+            own_service: None,
+            upstream: UpstreamWatermarks::default(),
+            idle_timeout_us: config.watermark.idle_timeout_us,
         }
     }
 
@@ -121,6 +128,12 @@ impl Pipeline {
         for (t, last) in traces {
             self.skip.insert(t, (partition, last));
         }
+    }
+
+    /// Drops input spans of `service` (poirot's own, when it traces itself), so its
+    /// traces never feed back into what it analyses.
+    pub fn ignore_service(&mut self, service: &str) {
+        self.own_service = Some(self.names.intern(service));
     }
 
     /// Decodes one record of `partition` (`format` `None`: detect it) and feeds its spans.
@@ -149,29 +162,85 @@ impl Pipeline {
         format: Option<Format>,
         record: &[u8],
     ) -> RecordOutcome {
-        self.input.records += 1;
         let mut spans = std::mem::take(&mut self.spans);
+        let outcome = self.decode_record(format, record, &mut spans);
+        self.feed(partition, offset, &mut spans, true);
+        self.spans = spans;
+        outcome
+    }
+
+    /// Decodes one record (`format` `None`: detect it) without feeding it: its
+    /// spans are appended to `spans`, its errors counted.
+    pub fn decode_record(
+        &mut self,
+        format: Option<Format>,
+        record: &[u8],
+        spans: &mut Vec<Span>,
+    ) -> RecordOutcome {
+        self.input.records += 1;
         let mut errors = std::mem::take(&mut self.errors);
+        let before = spans.len();
         let format = format.or_else(|| decode::detect(record));
         match format {
-            Some(f) => decode::decode(f, record, &mut self.names, &mut spans, &mut errors),
+            Some(f) => decode::decode(f, record, &mut self.names, spans, &mut errors),
             None => errors.push(decode::unrecognized(record)),
         }
         if format == Some(Format::JaegerUi) {
             // A UI document lists traces in no time order; feed it as a tracer would have.
-            spans.sort_by_key(Span::event_time_us);
+            spans[before..].sort_by_key(Span::event_time_us);
         }
-        let outcome = RecordOutcome { spans: spans.len(), error: errors.first().cloned() };
+        let outcome = RecordOutcome { spans: spans.len() - before, error: errors.first().cloned() };
         for e in errors.drain(..) {
             self.reject(e);
         }
-        let now = self.tracker.now_us();
-        for s in spans.drain(..) {
-            self.push_span_at(partition, s, now, offset);
-        }
-        self.spans = spans;
         self.errors = errors;
         outcome
+    }
+
+    /// Feeds the spans [`decode_record`](Self::decode_record) gave for the record
+    /// at `offset` of `partition`, emptying `spans`.
+    pub fn push_decoded_at(&mut self, partition: u32, offset: i64, spans: &mut Vec<Span>) {
+        self.feed(partition, Some(offset), spans, true);
+        self.offsets.processed(partition, offset);
+    }
+
+    /// Like [`push_decoded_at`](Self::push_decoded_at) for a partition of the
+    /// repartition topic: its event time moves with its producers' watermark
+    /// records ([`upstream_watermark`](Self::upstream_watermark)), not with the spans.
+    pub fn push_shuffled_at(&mut self, partition: u32, offset: i64, spans: &mut Vec<Span>) {
+        self.feed(partition, Some(offset), spans, false);
+        self.offsets.processed(partition, offset);
+    }
+
+    /// A watermark record at `offset` of a repartition-topic `partition`: `producer`
+    /// has re-keyed everything up to `event_time` (less the out-of-orderness).
+    pub fn upstream_watermark(&mut self, partition: u32, offset: i64, producer: u64, event_time: EventTime) {
+        let now = self.tracker.now_us();
+        let t = self.upstream.heard(partition, producer, event_time, now, self.idle_timeout_us);
+        self.offsets.processed(partition, offset);
+        self.advance(partition, t, now);
+    }
+
+    fn advance(&mut self, partition: u32, event_time: EventTime, now: i64) {
+        if let Some(wm) = self.tracker.observe_at(partition, event_time, now) {
+            let mut assembled = std::mem::take(&mut self.assembled);
+            self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
+            self.analyse(&mut assembled);
+            self.assembled = assembled;
+        }
+    }
+
+    /// The record at `offset` of `partition` was handled without feeding spans
+    /// here (they were re-keyed into the repartition topic).
+    pub fn passed_on(&mut self, partition: u32, offset: i64) {
+        self.offsets.processed(partition, offset);
+    }
+
+    fn feed(&mut self, partition: u32, offset: Option<i64>, spans: &mut Vec<Span>, event_time: bool) {
+        let now = self.tracker.now_us();
+        for s in spans.drain(..) {
+            self.push_span_at(partition, s, now, offset, event_time);
+        }
     }
 
     /// Counts a record or span that could not be used.
@@ -186,11 +255,16 @@ impl Pipeline {
     /// Feeds one decoded span.
     pub fn push_span(&mut self, partition: u32, span: Span) {
         let now = self.tracker.now_us();
-        self.push_span_at(partition, span, now, None);
+        self.push_span_at(partition, span, now, None, true);
     }
 
-    fn push_span_at(&mut self, partition: u32, span: Span, now: i64, offset: Option<i64>) {
+    /// `event_time`: whether the span's own event time moves its partition's watermark.
+    fn push_span_at(&mut self, partition: u32, span: Span, now: i64, offset: Option<i64>, event_time: bool) {
         self.input.spans += 1;
+        if self.own_service == Some(span.service) {
+            self.input.own_spans += 1;
+            return;
+        }
         if let Some(o) = offset.filter(|_| !self.skip.is_empty()) {
             if let Some(&(p, last)) = self.skip.get(&span.trace_id) {
                 if p == partition && o <= last {
@@ -212,8 +286,10 @@ impl Pipeline {
                 }
             }
         }
-        if let Some(wm) = self.tracker.observe_at(partition, event, now) {
-            self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
+        if event_time {
+            if let Some(wm) = self.tracker.observe_at(partition, event, now) {
+                self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
+            }
         }
         self.analyse(&mut assembled);
         self.assembled = assembled;
@@ -232,8 +308,12 @@ impl Pipeline {
         }
     }
 
-    /// Lets processing time move the watermark (idle inputs).
+    /// Lets processing time move the watermark (idle inputs, silent producers).
     pub fn tick(&mut self) {
+        let now = self.tracker.now_us();
+        for (partition, t) in self.upstream.expire(now, self.idle_timeout_us) {
+            self.advance(partition, t, now);
+        }
         if let Some(wm) = self.tracker.tick() {
             let mut assembled = std::mem::take(&mut self.assembled);
             self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
@@ -269,6 +349,7 @@ impl Pipeline {
             self.assembler.discard(&t);
         }
         self.offsets.forget(partition);
+        self.upstream.forget(partition);
         self.skip.retain(|_, (p, _)| *p != partition);
         if let Some(wm) = self.tracker.end_partition(partition) {
             let mut assembled = std::mem::take(&mut self.assembled);

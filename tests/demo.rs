@@ -15,9 +15,14 @@ fn free_port() -> u16 {
 
 /// GET over plain HTTP/1.1; returns (status line, body).
 fn get(port: u16, path: &str) -> Option<(String, String)> {
+    get_accepting(port, path, "*/*")
+}
+
+fn get_accepting(port: u16, path: &str, accept: &str) -> Option<(String, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: {accept}\r\nConnection: close\r\n\r\n")
+        .ok()?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -84,12 +89,47 @@ fn demo_shows_red_graph_and_message_loss_then_stops_on_ctrl_c() {
     assert!(metrics
         .contains("traces_span_metrics_calls_total{service_name=\"SandboxAnalyser\",span_name=\"S3_GET\""));
     assert!(metrics.contains("traces_span_metrics_duration_milliseconds_bucket{"));
-    let loss: u64 = metrics
+    let sum = |text: &str, prefix: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let loss = sum(&metrics, "poirot_anomalies_total{kind=\"message_loss\",service=\"");
+    assert!(loss >= 3, "{metrics}");
+    // Lost messages by producer service and destination add up to the same.
+    assert!(metrics.contains("poirot_message_loss_total{producer_service=\""), "{metrics}");
+    assert!(sum(&metrics, "poirot_message_loss_total{") >= loss);
+    assert!(
+        metrics.contains("traces_service_graph_request_total{client=\"startWorkflow\""),
+        "service graph: {metrics}"
+    );
+    assert!(!metrics.contains("# EOF"), "the text format has no terminator");
+
+    // Prometheus asks for OpenMetrics: the latency histograms carry trace-id exemplars.
+    let (_, om) = get_accepting(port, "/metrics", "application/openmetrics-text;version=1.0.0,*/*;q=0.1")
+        .expect("openmetrics");
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.contains("# TYPE traces_span_metrics_calls counter"), "{om}");
+    let exemplar = om
         .lines()
-        .find(|l| l.starts_with("poirot_anomalies_total{kind=\"message_loss\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .expect("anomaly counter");
-    assert!(loss >= 3);
+        .find(|l| {
+            l.starts_with("traces_span_metrics_duration_milliseconds_bucket{")
+                && l.contains(" # {trace_id=\"")
+        })
+        .expect("an exemplar");
+    let trace_id = exemplar.split("trace_id=\"").nth(1).and_then(|r| r.split('"').next()).expect("trace id");
+    assert_eq!(trace_id.len(), 32, "{exemplar}");
+    assert!(om.contains("poirot_build_info{version=\""), "{om}");
+
+    // The container HEALTHCHECK: healthy while serving, unhealthy once stopped.
+    let healthcheck = || {
+        Command::new(env!("CARGO_BIN_EXE_poirot"))
+            .args(["healthcheck", "--addr", &format!("127.0.0.1:{port}")])
+            .output()
+            .expect("healthcheck runs")
+    };
+    assert!(healthcheck().status.success(), "{:?}", healthcheck());
 
     // Ctrl-C: a clean stop with exit status 0.
     let pid = demo.0.id().to_string();
@@ -104,4 +144,7 @@ fn demo_shows_red_graph_and_message_loss_then_stops_on_ctrl_c() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "{status:?}");
+    let after = healthcheck();
+    assert!(!after.status.success());
+    assert!(String::from_utf8_lossy(&after.stderr).contains("not listening"), "{after:?}");
 }

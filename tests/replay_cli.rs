@@ -275,6 +275,7 @@ fn every_command_has_help() {
         &["simulate", "--help"],
         &["deps", "--help"],
         &["deps", "impact", "--help"],
+        &["healthcheck", "--help"],
     ] {
         let text = ok(poirot(cmd));
         assert!(text.contains("Usage"), "{cmd:?}: {text}");

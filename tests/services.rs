@@ -6,30 +6,15 @@
 mod common;
 
 use common::http;
+use common::servers::{env, neo4j_sink, now_us, root, urlencode, Proc};
 use poirot::decode::{self, Format};
 use poirot::model::Interner;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message};
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: run `make services-up` and source .cache/run/env"))
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
-fn root() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn consumer(group: &str) -> BaseConsumer {
     ClientConfig::new()
@@ -155,15 +140,6 @@ fn bulk_index_and_search(base: &str) {
     let _ = http::request("DELETE", &format!("{base}/{index}"), "application/json", b"");
 }
 
-struct Demo(Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Queries Prometheus; returns the result vector.
 fn prom_query(q: &str) -> Vec<serde_json::Value> {
     let url = format!("{}/api/v1/query?query={}", env("POIROT_TEST_PROMETHEUS"), urlencode(q));
@@ -172,64 +148,6 @@ fn prom_query(q: &str) -> Vec<serde_json::Value> {
         .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
         .and_then(|v| v["data"]["result"].as_array().cloned())
         .unwrap_or_default()
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-#[test]
-#[ignore = "needs the real servers: `make test` starts them"]
-fn prometheus_scrapes_poirot_and_alertmanager_gets_the_message_loss_alert() {
-    let _demo = Demo(
-        Command::new(env!("CARGO_BIN_EXE_poirot"))
-            .args(["demo", "--listen", &env("POIROT_TEST_POIROT_METRICS"), "--duration", "120"])
-            .env("SIMULATE_S3_BEHAVIOUR", "ERROR")
-            .env("PUBLISHER_RATE", "20")
-            .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "3s")
-            .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "200ms")
-            .env("POIROT_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("demo starts"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let calls = loop {
-        let r = prom_query(
-            r#"sum(traces_span_metrics_calls_total{service_name="SandboxAnalyser",span_name="S3_GET",status_code="STATUS_CODE_ERROR"})"#,
-        );
-        let v: f64 =
-            r.first().and_then(|s| s["value"][1].as_str()).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        if v > 0.0 {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "Prometheus never scraped poirot's RED series");
-        std::thread::sleep(Duration::from_secs(1));
-    };
-    assert!(calls >= 1.0);
-    // The alert rule fires on message loss and reaches Alertmanager.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let r = http::get(&format!("{}/api/v2/alerts", env("POIROT_TEST_ALERTMANAGER")))
-            .expect("alertmanager answers");
-        let alerts: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-        if alerts
-            .as_array()
-            .is_some_and(|a| a.iter().any(|x| x["labels"]["alertname"] == "PoirotMessageLoss"))
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no PoirotMessageLoss alert in Alertmanager: {}", r.body);
-        std::thread::sleep(Duration::from_secs(2));
-    }
 }
 
 #[test]
@@ -353,7 +271,15 @@ fn run_reads_jaeger_json_messages_with_the_same_results() {
     run_end_to_end(&env("POIROT_TEST_OPENSEARCH"), "json", "jaeger-json");
 }
 
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn run_repartitions_unkeyed_otlp_batches_with_the_same_results() {
+    run_end_to_end(&env("POIROT_TEST_OPENSEARCH"), "otlp", "otlp-proto");
+}
+
 /// simulate → Kafka → `poirot run` → files, dead letters, offsets and the search index at `search`.
+/// OTLP is produced as unkeyed 50-span batches spread over the partitions, so it
+/// only adds up through the repartition topic.
 fn run_end_to_end(search: &str, tag: &str, format: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let topic = format!("poirot-e2e-{tag}-{}", std::process::id());
@@ -381,7 +307,7 @@ fn run_end_to_end(search: &str, tag: &str, format: &str) {
     let out = dir.path().join("out");
     let group = format!("{topic}-group");
     let start_run = |group: &str, listen: &str, out: &std::path::Path| {
-        Demo(
+        Proc(
             Command::new(env!("CARGO_BIN_EXE_poirot"))
                 .args(["run", "--brokers", &brokers, "--topic", &topic, "--group", group, "--listen", listen])
                 .arg("--out")
@@ -424,6 +350,21 @@ fn run_end_to_end(search: &str, tag: &str, format: &str) {
     }
     assert_eq!(read(&out.join("anomalies.ndjson")), want);
 
+    // Unkeyed input went through `<group>-repartition`, made with the input's partition count;
+    // keyed input did not.
+    let repartitioned = metric(&listen, "poirot_repartitioned_spans_total");
+    let c = consumer(&format!("{topic}-meta"));
+    let partition_count = |t: &str| {
+        let md = c.fetch_metadata(Some(t), Duration::from_secs(10)).expect("metadata");
+        md.topics().first().map_or(0, |t| t.partitions().len())
+    };
+    if format.starts_with("otlp") {
+        assert!(repartitioned > 1000.0, "re-keyed spans: {repartitioned}");
+        assert_eq!(partition_count(&format!("{group}-repartition")), partition_count(&topic));
+    } else {
+        assert_eq!(repartitioned, 0.0, "Jaeger's messages are keyed by trace id");
+    }
+
     // The dead letter names why and where from.
     let dlq = consumer(&format!("{topic}-dlq-reader"));
     dlq.subscribe(&[&format!("{topic}-dlq")]).expect("subscribe");
@@ -456,8 +397,13 @@ fn run_end_to_end(search: &str, tag: &str, format: &str) {
         tpl.add_partition(&topic, *p);
     }
     let committed = c.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
+    let mut nonempty = 0;
     for p in partitions {
         let (_, high) = c.fetch_watermarks(&topic, p, Duration::from_secs(10)).expect("watermarks");
+        if high == 0 {
+            continue; // unkeyed batches may leave a partition empty: nothing to commit there
+        }
+        nonempty += 1;
         let got = committed.find_partition(&topic, p).map(|e| e.offset());
         assert_eq!(got, Some(rdkafka::Offset::Offset(high)), "partition {p}");
     }
@@ -511,8 +457,10 @@ fn run_end_to_end(search: &str, tag: &str, format: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let body = http::get(&format!("http://{listen}/metrics")).map(|r| r.body).unwrap_or_default();
-        let lags: Vec<&str> = body.lines().filter(|l| l.starts_with("poirot_kafka_consumer_lag{")).collect();
-        if lags.len() == 6 && lags.iter().all(|l| l.ends_with(" 0")) {
+        let prefix = format!("poirot_kafka_consumer_lag{{topic=\"{topic}\",");
+        let lags: Vec<&str> = body.lines().filter(|l| l.starts_with(&prefix)).collect();
+        // librdkafka knows no lag for a partition that never had a message.
+        if lags.len() >= nonempty && lags.iter().all(|l| l.ends_with(" 0")) {
             break;
         }
         assert!(Instant::now() < deadline, "consumer lag: {lags:?}");
@@ -712,8 +660,8 @@ fn hotrod_through_jaeger_kafka_and_run_reaches_prometheus_neo4j_and_the_index() 
     let listen = env("POIROT_TEST_POIROT_METRICS");
     let prefix = format!("poirot-hotrod-{}", std::process::id());
     let search = env("POIROT_TEST_OPENSEARCH");
-    let _run = Demo(
-        Command::new(env!("CARGO_BIN_EXE_poirot"))
+    let _run = Proc(
+        neo4j_sink(&mut Command::new(env!("CARGO_BIN_EXE_poirot")))
             .args(["run", "--brokers", &env("POIROT_TEST_KAFKA"), "--topic", "jaeger-spans"])
             .args(["--group", &format!("{prefix}-group"), "--listen", &listen])
             .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
@@ -721,8 +669,6 @@ fn hotrod_through_jaeger_kafka_and_run_reaches_prometheus_neo4j_and_the_index() 
             .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "3s")
             .env("POIROT_ELASTICSEARCH__URL", &search)
             .env("POIROT_ELASTICSEARCH__INDEX_PREFIX", &prefix)
-            .env("POIROT_NEO4J__URI", env("POIROT_TEST_NEO4J"))
-            .env("POIROT_NEO4J__PASSWORD", env("POIROT_TEST_NEO4J_PASSWORD"))
             .env("POIROT_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -766,21 +712,25 @@ fn hotrod_through_jaeger_kafka_and_run_reaches_prometheus_neo4j_and_the_index() 
 }
 
 /// A simulated workload produced to a fresh topic, and what a clean run of it gives.
+#[derive(Default)]
 struct Workload {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     topic: String,
     want_calls: Vec<(String, String, String, i64, i64)>,
     want_docs: usize,
 }
 
-fn workload(prefix: &str, traces: &str, seed: &str) -> Workload {
+fn workload(prefix: &str, traces: &str, seed: &str, format: &str) -> Workload {
+    workload_on(format!("{prefix}-{}", std::process::id()), traces, seed, format)
+}
+
+fn workload_on(topic: String, traces: &str, seed: &str, format: &str) -> Workload {
     let dir = tempfile::tempdir().expect("tempdir");
-    let topic = format!("{prefix}-{}", std::process::id());
     let dump = dir.path().join("spans.bin");
     let expected = dir.path().join("expected.ndjson");
     let sim = Command::new(env!("CARGO_BIN_EXE_poirot"))
         .args(["simulate", "--traces", traces, "--seed", seed, "--loss-rate", "0.05", "--loop-rate", "0.05"])
-        .args(["--format", "jaeger-proto", "--brokers", &env("POIROT_TEST_KAFKA"), "--topic", &topic])
+        .args(["--format", format, "--brokers", &env("POIROT_TEST_KAFKA"), "--topic", &topic])
         .args(["--start", &chrono_now()])
         .arg("--out")
         .arg(&dump)
@@ -793,12 +743,13 @@ fn workload(prefix: &str, traces: &str, seed: &str) -> Workload {
     // What a clean run gives: the offline replay of the same spans.
     let want_calls = clean_calls(&dump);
     let want_docs = std::fs::read_to_string(&expected).expect("expected").lines().count();
-    Workload { _dir: dir, topic, want_calls, want_docs }
+    Workload { _dir: Some(dir), topic, want_calls, want_docs }
 }
 
 /// `poirot run` on the workload's topic with Neo4j and the search index, as group `group`.
-fn start_run(w: &Workload, group: &str, listen: &str, config: Option<&std::path::Path>) -> Demo {
+fn start_run(w: &Workload, group: &str, listen: &str, config: Option<&std::path::Path>) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_poirot"));
+    neo4j_sink(&mut cmd);
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
     }
@@ -818,12 +769,9 @@ fn start_run(w: &Workload, group: &str, listen: &str, config: Option<&std::path:
     .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "10s")
     .env("POIROT_ELASTICSEARCH__URL", env("POIROT_TEST_OPENSEARCH"))
     .env("POIROT_ELASTICSEARCH__INDEX_PREFIX", &w.topic)
-    .env("POIROT_NEO4J__URI", env("POIROT_TEST_NEO4J"))
-    .env("POIROT_NEO4J__USER", env("POIROT_TEST_NEO4J_USER"))
-    .env("POIROT_NEO4J__PASSWORD", env("POIROT_TEST_NEO4J_PASSWORD"))
     .env("POIROT_LOG", "warn")
     .stdout(Stdio::null());
-    Demo(cmd.spawn().expect("poirot run starts"))
+    Proc(cmd.spawn().expect("poirot run starts"))
 }
 
 /// Waits until Neo4j and the index hold exactly what a clean run of `w` gives.
@@ -854,7 +802,7 @@ fn assert_as_clean_run(w: &Workload) {
 #[ignore = "needs the real servers: `make test` starts them"]
 fn run_killed_mid_stream_and_restarted_leaves_neo4j_and_the_index_as_a_clean_run() {
     neo4j_clear();
-    let w = workload("poirot-crash", "3000", "1");
+    let w = workload("poirot-crash", "3000", "1", "jaeger-proto");
     let group = format!("{}-group", w.topic);
     // First run: killed with SIGKILL while the last traces are still open.
     let first = format!("127.0.0.1:{}", free_port());
@@ -876,12 +824,10 @@ fn run_killed_mid_stream_and_restarted_leaves_neo4j_and_the_index_as_a_clean_run
 
     // `poirot deps` answers from the same graph.
     let deps = |args: &[&str]| -> Vec<(String, i64, i64)> {
-        let out = Command::new(env!("CARGO_BIN_EXE_poirot"))
+        let out = neo4j_sink(&mut Command::new(env!("CARGO_BIN_EXE_poirot")))
             .arg("deps")
             .args(args)
             .arg("--json")
-            .env("POIROT_NEO4J__URI", env("POIROT_TEST_NEO4J"))
-            .env("POIROT_NEO4J__PASSWORD", env("POIROT_TEST_NEO4J_PASSWORD"))
             .env("POIROT_LOG", "warn")
             .output()
             .expect("deps");
@@ -919,7 +865,7 @@ fn run_killed_mid_stream_and_restarted_leaves_neo4j_and_the_index_as_a_clean_run
 #[ignore = "needs the real servers: `make test` starts them"]
 fn three_processes_one_killed_one_joining_end_as_a_single_run() {
     neo4j_clear();
-    let w = workload("poirot-scale", "3000", "3");
+    let w = workload("poirot-scale", "3000", "3", "jaeger-proto");
     let c = consumer(&format!("{}-meta", w.topic));
     let md = c.fetch_metadata(Some(&w.topic), Duration::from_secs(10)).expect("metadata");
     assert_eq!(md.topics()[0].partitions().len(), 6, "the topic has 6 partitions");
@@ -933,7 +879,7 @@ fn three_processes_one_killed_one_joining_end_as_a_single_run() {
     .expect("config");
     let group = format!("{}-group", w.topic);
     let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-    let mut runs: Vec<Demo> = addrs.iter().map(|a| start_run(&w, &group, a, Some(&config))).collect();
+    let mut runs: Vec<Proc> = addrs.iter().map(|a| start_run(&w, &group, a, Some(&config))).collect();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let finished: f64 =
@@ -961,4 +907,76 @@ fn three_processes_one_killed_one_joining_end_as_a_single_run() {
     let joiner = format!("127.0.0.1:{}", free_port());
     runs.push(start_run(&w, &group, &joiner, Some(&config)));
     assert_as_clean_run(&w);
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn two_processes_on_unkeyed_otlp_batches_end_as_a_single_run() {
+    // 50-span OTLP requests without a key land on random partitions; two group members
+    // each own half of them, so without the repartition stage most traces would be
+    // assembled in two halves, in two processes.
+    neo4j_clear();
+    let topic = format!("poirot-otlp-{}", std::process::id());
+    create_topic(&topic, 6);
+    // Both members own partitions before any span arrives, so the work is shared.
+    let pending = Workload { topic: topic.clone(), ..Workload::default() };
+    let group = format!("{topic}-group");
+    let addrs: Vec<String> = (0..2).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let _runs: Vec<Proc> = addrs.iter().map(|a| start_run(&pending, &group, a, None)).collect();
+    for a in &addrs {
+        wait_for_metric(a, "poirot_kafka_assigned_partitions", 1.0, Duration::from_secs(60));
+    }
+    let w = workload_on(topic, "1000", "5", "otlp-proto");
+    assert_as_clean_run(&w);
+    // Both members read records (the assignor balances partitions over both topics, so one may
+    // re-key while the other assembles).
+    let read: Vec<f64> = addrs.iter().map(|a| metric(a, "poirot_records_total")).collect();
+    assert!(read.iter().all(|&c| c > 0.0), "both members took part: {read:?}");
+    let rekeyed: f64 = addrs.iter().map(|a| metric(a, "poirot_repartitioned_spans_total").max(0.0)).sum();
+    assert!(rekeyed > 10_000.0, "re-keyed spans: {rekeyed}");
+}
+
+/// Creates `topic` with `partitions` partitions (replication 1).
+fn create_topic(topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", env("POIROT_TEST_KAFKA")).create().expect("admin");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let r = rt.block_on(admin.create_topics([&new], &AdminOptions::new())).expect("create topics");
+    assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn run_traces_itself_to_jaeger_and_drops_its_own_spans_from_its_input() {
+    // The worst deployment: poirot's own traces go to the Jaeger collector whose
+    // Kafka topic poirot reads. They must reach Jaeger, and never be analysed.
+    neo4j_clear();
+    let since_us = now_us();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let group = format!("poirot-self-{}", std::process::id());
+    let _run = Proc(
+        neo4j_sink(&mut Command::new(env!("CARGO_BIN_EXE_poirot")))
+            .args(["run", "--brokers", &env("POIROT_TEST_KAFKA"), "--topic", "jaeger-spans"])
+            .args(["--group", &group, "--listen", &listen])
+            .env("POIROT_SELF_TRACING__ENDPOINT", env("POIROT_TEST_JAEGER_OTLP_HTTP"))
+            .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "1s")
+            .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "3s")
+            .env("POIROT_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("poirot run starts"),
+    );
+    let drive =
+        Command::new(root().join("scripts/services/hotrod.sh")).args(["drive", "3"]).output().expect("drive");
+    assert!(drive.status.success(), "{}", String::from_utf8_lossy(&drive.stderr));
+    // Its Neo4j writes are traced, exported to Jaeger, and written to the topic...
+    let seen = services_on_topic("jaeger-spans", Format::JaegerProto, &["poirot"], since_us);
+    assert!(seen.contains("poirot"), "no poirot spans on jaeger-spans: {seen:?}");
+    // ...where poirot reads them back and drops them.
+    wait_for_metric(&listen, "poirot_own_spans_dropped_total", 1.0, Duration::from_secs(60));
+    let body = http::get(&format!("http://{listen}/metrics")).expect("metrics").body;
+    assert!(!body.contains("service_name=\"poirot\""), "poirot's own spans reached RED");
+    assert!(body.contains("service_name=\"frontend\""), "HotROD's spans are analysed");
 }

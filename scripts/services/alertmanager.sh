@@ -7,6 +7,8 @@ DIR=$POIROT_RUN/alertmanager
 BIN=prometheus-alertmanager
 
 install() {
+  # loopback.py adapts the stack's config with Debian's python3-yaml.
+  "$SERVICES_DIR/prometheus.sh" install-packages python3-yaml
   if ! command -v "$BIN" >/dev/null 2>&1; then
     # prometheus.sh knows how to install Debian packages without starting them.
     "$SERVICES_DIR/prometheus.sh" install-packages prometheus-alertmanager
@@ -27,13 +29,16 @@ up() {
   fi
   require_free_port "$NAME" "$ALERTMANAGER_PORT"
   mkdir -p "$DIR/data"
-  amtool check-config "$SERVICES_DIR/prometheus/alertmanager.yml" >"$DIR/amtool.log" 2>&1 || {
+  # The swarm stack's routing (docker/alertmanager/), its receivers pointed at loopback.
+  /usr/bin/python3 "$SERVICES_DIR/prometheus/loopback.py" alertmanager \
+    "$ROOT/docker/alertmanager/alertmanager.yml" "$DIR/alertmanager.yml" || die "cannot adapt alertmanager.yml"
+  amtool check-config "$DIR/alertmanager.yml" >"$DIR/amtool.log" 2>&1 || {
     cat "$DIR/amtool.log" >&2
     die "amtool rejects alertmanager.yml"
   }
   # An empty cluster address turns gossip off (it would listen on 0.0.0.0:9094).
   start_bg "$NAME" "$BIN" \
-    --config.file="$SERVICES_DIR/prometheus/alertmanager.yml" \
+    --config.file="$DIR/alertmanager.yml" \
     --storage.path="$DIR/data" \
     --web.listen-address="127.0.0.1:$ALERTMANAGER_PORT" \
     --cluster.listen-address=

@@ -32,18 +32,17 @@ apt_install() {
 }
 
 install() {
-  apt_install prometheus
+  apt_install prometheus python3-yaml
   need prometheus "apt-get install prometheus"
   need promtool "apt-get install prometheus"
 }
 
+# The swarm stack's config (docker/prometheus/), with its rules, on loopback addresses.
 write_config() {
   mkdir -p "$DIR/data"
-  sed -e "s|@ALERTMANAGER_PORT@|$ALERTMANAGER_PORT|g" \
-    -e "s|@PROMETHEUS_PORT@|$PROMETHEUS_PORT|g" \
-    -e "s|@POIROT_METRICS_PORT@|$POIROT_METRICS_PORT|g" \
-    -e "s|@RULES@|$SERVICES_DIR/prometheus/rules.yml|g" \
-    "$SERVICES_DIR/prometheus/prometheus.yml.in" >"$CONFIG"
+  /usr/bin/python3 "$SERVICES_DIR/prometheus/loopback.py" prometheus "$ROOT/docker/prometheus/prometheus.yml" "$CONFIG" \
+    --prometheus-port "$PROMETHEUS_PORT" --alertmanager-port "$ALERTMANAGER_PORT" \
+    --poirot "127.0.0.1:$POIROT_METRICS_PORT" || die "cannot adapt docker/prometheus/prometheus.yml"
   promtool check config "$CONFIG" >"$DIR/promtool.log" 2>&1 || {
     cat "$DIR/promtool.log" >&2
     die "promtool rejects $CONFIG"
@@ -67,7 +66,8 @@ up() {
     --storage.tsdb.path="$DIR/data" \
     --storage.tsdb.retention.time=1d \
     --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
-    --web.enable-lifecycle
+    --web.enable-lifecycle \
+    --enable-feature=exemplar-storage
   wait_for "$NAME" 60 ready
   say "$NAME: ready on http://127.0.0.1:$PROMETHEUS_PORT (scrapes poirot on 127.0.0.1:$POIROT_METRICS_PORT)"
 }

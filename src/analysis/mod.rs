@@ -7,14 +7,17 @@ pub mod dag;
 pub mod detect;
 pub mod edges;
 pub mod red;
+pub mod service_graph;
 
 pub use anomaly::{Anomaly, AnomalyKind};
 pub use assembly::{Assembled, AssemblyConfig, ClosedTrace, TraceAssembler};
 pub use dag::TraceDag;
 pub use edges::Edges;
 pub use red::Red;
+pub use service_graph::ServiceGraph;
 
 use crate::dataflow::{Clock, Context, Operator};
+use crate::model::{Interner, Sym};
 use anomaly::TraceCtx;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +30,9 @@ pub struct AnalysisConfig {
     pub max_spans_per_trace: usize,
     /// Most RED series (label sets); past it spans go to the `__overflow__` series.
     pub max_series: usize,
+    /// Most distinct names (services, operations, destinations) held; past it new
+    /// names become `__overflow__`.
+    pub max_names: usize,
 }
 
 impl Default for AnalysisConfig {
@@ -35,6 +41,7 @@ impl Default for AnalysisConfig {
             min_reentries: 2,
             max_spans_per_trace: AssemblyConfig::default().max_spans_per_trace,
             max_series: 10_000,
+            max_names: 100_000,
         }
     }
 }
@@ -63,11 +70,53 @@ pub struct AnalysisStats {
     pub anomalies: BTreeMap<AnomalyKind, u64>,
 }
 
+/// Anomalies by kind and service, and lost messages by producer service and
+/// destination: the labelled anomaly counters. Capped like RED: past
+/// `max_series` label sets, new ones count under `__overflow__`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnomalyCounters {
+    pub by_service: BTreeMap<(AnomalyKind, Sym), u64>,
+    pub message_loss: BTreeMap<(Sym, Sym), u64>,
+    max_series: usize,
+    overflow: Sym,
+}
+
+impl AnomalyCounters {
+    pub fn with_limit(max_series: usize, overflow: Sym) -> Self {
+        AnomalyCounters { max_series, overflow, ..AnomalyCounters::default() }
+    }
+
+    fn count(&mut self, a: &Anomaly, names: &Interner) {
+        let service = names.get(&a.service).unwrap_or(self.overflow);
+        let full = |n: usize| self.max_series > 0 && n >= self.max_series;
+        let key = (a.kind, service);
+        let key = if full(self.by_service.len()) && !self.by_service.contains_key(&key) {
+            (a.kind, self.overflow)
+        } else {
+            key
+        };
+        *self.by_service.entry(key).or_default() += 1;
+        if a.kind == AnomalyKind::MessageLoss {
+            let destination = a.details.destination.as_deref().and_then(|d| names.get(d)).unwrap_or(Sym(0));
+            let key = (service, destination);
+            let key = if full(self.message_loss.len()) && !self.message_loss.contains_key(&key) {
+                (self.overflow, self.overflow)
+            } else {
+                key
+            };
+            *self.message_loss.entry(key).or_default() += 1;
+        }
+    }
+}
+
 /// The operator that turns closed traces into RED, edges and anomalies.
 pub struct Analyzer {
     config: AnalysisConfig,
     detected_at: DetectedAt,
     pub red: Red,
+    /// Client/server request metrics (live only: not part of the replay files).
+    pub graph: ServiceGraph,
+    pub counters: AnomalyCounters,
     pub edges: Edges,
     /// When on, closed traces add their edges here instead of to `edges`, and
     /// [`Analyzer::take_delta`] moves them into `edges`: one pass per trace either way.
@@ -76,11 +125,14 @@ pub struct Analyzer {
 }
 
 impl Analyzer {
-    pub fn new(config: AnalysisConfig, detected_at: DetectedAt) -> Self {
+    /// `overflow` is the interned [`red::OVERFLOW`]: the name of the series past the limits.
+    pub fn new(config: AnalysisConfig, detected_at: DetectedAt, overflow: Sym) -> Self {
         Analyzer {
             config,
             detected_at,
-            red: Red::default(),
+            red: Red::with_limit(config.max_series, overflow),
+            graph: ServiceGraph::with_limit(config.max_series, overflow),
+            counters: AnomalyCounters::with_limit(config.max_series, overflow),
             edges: Edges::default(),
             delta: None,
             stats: AnalysisStats::default(),
@@ -120,6 +172,7 @@ impl Analyzer {
                 Some(d) => d.add_trace(&trace.spans, &dag),
                 None => self.edges.add_trace(&trace.spans, &dag),
             }
+            self.graph.add_trace(&trace.spans, &dag);
             detect::message_loss(&t, &dag, ctx.out);
             detect::orphan_references(&t, &dag, ctx.out);
             detect::reference_cycles(&t, &cycles, ctx.out);
@@ -127,6 +180,7 @@ impl Analyzer {
         }
         for a in &ctx.out[before..] {
             *self.stats.anomalies.entry(a.kind).or_default() += 1;
+            self.counters.count(a, ctx.names);
         }
     }
 }

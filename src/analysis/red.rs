@@ -10,9 +10,9 @@
 //! `span_kind` is `SPAN_KIND_SERVER` etc.; `status_code` is `STATUS_CODE_ERROR`
 //! for error spans and `STATUS_CODE_UNSET` otherwise.
 
-use crate::model::{Interner, Span, SpanKind, Sym};
+use crate::model::{Interner, Span, SpanKind, Sym, TraceId};
+use crate::sink::exposition::{Exposition, HistogramSample, Kind};
 use rustc_hash::FxHashMap;
-use std::fmt::Write;
 
 pub const CALLS_METRIC: &str = "traces_span_metrics_calls_total";
 pub const DURATION_METRIC: &str = "traces_span_metrics_duration_milliseconds";
@@ -37,6 +37,22 @@ pub struct RedStats {
     /// Count per bucket (not cumulative); the last slot is +Inf.
     pub buckets: [u64; BUCKETS_MS.len() + 1],
     pub sum_us: u64,
+    /// The latest trace per bucket, for exemplars.
+    pub exemplars: [ExemplarSlot; BUCKETS_MS.len() + 1],
+}
+
+/// The trace that last fell into a histogram bucket: links a latency to a trace.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct ExemplarSlot {
+    pub trace_id: TraceId,
+    /// The observed value, microseconds.
+    pub value_us: u64,
+}
+
+impl ExemplarSlot {
+    pub fn is_set(&self) -> bool {
+        !self.trace_id.is_zero()
+    }
 }
 
 impl RedStats {
@@ -47,7 +63,7 @@ impl RedStats {
 
 /// The service and operation name of the series that takes every span past the
 /// series limit.
-pub const OVERFLOW: &str = "__overflow__";
+pub use crate::model::OVERFLOW;
 
 #[derive(Default, Debug)]
 pub struct Red {
@@ -59,9 +75,9 @@ pub struct Red {
     pub overflowed_spans: u64,
 }
 
-/// Bucket index for a duration in microseconds.
+/// Bucket index of [`BUCKETS_MS`] for a duration in microseconds.
 #[inline]
-fn bucket(duration_us: u64) -> usize {
+pub fn bucket(duration_us: u64) -> usize {
     let ms = duration_us as f64 / 1000.0;
     BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(BUCKETS_MS.len())
 }
@@ -86,7 +102,9 @@ impl Red {
         }
         let st = self.series.entry(key).or_default();
         st.calls += 1;
-        st.buckets[bucket(s.duration_us)] += 1;
+        let b = bucket(s.duration_us);
+        st.buckets[b] += 1;
+        st.exemplars[b] = ExemplarSlot { trace_id: s.trace_id, value_us: s.duration_us };
         st.sum_us += s.duration_us;
     }
 
@@ -112,26 +130,31 @@ impl Red {
         v
     }
 
-    /// Prometheus text exposition (format 0.0.4) of every series, sorted.
-    pub fn render_prometheus(&self, names: &Interner, out: &mut String) {
+    /// Every series, sorted, with trace-id exemplars where the format has them.
+    pub fn render(&self, names: &Interner, e: &mut Exposition) {
         let sorted = self.sorted(names);
-        let _ = writeln!(out, "# HELP {CALLS_METRIC} Spans per service, operation, span kind and status.");
-        let _ = writeln!(out, "# TYPE {CALLS_METRIC} counter");
+        let labels = |k: &RedKey| {
+            [
+                ("service_name", names.resolve(k.service)),
+                ("span_name", names.resolve(k.operation)),
+                ("span_kind", k.kind.otlp_name()),
+                ("status_code", status_code(k.error)),
+            ]
+        };
+        e.family(CALLS_METRIC, Kind::Counter, "Spans per service, operation, span kind and status.");
         for (k, s) in &sorted {
-            let _ = writeln!(out, "{CALLS_METRIC}{{{}}} {}", labels(k, names), s.calls);
+            e.sample(CALLS_METRIC, &labels(k), s.calls);
         }
-        let _ = writeln!(out, "# HELP {DURATION_METRIC} Span durations in milliseconds.");
-        let _ = writeln!(out, "# TYPE {DURATION_METRIC} histogram");
+        e.family(DURATION_METRIC, Kind::Histogram, "Span durations in milliseconds.");
         for (k, s) in &sorted {
-            let l = labels(k, names);
-            let mut cumulative = 0;
-            for (i, b) in BUCKETS_MS.iter().enumerate() {
-                cumulative += s.buckets[i];
-                let _ = writeln!(out, "{DURATION_METRIC}_bucket{{{l},le=\"{b}\"}} {cumulative}");
-            }
-            let _ = writeln!(out, "{DURATION_METRIC}_bucket{{{l},le=\"+Inf\"}} {}", s.calls);
-            let _ = writeln!(out, "{DURATION_METRIC}_sum{{{l}}} {}", s.sum_ms());
-            let _ = writeln!(out, "{DURATION_METRIC}_count{{{l}}} {}", s.calls);
+            let h = HistogramSample {
+                bounds: &BUCKETS_MS,
+                counts: &s.buckets,
+                sum: s.sum_ms(),
+                exemplars: Some(&s.exemplars),
+                unit_per_us: 1e-3,
+            };
+            e.histogram(DURATION_METRIC, &labels(k), &h);
         }
     }
 }
@@ -142,30 +165,6 @@ pub fn status_code(error: bool) -> &'static str {
     } else {
         "STATUS_CODE_UNSET"
     }
-}
-
-fn labels(k: &RedKey, names: &Interner) -> String {
-    format!(
-        "service_name=\"{}\",span_name=\"{}\",span_kind=\"{}\",status_code=\"{}\"",
-        escape_label(names.resolve(k.service)),
-        escape_label(names.resolve(k.operation)),
-        k.kind.otlp_name(),
-        status_code(k.error)
-    )
-}
-
-/// Escapes a Prometheus label value (backslash, double quote, newline).
-pub fn escape_label(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
-    }
-    s
 }
 
 #[cfg(test)]
@@ -205,8 +204,9 @@ mod tests {
         s.error = true;
         s.duration_us = 20_000_000;
         red.observe(&s);
-        let mut out = String::new();
-        red.render_prometheus(&names, &mut out);
+        let mut e = Exposition::new(crate::sink::exposition::ExpoFormat::Text);
+        red.render(&names, &mut e);
+        let out = e.finish();
         assert!(out.contains(
             "traces_span_metrics_calls_total{service_name=\"frontend\",span_name=\"HTTP GET \\\"/dispatch\\\"\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_ERROR\"} 1"
         ), "{out}");

@@ -91,7 +91,7 @@ pub fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
     let addr: std::net::SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:8080"))?;
-    let shared = web::shared("demo");
+    let shared = web::shared("demo", crate::sink::process::ProcessMetrics::new());
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(tokio::sync::Notify::new());
     let worker = {

@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod deps;
+pub mod healthcheck;
 pub mod replay;
 pub mod run;
 pub mod simulate;
@@ -39,6 +40,8 @@ pub enum Command {
     Deps(deps::DepsArgs),
     /// Write simulated traces of the demo pipeline to a file in any supported format.
     Simulate(simulate::SimulateArgs),
+    /// Exit 0 when a running poirot answers on /healthz (for container HEALTHCHECKs).
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 /// The pipeline settings a configuration describes.
@@ -58,6 +61,7 @@ pub fn pipeline_config(c: &Config, detected_at: DetectedAt) -> PipelineConfig {
             min_reentries: c.anomalies.min_reentries,
             max_spans_per_trace: c.assembly.max_spans_per_trace,
             max_series: c.metrics.max_series,
+            max_names: c.metrics.max_names,
         },
         detected_at,
     }
@@ -72,5 +76,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(a, &config),
         Command::Simulate(a) => simulate::run(a),
         Command::Deps(a) => deps::run(a, &config),
+        Command::Healthcheck(a) => healthcheck::run(a, &config),
     }
 }

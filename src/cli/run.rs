@@ -1,7 +1,8 @@
 //! `poirot run`: the main job. Consumes the Jaeger span topic in a consumer
 //! group, runs the operator graph, serves the page and `/metrics`, sends
-//! undecodable messages to the dead-letter topic, and (with `--out`) writes
-//! anomalies and dependencies to files.
+//! undecodable messages to the dead-letter topic, re-keys unkeyed input through
+//! the repartition topic, and (with `--out`) writes anomalies and dependencies
+//! to files.
 
 use crate::analysis::{Anomaly, DetectedAt};
 use crate::config::Config;
@@ -11,15 +12,18 @@ use crate::pipeline::Pipeline;
 use crate::sink::elasticsearch::EsSink;
 use crate::sink::live::{self, RecentAnomalies};
 use crate::sink::neo4j::Neo4jSink;
+use crate::sink::process::ProcessMetrics;
 use crate::sink::{files, web};
-use crate::source::kafka::{KafkaRecord, KafkaSource, KafkaSourceConfig, SourceEvent};
+use crate::source::kafka::{split_id, KafkaRecord, KafkaSource, KafkaSourceConfig, SourceEvent};
+use crate::source::repartition::{self, Mode, Rekeyer};
+use crate::telemetry::{work, SelfTracing};
 use anyhow::Context as _;
 use clap::Args;
+use opentelemetry::KeyValue;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +49,10 @@ pub struct RunArgs {
     pub out: Option<PathBuf>,
 }
 
+/// Index of the span topic among the topics read.
+const INPUT: usize = 0;
+/// Index of the repartition topic.
+const REPARTITIONED: usize = 1;
 const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
 const FILES_EVERY: Duration = Duration::from_secs(5);
 const GC_LAG: Duration = Duration::from_secs(10);
@@ -53,15 +61,17 @@ const GC_LAG: Duration = Duration::from_secs(10);
 struct DeadLetters {
     producer: BaseProducer,
     topic: String,
-    source_topic: String,
-    sent: u64,
+    /// The topics read, by a record's topic index.
+    source_topics: Vec<String>,
+    sent: prometheus_client::metrics::counter::Counter,
 }
 
 impl DeadLetters {
     fn new(
         brokers: &str,
-        source_topic: &str,
+        source_topics: &[String],
         props: &std::collections::BTreeMap<String, String>,
+        metrics: &ProcessMetrics,
     ) -> anyhow::Result<Self> {
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", brokers).set("client.id", "poirot-dlq");
@@ -70,19 +80,20 @@ impl DeadLetters {
         }
         Ok(DeadLetters {
             producer: cc.create().context("cannot create the dead-letter producer")?,
-            topic: format!("{source_topic}-dlq"),
-            source_topic: source_topic.to_owned(),
-            sent: 0,
+            topic: format!("{}-dlq", source_topics.first().map_or("poirot", |s| s.as_str())),
+            source_topics: source_topics.to_vec(),
+            sent: metrics.dead_letters.clone(),
         })
     }
 
     fn send(&mut self, r: &KafkaRecord, e: &DecodeError) {
-        let partition = r.partition.to_string();
+        let partition = r.kafka_partition.to_string();
         let offset = r.offset.to_string();
+        let source_topic = self.source_topics.get(r.topic).map_or("", |s| s.as_str());
         let headers = OwnedHeaders::new()
             .insert(Header { key: "poirot.reason", value: Some(e.reason.as_str()) })
             .insert(Header { key: "poirot.detail", value: Some(e.detail.as_str()) })
-            .insert(Header { key: "poirot.source.topic", value: Some(self.source_topic.as_str()) })
+            .insert(Header { key: "poirot.source.topic", value: Some(source_topic) })
             .insert(Header { key: "poirot.source.partition", value: Some(partition.as_str()) })
             .insert(Header { key: "poirot.source.offset", value: Some(offset.as_str()) });
         let mut rec: BaseRecord<'_, [u8], [u8]> =
@@ -91,7 +102,9 @@ impl DeadLetters {
             rec = rec.key(&k[..]);
         }
         match self.producer.send(rec) {
-            Ok(()) => self.sent += 1,
+            Ok(()) => {
+                self.sent.inc();
+            }
             Err((err, _)) => tracing::warn!("cannot queue a dead letter: {err}"),
         }
         self.producer.poll(Duration::ZERO);
@@ -141,45 +154,57 @@ fn format_of(encoding: &str) -> Option<Format> {
 
 pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     let k = &config.kafka;
-    let source_config = KafkaSourceConfig {
-        brokers: args.brokers.clone().unwrap_or_else(|| k.brokers.clone()),
-        topic: args.topic.clone().unwrap_or_else(|| k.topic.clone()),
-        group: args.group.clone().unwrap_or_else(|| k.group.clone()),
-        properties: k.properties.clone(),
-    };
+    let brokers = args.brokers.clone().unwrap_or_else(|| k.brokers.clone());
+    let topic = args.topic.clone().unwrap_or_else(|| k.topic.clone());
+    let group = args.group.clone().unwrap_or_else(|| k.group.clone());
+    let mode = Mode::from_name(&k.repartition).unwrap_or(Mode::Auto);
+    let self_tracing = SelfTracing::start(&config.self_tracing)?;
+    let process = ProcessMetrics::new();
+    let mut topics = vec![topic.clone()];
+    let mut rekeyer = None;
+    if mode != Mode::Never {
+        let internal = repartition::topic_name(&group);
+        let partitions = repartition::ensure_topic(&brokers, &k.properties, &topic, &internal)
+            .with_context(|| format!("cannot set up the repartition topic {internal}"))?;
+        let idle_us = config.assembly.idle_timeout.as_micros() as i64;
+        rekeyer = Some(Rekeyer::new(&brokers, &k.properties, &internal, partitions, idle_us)?);
+        topics.push(internal);
+    }
+    let source_config = KafkaSourceConfig { brokers, topics, group, properties: k.properties.clone() };
     let listen = args.listen.clone().unwrap_or_else(|| config.run.listen.clone());
     let addr: std::net::SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:9464"))?;
     let format = format_of(&k.encoding);
     let mut dlq = if k.dead_letter {
-        Some(DeadLetters::new(&source_config.brokers, &source_config.topic, &k.properties)?)
+        Some(DeadLetters::new(&source_config.brokers, &source_config.topics, &k.properties, &process)?)
     } else {
         None
     };
     let mut file_sink = args.out.clone().map(FileSink::open).transpose()?;
     let mut neo4j = match config.neo4j.sink_config()? {
         Some(c) => Some(
-            Neo4jSink::connect(&c, &source_config.group, &source_config.topic)
+            Neo4jSink::connect(&c, &source_config.group, &topic, &process)
                 .with_context(|| format!("cannot set up Neo4j at {}", c.uri))?,
         ),
         None => None,
     };
     let mut es = match config.elasticsearch.sink_config()? {
-        Some(c) => {
-            Some(EsSink::connect(&c).with_context(|| format!("cannot set up Elasticsearch at {}", c.url))?)
-        }
+        Some(c) => Some(
+            EsSink::connect(&c, &process)
+                .with_context(|| format!("cannot set up Elasticsearch at {}", c.url))?,
+        ),
         None => None,
     };
-    let mut source = KafkaSource::start(&source_config)
-        .with_context(|| format!("cannot consume {} from {}", source_config.topic, source_config.brokers))?;
+    let mut source = KafkaSource::start(&source_config, process.clone())
+        .with_context(|| format!("cannot consume {topic} from {}", source_config.brokers))?;
 
-    let shared = web::shared("run");
+    let shared = web::shared("run", process.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(tokio::sync::Notify::new());
     let server = {
         let (shared, done, stop) = (shared.clone(), done.clone(), stop.clone());
-        let topic = source_config.topic.clone();
+        let topic = topic.clone();
         std::thread::Builder::new()
             .name("http".into())
             .spawn(move || {
@@ -196,9 +221,13 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     };
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut pipeline = Pipeline::new(super::pipeline_config(config, DetectedAt::Clock(clock.clone())), clock);
+    let mut pipeline =
+        Pipeline::new(super::pipeline_config(config, DetectedAt::Clock(clock.clone())), clock.clone());
     if neo4j.is_some() {
         pipeline.enable_deltas();
+    }
+    if !config.self_tracing.endpoint.is_empty() {
+        pipeline.ignore_service(&config.self_tracing.service_name);
     }
     // Finished-trace records may be deleted below offsets published this long ago
     // (the consumer thread commits published offsets every second).
@@ -206,22 +235,58 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     let mut last_gc = Instant::now();
     let mut recent = RecentAnomalies::default();
     let mut assigned: BTreeSet<u32> = BTreeSet::new();
+    let mut spans = Vec::new();
     let (mut last_snapshot, mut last_files) = (Instant::now(), Instant::now());
     let mut result = Ok(());
     while !stop.load(Ordering::Relaxed) {
         match source.events.recv_timeout(Duration::from_millis(100)) {
             Ok(SourceEvent::Batch(records)) => {
+                let now = clock.now_us();
                 for r in &records {
-                    let outcome = pipeline.push_record_at(r.partition, r.offset, format, &r.payload);
+                    let outcome = match rekeyer.as_mut().filter(|_| r.topic == INPUT) {
+                        _ if r.topic == REPARTITIONED => {
+                            if let Some((producer, event_time)) = r.watermark {
+                                pipeline.upstream_watermark(r.partition, r.offset, producer, event_time);
+                                continue;
+                            }
+                            let outcome = pipeline.decode_record(format, &r.payload, &mut spans);
+                            pipeline.push_shuffled_at(r.partition, r.offset, &mut spans);
+                            outcome
+                        }
+                        // Input that may need re-keying: decode, then decide.
+                        Some(rk) => {
+                            let outcome = pipeline.decode_record(format, &r.payload, &mut spans);
+                            if mode.rekeys(r.key.as_deref(), &spans) {
+                                rk.send(&spans, &pipeline.names, r.partition, now);
+                                process.repartitioned_spans.inc_by(spans.len() as u64);
+                                spans.clear();
+                                pipeline.passed_on(r.partition, r.offset);
+                            } else {
+                                pipeline.push_decoded_at(r.partition, r.offset, &mut spans);
+                            }
+                            outcome
+                        }
+                        None => pipeline.push_record_at(r.partition, r.offset, format, &r.payload),
+                    };
                     if let (0, Some(e), Some(d)) = (outcome.spans, &outcome.error, dlq.as_mut()) {
                         d.send(r, e);
                     }
+                }
+                if let Some(rk) = rekeyer.as_mut() {
+                    rk.send_watermarks(now);
                 }
             }
             Ok(SourceEvent::Assigned(ps)) => {
                 tracing::info!("partitions assigned: {ps:?}");
                 for &p in &ps {
-                    pipeline.assign(p);
+                    // With every input message re-keyed, input partitions carry no
+                    // event time and must not hold the watermark back.
+                    // Repartition-topic partitions join the watermark with their first
+                    // watermark record: until a producer writes there, they hold nothing back.
+                    let topic = split_id(p).0;
+                    if !(mode == Mode::Always && topic == INPUT) && topic != REPARTITIONED {
+                        pipeline.assign(p);
+                    }
                     if let Some(n) = &neo4j {
                         // Spans of traces a previous owner already counted are dropped when read again.
                         let finished = n.finished_traces(p).with_context(|| format!("partition {p}"))?;
@@ -232,6 +297,8 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
             }
             Ok(SourceEvent::Revoked { partitions, done }) => {
                 tracing::info!("partitions revoked: {partitions:?}");
+                let _work =
+                    work("kafka.revoke", vec![KeyValue::new("partitions", format!("{partitions:?}"))]);
                 // Everything closed so far was written in earlier rounds; publish the
                 // final offsets of these partitions, then drop their open traces.
                 if let Ok(mut m) = source.committable.lock() {
@@ -242,6 +309,9 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                     }
                 }
                 for p in partitions {
+                    if let Some(rk) = rekeyer.as_mut() {
+                        rk.forget(p);
+                    }
                     pipeline.revoke(p);
                     assigned.remove(&p);
                 }
@@ -269,41 +339,61 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         // Sink writes are acknowledged before the offsets behind them are committed;
         // while Elasticsearch is down this waits, and Kafka polling waits with it.
         if let Some(es) = es.as_mut() {
-            if es.has_pending() && !es.flush(&stop) {
-                break;
+            if es.has_pending() {
+                let mut w = work("elasticsearch.bulk", vec![KeyValue::new("documents", es.pending() as i64)]);
+                if !es.flush(&stop) {
+                    w.fail("stopped with documents pending");
+                    break;
+                }
             }
         }
         if let Some(n) = neo4j.as_mut() {
             let (delta, finished) = pipeline.take_finished();
             let gc = if last_gc.elapsed() >= GC_LAG { std::mem::take(&mut gc_offsets) } else { Vec::new() };
-            if (!delta.is_empty() || !finished.is_empty() || !gc.is_empty())
-                && !n.write(&delta, &pipeline.names, &finished, &gc, &stop)
-            {
-                break;
+            if !delta.is_empty() || !finished.is_empty() || !gc.is_empty() {
+                let mut w = work(
+                    "neo4j.write",
+                    vec![
+                        KeyValue::new("edges", delta.services.len() as i64),
+                        KeyValue::new("finished_traces", finished.len() as i64),
+                    ],
+                );
+                if !n.write(&delta, &pipeline.names, &finished, &gc, &stop) {
+                    w.fail("stopped before the write was acknowledged");
+                    break;
+                }
             }
             if last_gc.elapsed() >= GC_LAG {
                 gc_offsets = assigned.iter().filter_map(|&p| Some((p, pipeline.committable(p)?))).collect();
                 last_gc = Instant::now();
             }
         }
-        // What open traces no longer need may be committed (after the file sink wrote it).
+        // What open traces no longer need may be committed (after the file sink wrote
+        // it, and for re-keyed input after the repartition topic acknowledged it).
+        let rekeyed_acked = match rekeyer.as_mut() {
+            Some(rk) if rk.failed() => {
+                result = Err(anyhow::anyhow!("spans could not be written to the repartition topic"));
+                break;
+            }
+            Some(rk) if rk.has_unflushed() => {
+                let mut w = work("repartition.flush", Vec::new());
+                let acked = rk.flush();
+                if !acked {
+                    w.fail("not acknowledged yet");
+                }
+                acked
+            }
+            Some(_) | None => true,
+        };
         if let Ok(mut m) = source.committable.lock() {
-            for &p in &assigned {
+            for &p in assigned.iter().filter(|&&p| rekeyed_acked || split_id(p).0 != INPUT) {
                 if let Some(o) = pipeline.committable(p) {
                     m.insert(p, o);
                 }
             }
         }
         if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
-            let mut snap = live::take("run", &pipeline, &recent);
-            append_source_metrics(&mut snap.metrics, &source, dlq.as_ref());
-            if let Some(es) = &es {
-                append_es_metrics(&mut snap.metrics, es);
-            }
-            if let Some(n) = &neo4j {
-                append_neo4j_metrics(&mut snap.metrics, n, pipeline.input.replayed_spans);
-            }
-            web::publish(&shared, snap);
+            web::publish(&shared, live::take("run", &pipeline, &recent));
             last_snapshot = Instant::now();
         }
         if last_files.elapsed() >= FILES_EVERY {
@@ -329,64 +419,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         Ok(r) => r?,
         Err(_) => anyhow::bail!("the http thread panicked"),
     }
+    self_tracing.shutdown();
     tracing::info!("poirot run stopped");
     result
-}
-
-fn append_source_metrics(out: &mut String, source: &KafkaSource, dlq: Option<&DeadLetters>) {
-    let _ = writeln!(
-        out,
-        "# HELP poirot_kafka_committable_offset Offset poirot allows to commit, per partition."
-    );
-    let _ = writeln!(out, "# TYPE poirot_kafka_committable_offset gauge");
-    if let Ok(m) = source.committable.lock() {
-        for (p, o) in m.iter() {
-            let _ = writeln!(out, "poirot_kafka_committable_offset{{partition=\"{p}\"}} {o}");
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP poirot_kafka_consumer_lag Messages behind the end of the partition (librdkafka statistics, every 5 s)."
-    );
-    let _ = writeln!(out, "# TYPE poirot_kafka_consumer_lag gauge");
-    if let Ok(m) = source.lag.lock() {
-        for (p, l) in m.iter() {
-            let _ = writeln!(out, "poirot_kafka_consumer_lag{{partition=\"{p}\"}} {l}");
-        }
-    }
-    let _ =
-        writeln!(out, "# HELP poirot_dead_letters_total Undecodable messages sent to the dead-letter topic.");
-    let _ = writeln!(out, "# TYPE poirot_dead_letters_total counter");
-    let _ = writeln!(out, "poirot_dead_letters_total {}", dlq.map_or(0, |d| d.sent));
-}
-
-fn append_es_metrics(out: &mut String, es: &EsSink) {
-    let s = es.stats;
-    for (name, help, v) in [
-        ("poirot_es_documents_indexed_total", "Anomaly documents Elasticsearch acknowledged.", s.indexed),
-        (
-            "poirot_es_documents_rejected_total",
-            "Anomaly documents Elasticsearch refused for good.",
-            s.rejected,
-        ),
-        ("poirot_es_retries_total", "Bulk requests retried after 429, 5xx or a connection error.", s.retries),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} counter");
-        let _ = writeln!(out, "{name} {v}");
-    }
-}
-
-fn append_neo4j_metrics(out: &mut String, n: &Neo4jSink, replayed: u64) {
-    let s = n.stats;
-    for (name, help, v) in [
-        ("poirot_neo4j_writes_total", "Neo4j transactions committed.", s.writes),
-        ("poirot_neo4j_retries_total", "Neo4j transactions retried.", s.retries),
-        ("poirot_neo4j_finished_traces_total", "Traces whose edges Neo4j counted.", s.finished_traces),
-        ("poirot_replayed_spans_total", "Spans of already counted traces dropped when read again.", replayed),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} counter");
-        let _ = writeln!(out, "{name} {v}");
-    }
 }

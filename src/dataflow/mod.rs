@@ -35,11 +35,13 @@ use crate::model::Interner;
 mod clock;
 mod offsets;
 mod timers;
+mod upstream;
 mod watermark;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use offsets::OffsetTracker;
 pub use timers::TimerQueue;
+pub use upstream::UpstreamWatermarks;
 pub use watermark::{WatermarkConfig, WatermarkTracker};
 
 /// Event time in microseconds since the Unix epoch.

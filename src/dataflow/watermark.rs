@@ -9,6 +9,7 @@
 //! The watermark never goes back.
 
 use super::{Clock, EventTime};
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug)]
@@ -22,20 +23,28 @@ struct Partition {
     max_event: EventTime,
     last_active_us: i64,
     ended: bool,
-    /// Registered or delivered at least once (indices in between are placeholders).
+    /// Registered or delivered at least once (an `end_partition` of an unknown id creates it unknown).
     known: bool,
 }
 
 pub struct WatermarkTracker {
     config: WatermarkConfig,
     clock: Arc<dyn Clock>,
+    /// Partition id → index in `partitions` (ids are sparse: topic index × 2¹⁶ + partition).
+    index: FxHashMap<u32, usize>,
     partitions: Vec<Partition>,
     current: EventTime,
 }
 
 impl WatermarkTracker {
     pub fn new(config: WatermarkConfig, clock: Arc<dyn Clock>) -> Self {
-        WatermarkTracker { config, clock, partitions: Vec::new(), current: EventTime::MIN }
+        WatermarkTracker {
+            config,
+            clock,
+            index: FxHashMap::default(),
+            partitions: Vec::new(),
+            current: EventTime::MIN,
+        }
     }
 
     /// Processing time now, from the tracker's clock.
@@ -48,13 +57,17 @@ impl WatermarkTracker {
     }
 
     fn partition(&mut self, p: u32) -> &mut Partition {
-        let p = p as usize;
-        if self.partitions.len() <= p {
-            let fresh =
-                Partition { max_event: EventTime::MIN, last_active_us: 0, ended: false, known: false };
-            self.partitions.resize(p + 1, fresh);
+        let next = self.partitions.len();
+        let i = *self.index.entry(p).or_insert(next);
+        if i == next {
+            self.partitions.push(Partition {
+                max_event: EventTime::MIN,
+                last_active_us: 0,
+                ended: false,
+                known: false,
+            });
         }
-        &mut self.partitions[p]
+        &mut self.partitions[i]
     }
 
     /// Notes an element of `partition` with `event_time`; returns the new watermark

@@ -8,16 +8,24 @@ use rustc_hash::FxHashMap;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
 pub struct Sym(pub u32);
 
+/// The name that stands for everything past a limit: the series past a metric's
+/// series limit, and names past the interner's name limit.
+pub const OVERFLOW: &str = "__overflow__";
+
 /// Append-only string table. Symbol 0 is always the empty string.
 #[derive(Debug)]
 pub struct Interner {
     ids: FxHashMap<Box<str>, Sym>,
     strings: Vec<Box<str>>,
+    /// Most names held (0: no limit); past it new names become [`OVERFLOW`], so
+    /// span data with ever new names cannot grow memory without bound.
+    limit: usize,
+    overflowed: u64,
 }
 
 impl Default for Interner {
     fn default() -> Self {
-        let mut i = Interner { ids: FxHashMap::default(), strings: Vec::new() };
+        let mut i = Interner { ids: FxHashMap::default(), strings: Vec::new(), limit: 0, overflowed: 0 };
         i.intern("");
         i
     }
@@ -28,9 +36,26 @@ impl Interner {
         Self::default()
     }
 
+    /// An interner that holds at most `limit` names (at least the empty name and [`OVERFLOW`]).
+    pub fn with_limit(limit: usize) -> Self {
+        let mut i = Self::default();
+        i.intern(OVERFLOW);
+        i.limit = limit.max(2);
+        i
+    }
+
+    /// Names that were turned into [`OVERFLOW`] because the table was full.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed
+    }
+
     pub fn intern(&mut self, s: &str) -> Sym {
         if let Some(&sym) = self.ids.get(s) {
             return sym;
+        }
+        if self.limit > 0 && self.strings.len() >= self.limit {
+            self.overflowed += 1;
+            return self.ids.get(OVERFLOW).copied().unwrap_or_default();
         }
         let sym = Sym(self.strings.len() as u32);
         self.strings.push(s.into());
@@ -69,5 +94,18 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(i.resolve(b), "driver");
         assert_eq!(i.resolve(Sym::default()), "");
+    }
+
+    #[test]
+    fn names_past_the_limit_become_overflow() {
+        let mut i = Interner::with_limit(4);
+        let a = i.intern("a");
+        let b = i.intern("b");
+        let c = i.intern("c");
+        assert_eq!(i.resolve(c), OVERFLOW);
+        assert_eq!(i.intern("a"), a, "known names keep their symbol");
+        assert_ne!(a, b);
+        assert_eq!(i.intern("d"), c);
+        assert_eq!((i.len(), i.overflowed()), (4, 2));
     }
 }

@@ -5,5 +5,5 @@ mod intern;
 mod span;
 
 pub use ids::{SpanId, TraceId};
-pub use intern::{Interner, Sym};
+pub use intern::{Interner, Sym, OVERFLOW};
 pub use span::{RefKind, Refs, Span, SpanKind, SpanRef};

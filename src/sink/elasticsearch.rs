@@ -10,6 +10,7 @@
 //!   with backoff until they succeed or the pipeline stops. Items rejected for
 //!   good (4xx) are counted and logged.
 
+use super::process::{ProcessMetrics, SinkMetrics};
 use crate::analysis::Anomaly;
 use elasticsearch::auth::Credentials;
 use elasticsearch::http::request::JsonBody;
@@ -17,6 +18,7 @@ use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder}
 use elasticsearch::http::Url;
 use elasticsearch::indices::IndicesPutIndexTemplateParts;
 use elasticsearch::{BulkParts, Elasticsearch};
+use prometheus_client::metrics::counter::Counter;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -64,21 +66,14 @@ pub enum EsAuth {
     },
 }
 
-/// Counters of the sink, for /metrics.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct EsStats {
-    pub indexed: u64,
-    pub rejected: u64,
-    pub retries: u64,
-    pub failures: u64,
-}
-
 pub struct EsSink {
     client: Elasticsearch,
     prefix: String,
     rt: tokio::runtime::Runtime,
     pending: Vec<Anomaly>,
-    pub stats: EsStats,
+    metrics: SinkMetrics,
+    indexed: Counter,
+    rejected: Counter,
 }
 
 /// The document id: stable for the same anomaly, whoever finds it and how often.
@@ -121,7 +116,8 @@ fn template(prefix: &str) -> Value {
 
 impl EsSink {
     /// Connects and creates the index template.
-    pub fn connect(config: &EsConfig) -> Result<EsSink, EsError> {
+    /// Connects and puts the index template; counts into `metrics`.
+    pub fn connect(config: &EsConfig, metrics: &ProcessMetrics) -> Result<EsSink, EsError> {
         let url = Url::parse(&config.url).map_err(|e| EsError::Url(config.url.clone(), e.to_string()))?;
         let mut builder =
             TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(Duration::from_secs(30));
@@ -144,7 +140,9 @@ impl EsSink {
             prefix: config.index_prefix.clone(),
             rt,
             pending: Vec::new(),
-            stats: EsStats::default(),
+            metrics: metrics.sink("elasticsearch"),
+            indexed: metrics.es_indexed.clone(),
+            rejected: metrics.es_rejected.clone(),
         };
         sink.put_template()?;
         Ok(sink)
@@ -172,6 +170,11 @@ impl EsSink {
 
     pub fn push(&mut self, a: Anomaly) {
         self.pending.push(a);
+    }
+
+    /// Documents waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     pub fn has_pending(&self) -> bool {
@@ -214,10 +217,12 @@ impl EsSink {
         for (a, item) in docs.into_iter().zip(items.iter().chain(std::iter::repeat(&Value::Null))) {
             let status = item["index"]["status"].as_u64().unwrap_or(0);
             match status {
-                200..=299 => self.stats.indexed += 1,
+                200..=299 => {
+                    self.indexed.inc();
+                }
                 429 | 500..=599 | 0 => self.pending.push(a),
                 _ => {
-                    self.stats.rejected += 1;
+                    self.rejected.inc();
                     tracing::warn!(
                         "elasticsearch rejected anomaly {}: {}",
                         document_id(&a),
@@ -241,17 +246,21 @@ impl EsSink {
     /// Returns false when it stopped with documents still pending.
     pub fn flush(&mut self, stop: &AtomicBool) -> bool {
         let mut backoff = Duration::from_millis(100);
+        let started = std::time::Instant::now();
         while self.has_pending() {
             match self.bulk_once() {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.metrics.written(started.elapsed());
+                    break;
+                }
                 Err(e) if e.retryable() && !stop.load(Ordering::Relaxed) => {
-                    self.stats.retries += 1;
+                    self.metrics.retried();
                     tracing::warn!("{e}; retrying in {backoff:?}");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
                 Err(e) => {
-                    self.stats.failures += 1;
+                    self.metrics.failures.inc();
                     tracing::warn!("{e}");
                     if !e.retryable() {
                         self.pending.clear();

@@ -7,6 +7,7 @@ use crate::analysis::red::{RedStats, BUCKETS_MS};
 use crate::analysis::Anomaly;
 use crate::decode::time_fmt::format_rfc3339_us;
 use crate::pipeline::Pipeline;
+use crate::sink::exposition::ExpoFormat;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
@@ -24,8 +25,11 @@ pub struct Snapshot {
     pub anomalies: Vec<Anomaly>,
     pub bad_records: BTreeMap<String, u64>,
     pub recent_errors: Vec<String>,
+    /// The pipeline's series in text format 0.0.4 and in OpenMetrics (no `# EOF`).
     #[serde(skip)]
     pub metrics: String,
+    #[serde(skip)]
+    pub openmetrics: String,
     #[serde(skip)]
     pub graph_svg: String,
 }
@@ -141,7 +145,8 @@ pub fn take(mode: &str, p: &Pipeline, recent: &RecentAnomalies) -> Snapshot {
         anomalies: recent.items.iter().cloned().collect(),
         bad_records: p.input.bad.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         recent_errors: p.recent_errors.iter().rev().map(|e| e.to_string()).collect(),
-        metrics: super::prometheus::render(p),
+        metrics: super::prometheus::render(p, ExpoFormat::Text),
+        openmetrics: super::prometheus::render(p, ExpoFormat::OpenMetrics),
     }
 }
 

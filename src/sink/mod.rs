@@ -2,8 +2,10 @@
 //! live snapshot the demo page shows.
 
 pub mod elasticsearch;
+pub mod exposition;
 pub mod files;
 pub mod live;
 pub mod neo4j;
+pub mod process;
 pub mod prometheus;
 pub mod web;

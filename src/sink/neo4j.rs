@@ -15,10 +15,12 @@
 //! it reads them again; records are deleted once the committed offset has passed
 //! them.
 
+use super::process::{ProcessMetrics, SinkMetrics};
 use crate::analysis::Edges;
 use crate::model::{Interner, TraceId};
 use crate::pipeline::FinishedTrace;
 use neo4rs::{query, BoltType, Graph, Query};
+use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -34,19 +36,13 @@ pub struct Neo4jConfig {
     pub password: String,
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Neo4jStats {
-    pub writes: u64,
-    pub retries: u64,
-    pub finished_traces: u64,
-}
-
 pub struct Neo4jSink {
     graph: Graph,
     rt: tokio::runtime::Runtime,
     /// `group/topic`: whose finished-trace records these are.
     source: String,
-    pub stats: Neo4jStats,
+    metrics: SinkMetrics,
+    finished_traces: Counter,
 }
 
 type Row = HashMap<String, BoltType>;
@@ -107,7 +103,13 @@ pub fn operation_key(service: &str, operation: &str) -> String {
 
 impl Neo4jSink {
     /// Connects and creates the constraints.
-    pub fn connect(config: &Neo4jConfig, group: &str, topic: &str) -> Result<Neo4jSink, Neo4jError> {
+    /// Connects and creates the constraints; counts into `metrics`.
+    pub fn connect(
+        config: &Neo4jConfig,
+        group: &str,
+        topic: &str,
+        metrics: &ProcessMetrics,
+    ) -> Result<Neo4jSink, Neo4jError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -115,7 +117,13 @@ impl Neo4jSink {
         let graph = rt
             .block_on(Graph::new(config.uri.clone(), config.user.clone(), config.password.clone()))
             .map_err(|e| Neo4jError(format!("cannot connect to {}: {e}", config.uri)))?;
-        let sink = Neo4jSink { graph, rt, source: format!("{group}/{topic}"), stats: Neo4jStats::default() };
+        let sink = Neo4jSink {
+            graph,
+            rt,
+            source: format!("{group}/{topic}"),
+            metrics: metrics.sink("neo4j"),
+            finished_traces: metrics.neo4j_finished_traces.clone(),
+        };
         for c in CONSTRAINTS {
             sink.rt.block_on(sink.graph.run(query(c))).map_err(|e| Neo4jError(format!("{c}: {e}")))?;
         }
@@ -292,6 +300,7 @@ impl Neo4jSink {
         stop: &AtomicBool,
     ) -> bool {
         let mut backoff = Duration::from_millis(100);
+        let started = std::time::Instant::now();
         loop {
             let qs = self.queries(delta, names, finished, gc);
             if qs.is_empty() {
@@ -304,17 +313,18 @@ impl Neo4jSink {
             });
             match r {
                 Ok(()) => {
-                    self.stats.writes += 1;
-                    self.stats.finished_traces += finished.len() as u64;
+                    self.metrics.written(started.elapsed());
+                    self.finished_traces.inc_by(finished.len() as u64);
                     return true;
                 }
                 Err(e) if !stop.load(Ordering::Relaxed) => {
-                    self.stats.retries += 1;
+                    self.metrics.retried();
                     tracing::warn!("neo4j write failed: {e}; retrying in {backoff:?}");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
                 Err(e) => {
+                    self.metrics.failures.inc();
                     tracing::warn!("neo4j write failed while stopping: {e}");
                     return false;
                 }

@@ -1,101 +1,155 @@
-//! Prometheus text exposition of the pipeline: the RED series (see
-//! [`crate::analysis::red`]) and poirot's own counters.
+//! The pipeline's Prometheus series, rendered from operator state at snapshot
+//! time: RED (see [`crate::analysis::red`]), the service graph (see
+//! [`crate::analysis::service_graph`]), anomaly counters by kind and service,
+//! lost messages by producer and destination, and the pipeline's own health.
+//! Process metrics that other threads update are in [`super::process`].
 
+use super::exposition::{ExpoFormat, Exposition, Kind};
 use crate::analysis::AnomalyKind;
 use crate::pipeline::Pipeline;
-use std::fmt::Write;
 
-/// The content type of [`render`]'s output.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Renders the RED series of `p`, sorted, in text format 0.0.4.
+/// The RED series of `p`, sorted, in text format 0.0.4 (`metrics.prom`).
 pub fn render_red(p: &Pipeline) -> String {
-    let mut out = String::with_capacity(4096);
-    p.analyzer.red.render_prometheus(&p.names, &mut out);
-    out
+    let mut e = Exposition::new(ExpoFormat::Text);
+    p.analyzer.red.render(&p.names, &mut e);
+    e.finish()
 }
 
-/// Renders the RED series and poirot's own metrics.
-pub fn render(p: &Pipeline) -> String {
-    let mut out = render_red(p);
-    let stats = &p.analyzer.stats;
+/// Every pipeline series in `format`, without the OpenMetrics `# EOF` (the
+/// process metrics follow).
+pub fn render(p: &Pipeline, format: ExpoFormat) -> String {
+    let mut e = Exposition::new(format);
+    render_into(p, &mut e);
+    e.into_body()
+}
 
-    family(&mut out, "poirot_records_total", "counter", "Input records read.");
-    let _ = writeln!(out, "poirot_records_total {}", p.input.records);
-    family(&mut out, "poirot_spans_decoded_total", "counter", "Spans decoded from the input.");
-    let _ = writeln!(out, "poirot_spans_decoded_total {}", p.input.spans);
-    family(&mut out, "poirot_bad_records_total", "counter", "Records or spans rejected, by reason.");
-    for (reason, n) in &p.input.bad {
-        let _ = writeln!(out, "poirot_bad_records_total{{reason=\"{reason}\"}} {n}");
-    }
-    family(&mut out, "poirot_traces_closed_total", "counter", "Traces whose session window closed.");
-    let _ = writeln!(out, "poirot_traces_closed_total {}", stats.traces);
-    family(
-        &mut out,
-        "poirot_late_spans_total",
-        "counter",
-        "Spans that arrived after their trace closed (RED only).",
-    );
-    let _ = writeln!(out, "poirot_late_spans_total {}", stats.late_spans);
-    family(
-        &mut out,
-        "poirot_overflow_spans_total",
-        "counter",
-        "Spans beyond their trace's span limit (RED only).",
-    );
-    let _ = writeln!(out, "poirot_overflow_spans_total {}", stats.overflow_spans);
-    family(&mut out, "poirot_duplicate_spans_total", "counter", "Re-delivered spans dropped within a trace.");
-    let _ = writeln!(out, "poirot_duplicate_spans_total {}", stats.duplicate_spans);
-    family(
-        &mut out,
-        "poirot_evicted_traces_total",
-        "counter",
-        "Traces closed early to stay within the span budget.",
-    );
-    let _ = writeln!(out, "poirot_evicted_traces_total {}", stats.evicted_traces);
-    family(&mut out, "poirot_anomalies_total", "counter", "Anomalies found, by kind.");
+fn counter(e: &mut Exposition, name: &str, help: &str, v: u64) {
+    e.family(name, Kind::Counter, help);
+    e.sample(name, &[], v);
+}
+
+fn gauge(e: &mut Exposition, name: &str, help: &str, v: impl std::fmt::Display) {
+    e.family(name, Kind::Gauge, help);
+    e.sample(name, &[], v);
+}
+
+pub fn render_into(p: &Pipeline, e: &mut Exposition) {
+    let a = &p.analyzer;
+    let names = &p.names;
+    a.red.render(names, e);
+    a.graph.render(names, e);
+
+    e.family("poirot_anomalies_total", Kind::Counter, "Anomalies found, by kind and service.");
     for kind in AnomalyKind::ALL {
-        let n = stats.anomalies.get(&kind).copied().unwrap_or(0);
-        let _ = writeln!(out, "poirot_anomalies_total{{kind=\"{kind}\"}} {n}");
+        // Every kind has a series from the start, so rates and alerts see zeros.
+        if !a.counters.by_service.keys().any(|(k, _)| *k == kind) {
+            e.sample("poirot_anomalies_total", &[("kind", kind.as_str()), ("service", "")], 0);
+        }
     }
-    family(
-        &mut out,
-        "poirot_red_overflow_spans_total",
-        "counter",
-        "Spans counted in the __overflow__ RED series.",
+    let mut by_service: Vec<_> =
+        a.counters.by_service.iter().map(|((k, s), n)| (k.as_str(), names.resolve(*s), *n)).collect();
+    by_service.sort();
+    for (kind, service, n) in by_service {
+        e.sample("poirot_anomalies_total", &[("kind", kind), ("service", service)], n);
+    }
+    e.family(
+        "poirot_message_loss_total",
+        Kind::Counter,
+        "Messages published and never consumed, by producer service and destination.",
     );
-    let _ = writeln!(out, "poirot_red_overflow_spans_total {}", p.analyzer.red.overflowed_spans);
-    family(&mut out, "poirot_open_traces", "gauge", "Traces being assembled.");
-    let _ = writeln!(out, "poirot_open_traces {}", p.open_traces());
-    family(&mut out, "poirot_buffered_spans", "gauge", "Spans held by open traces.");
-    let _ = writeln!(out, "poirot_buffered_spans {}", p.buffered_spans());
-    family(&mut out, "poirot_state_bytes", "gauge", "Estimated memory of the spans held by open traces.");
-    let _ = writeln!(
-        out,
-        "poirot_state_bytes {}",
-        p.buffered_spans() * std::mem::size_of::<crate::model::Span>()
+    let mut lost: Vec<_> = a
+        .counters
+        .message_loss
+        .iter()
+        .map(|((p, d), n)| (names.resolve(*p), names.resolve(*d), *n))
+        .collect();
+    lost.sort();
+    for (producer, destination, n) in lost {
+        e.sample(
+            "poirot_message_loss_total",
+            &[("producer_service", producer), ("destination", destination)],
+            n,
+        );
+    }
+
+    let stats = &a.stats;
+    counter(e, "poirot_records_total", "Input records read.", p.input.records);
+    counter(e, "poirot_spans_decoded_total", "Spans decoded from the input.", p.input.spans);
+    e.family("poirot_bad_records_total", Kind::Counter, "Records or spans rejected, by reason.");
+    for (reason, n) in &p.input.bad {
+        e.sample("poirot_bad_records_total", &[("reason", reason.as_str())], *n);
+    }
+    counter(e, "poirot_traces_closed_total", "Traces whose session window closed.", stats.traces);
+    counter(
+        e,
+        "poirot_late_spans_total",
+        "Spans that arrived after their trace closed (RED only).",
+        stats.late_spans,
+    );
+    counter(
+        e,
+        "poirot_overflow_spans_total",
+        "Spans beyond their trace's span limit (RED only).",
+        stats.overflow_spans,
+    );
+    counter(
+        e,
+        "poirot_duplicate_spans_total",
+        "Re-delivered spans dropped within a trace.",
+        stats.duplicate_spans,
+    );
+    counter(
+        e,
+        "poirot_evicted_traces_total",
+        "Traces closed early to stay within the span budget.",
+        stats.evicted_traces,
+    );
+    counter(
+        e,
+        "poirot_red_overflow_spans_total",
+        "Spans counted in the __overflow__ RED series.",
+        a.red.overflowed_spans,
+    );
+    counter(
+        e,
+        "poirot_replayed_spans_total",
+        "Spans of already counted traces dropped when read again.",
+        p.input.replayed_spans,
+    );
+    counter(
+        e,
+        "poirot_own_spans_dropped_total",
+        "Input spans of poirot's own service (self-tracing), not analysed.",
+        p.input.own_spans,
+    );
+    counter(
+        e,
+        "poirot_overflow_names_total",
+        "Names (services, operations, destinations) past the name limit, counted as __overflow__.",
+        names.overflowed(),
+    );
+    gauge(e, "poirot_names", "Distinct names held.", names.len());
+    gauge(e, "poirot_open_traces", "Traces being assembled.", p.open_traces());
+    gauge(e, "poirot_buffered_spans", "Spans held by open traces.", p.buffered_spans());
+    gauge(
+        e,
+        "poirot_state_bytes",
+        "Estimated memory of the spans held by open traces.",
+        p.buffered_spans() * std::mem::size_of::<crate::model::Span>(),
     );
     if p.watermark() > i64::MIN {
-        family(
-            &mut out,
+        gauge(
+            e,
             "poirot_watermark_seconds",
-            "gauge",
             "Event-time watermark, seconds since the epoch.",
-        );
-        let _ = writeln!(out, "poirot_watermark_seconds {}", p.watermark() as f64 / 1e6);
-        family(
-            &mut out,
-            "poirot_watermark_delay_seconds",
-            "gauge",
-            "How far event time lags behind the clock.",
+            p.watermark() as f64 / 1e6,
         );
         let now = crate::dataflow::Clock::now_us(&crate::dataflow::SystemClock);
-        let _ = writeln!(out, "poirot_watermark_delay_seconds {}", (now - p.watermark()) as f64 / 1e6);
+        gauge(
+            e,
+            "poirot_watermark_delay_seconds",
+            "How far event time lags behind the clock.",
+            (now - p.watermark()) as f64 / 1e6,
+        );
     }
-    out
 }

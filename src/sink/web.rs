@@ -3,11 +3,12 @@
 //! `/graph.svg` and `/healthz`. The pipeline thread publishes snapshots; the
 //! server only reads them.
 
+use super::exposition::ExpoFormat;
 use super::live::{self, Snapshot};
-use super::prometheus::CONTENT_TYPE;
+use super::process::ProcessMetrics;
 use anyhow::Context as _;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
@@ -15,21 +16,30 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-pub type Shared = Arc<RwLock<Snapshot>>;
+/// What the server shows: the latest snapshot and the live process metrics.
+pub struct Published {
+    pub snapshot: RwLock<Snapshot>,
+    pub process: ProcessMetrics,
+}
+
+pub type Shared = Arc<Published>;
 
 const PAGE: &str = include_str!("page.html");
 
-pub fn shared(mode: &str) -> Shared {
-    Arc::new(RwLock::new(Snapshot {
-        mode: mode.into(),
-        graph_svg: live::render_svg(&[]),
-        ..Snapshot::default()
-    }))
+pub fn shared(mode: &str, process: ProcessMetrics) -> Shared {
+    Arc::new(Published {
+        snapshot: RwLock::new(Snapshot {
+            mode: mode.into(),
+            graph_svg: live::render_svg(&[]),
+            ..Snapshot::default()
+        }),
+        process,
+    })
 }
 
 /// Replaces the published snapshot.
 pub fn publish(shared: &Shared, snapshot: Snapshot) {
-    if let Ok(mut s) = shared.write() {
+    if let Ok(mut s) = shared.snapshot.write() {
         *s = snapshot;
     }
 }
@@ -38,18 +48,35 @@ async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
 
-async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
-    let body = s.read().map(|s| s.metrics.clone()).unwrap_or_default();
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body)
+/// The pipeline's series from the latest snapshot, then the process metrics as
+/// they are now; OpenMetrics (with exemplars) when the scraper asks for it.
+async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> impl IntoResponse {
+    let format = ExpoFormat::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let mut body = s
+        .snapshot
+        .read()
+        .map(|snap| match format {
+            ExpoFormat::Text => snap.metrics.clone(),
+            ExpoFormat::OpenMetrics => snap.openmetrics.clone(),
+        })
+        .unwrap_or_default();
+    s.process.encode(&mut body);
+    if format == ExpoFormat::Text {
+        // The registry writes OpenMetrics; the text format has no terminator.
+        if let Some(b) = body.strip_suffix("# EOF\n") {
+            body.truncate(b.len());
+        }
+    }
+    ([(header::CONTENT_TYPE, format.content_type())], body)
 }
 
 async fn snapshot(State(s): State<Shared>) -> impl IntoResponse {
-    let snap = s.read().map(|s| s.clone()).unwrap_or_default();
+    let snap = s.snapshot.read().map(|s| s.clone()).unwrap_or_default();
     axum::Json(snap)
 }
 
 async fn graph(State(s): State<Shared>) -> impl IntoResponse {
-    let svg = s.read().map(|s| s.graph_svg.clone()).unwrap_or_default();
+    let svg = s.snapshot.read().map(|s| s.graph_svg.clone()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "image/svg+xml")], svg)
 }
 

@@ -6,7 +6,12 @@
 //! Auto-commit is off: the pipeline publishes, per partition, the first offset an
 //! open trace still needs, and this thread commits exactly that, every second,
 //! before giving up partitions in a rebalance, and at shutdown.
+//!
+//! The source may read several topics (the span topic and poirot's repartition
+//! topic); the pipeline sees one partition id space: topic index × 2¹⁶ + partition
+//! ([`partition_id`]).
 
+use crate::sink::process::{EventLabels, ProcessMetrics};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
@@ -29,19 +34,36 @@ pub enum KafkaSourceError {
 #[derive(Clone, Debug)]
 pub struct KafkaSourceConfig {
     pub brokers: String,
-    pub topic: String,
+    /// Topics read; a record's partition id carries the index of its topic here.
+    pub topics: Vec<String>,
     pub group: String,
     /// Passed to librdkafka as they are (security.protocol, sasl.*, ssl.*, ...).
     pub properties: BTreeMap<String, String>,
 }
 
+/// The pipeline's id of partition `partition` of the `topic`-th topic.
+pub fn partition_id(topic: usize, partition: i32) -> u32 {
+    ((topic as u32) << 16) | (partition as u32 & 0xffff)
+}
+
+/// The topic index and Kafka partition of a [`partition_id`].
+pub fn split_id(id: u32) -> (usize, i32) {
+    ((id >> 16) as usize, (id & 0xffff) as i32)
+}
+
 /// One consumed message.
 #[derive(Debug)]
 pub struct KafkaRecord {
+    /// The pipeline's partition id ([`partition_id`]).
     pub partition: u32,
+    /// Index of the topic in [`KafkaSourceConfig::topics`].
+    pub topic: usize,
+    pub kafka_partition: i32,
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
+    /// A watermark record of the repartition topic: (producer, event time µs).
+    pub watermark: Option<(u64, i64)>,
 }
 
 #[derive(Debug)]
@@ -62,36 +84,42 @@ pub enum SourceEvent {
 pub type Committable = Arc<Mutex<BTreeMap<u32, i64>>>;
 
 struct Context {
-    topic: String,
+    topics: Vec<String>,
     events: SyncSender<SourceEvent>,
     committable: Committable,
     stop: Arc<AtomicBool>,
-    lag: Lag,
+    metrics: ProcessMetrics,
 }
-
-/// Messages behind the end of each partition, from librdkafka's statistics.
-pub type Lag = Arc<Mutex<BTreeMap<u32, i64>>>;
 
 /// How long a rebalance waits for the pipeline to hand revoked partitions back.
 const HANDOFF_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl ClientContext for Context {
     fn stats(&self, statistics: rdkafka::Statistics) {
-        let Some(topic) = statistics.topics.get(&self.topic) else { return };
-        if let Ok(mut lag) = self.lag.lock() {
-            lag.clear();
+        let lag = &self.metrics.consumer_lag;
+        lag.clear();
+        for name in &self.topics {
+            let Some(topic) = statistics.topics.get(name) else { continue };
             for (p, part) in &topic.partitions {
                 // -1 means unknown (not fetching that partition).
-                if let (Ok(p), true) = (u32::try_from(*p), part.consumer_lag >= 0) {
-                    lag.insert(p, part.consumer_lag);
+                if *p >= 0 && part.consumer_lag >= 0 {
+                    lag.get_or_create(&ProcessMetrics::partition(name, *p)).set(part.consumer_lag);
                 }
             }
         }
     }
 }
 
-fn partitions(tpl: &TopicPartitionList) -> Vec<u32> {
-    tpl.elements().iter().filter_map(|e| u32::try_from(e.partition()).ok()).collect()
+impl Context {
+    fn partitions(&self, tpl: &TopicPartitionList) -> Vec<u32> {
+        tpl.elements()
+            .iter()
+            .filter_map(|e| {
+                let t = self.topics.iter().position(|t| t == e.topic())?;
+                Some(partition_id(t, e.partition()))
+            })
+            .collect()
+    }
 }
 
 impl Context {
@@ -101,9 +129,11 @@ impl Context {
             Err(_) => return,
         };
         let mut tpl = TopicPartitionList::new();
-        for (p, o) in offsets {
-            if only.is_none_or(|ps| ps.contains(&p)) {
-                let _ = tpl.add_partition_offset(&self.topic, p as i32, Offset::Offset(o));
+        for (id, o) in offsets {
+            let (t, p) = split_id(id);
+            if let (Some(topic), true) = (self.topics.get(t), only.is_none_or(|ps| ps.contains(&id))) {
+                let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
+                self.metrics.committable_offset.get_or_create(&ProcessMetrics::partition(topic, p)).set(o);
             }
         }
         if tpl.count() > 0 {
@@ -117,7 +147,9 @@ impl Context {
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            let ps = partitions(tpl);
+            let ps = self.partitions(tpl);
+            self.metrics.rebalances.get_or_create(&EventLabels { event: "revoked" }).inc();
+            self.metrics.assigned_partitions.dec_by(ps.len() as i64);
             // Hand off cleanly: the pipeline first writes everything it owes for these
             // partitions (so the next owner sees their finished traces), then their
             // offsets are committed.
@@ -134,13 +166,21 @@ impl ConsumerContext for Context {
                     m.remove(p);
                 }
             }
+            for &id in &ps {
+                let (t, p) = split_id(id);
+                let labels = ProcessMetrics::partition(self.topics.get(t).map_or("", |s| s.as_str()), p);
+                self.metrics.committable_offset.remove(&labels);
+            }
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                let _ = self.events.send(SourceEvent::Assigned(partitions(tpl)));
+                let ps = self.partitions(tpl);
+                self.metrics.rebalances.get_or_create(&EventLabels { event: "assigned" }).inc();
+                self.metrics.assigned_partitions.inc_by(ps.len() as i64);
+                let _ = self.events.send(SourceEvent::Assigned(ps));
             }
             Rebalance::Error(e) => tracing::warn!("kafka rebalance error: {e}"),
             Rebalance::Revoke(_) => {}
@@ -158,7 +198,6 @@ impl ConsumerContext for Context {
 pub struct KafkaSource {
     pub events: Receiver<SourceEvent>,
     pub committable: Committable,
-    pub lag: Lag,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -169,17 +208,19 @@ const IN_FLIGHT: usize = 8;
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
 impl KafkaSource {
-    pub fn start(config: &KafkaSourceConfig) -> Result<KafkaSource, KafkaSourceError> {
+    pub fn start(
+        config: &KafkaSourceConfig,
+        metrics: ProcessMetrics,
+    ) -> Result<KafkaSource, KafkaSourceError> {
         let (tx, rx) = sync_channel(IN_FLIGHT);
         let committable: Committable = Arc::default();
-        let lag: Lag = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let context = Context {
-            topic: config.topic.clone(),
+            topics: config.topics.clone(),
             events: tx.clone(),
             committable: committable.clone(),
             stop: stop.clone(),
-            lag: lag.clone(),
+            metrics,
         };
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &config.brokers)
@@ -193,7 +234,8 @@ impl KafkaSource {
             cc.set(k, v);
         }
         let consumer: BaseConsumer<Context> = cc.create_with_context(context)?;
-        consumer.subscribe(&[&config.topic])?;
+        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
@@ -201,7 +243,7 @@ impl KafkaSource {
                 .spawn(move || poll_loop(consumer, tx, stop))
                 .map_err(KafkaSourceError::Thread)?
         };
-        Ok(KafkaSource { events: rx, committable, lag, stop, thread: Some(thread) })
+        Ok(KafkaSource { events: rx, committable, stop, thread: Some(thread) })
     }
 
     /// Stops polling, commits what may be committed, and leaves the group.
@@ -221,13 +263,33 @@ impl Drop for KafkaSource {
     }
 }
 
-fn record(m: &rdkafka::message::BorrowedMessage<'_>) -> KafkaRecord {
+fn record(topics: &[String], m: &rdkafka::message::BorrowedMessage<'_>) -> KafkaRecord {
+    let topic = topics.iter().position(|t| t == m.topic()).unwrap_or(0);
     KafkaRecord {
-        partition: u32::try_from(m.partition()).unwrap_or(0),
+        partition: partition_id(topic, m.partition()),
+        topic,
+        kafka_partition: m.partition(),
         offset: m.offset(),
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().unwrap_or_default().to_vec(),
+        watermark: m.headers().and_then(watermark_of),
     }
+}
+
+/// The (producer, event time) of a repartition watermark record.
+fn watermark_of(headers: &rdkafka::message::BorrowedHeaders) -> Option<(u64, i64)> {
+    use crate::source::repartition::{PRODUCER_HEADER, WATERMARK_HEADER};
+    use rdkafka::message::Headers;
+    let value = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| std::str::from_utf8(h.value?).ok())
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    let event_time = value(WATERMARK_HEADER)?;
+    let producer = u64::try_from(value(PRODUCER_HEADER)?).ok()?;
+    Some((producer, event_time))
 }
 
 /// Sends, waiting while the pipeline is behind (backpressure, not buffering);
@@ -256,7 +318,7 @@ fn poll_loop(consumer: BaseConsumer<Context>, tx: SyncSender<SourceEvent>, stop:
         // The first message may take a while; the rest of a batch is what is already there.
         while batch.len() < BATCH {
             match consumer.poll(wait) {
-                Some(Ok(m)) => batch.push(record(&m)),
+                Some(Ok(m)) => batch.push(record(&consumer.context().topics, &m)),
                 Some(Err(e)) => tracing::warn!("kafka: {e}"),
                 None => break,
             }

@@ -2,4 +2,5 @@
 
 pub mod file;
 pub mod kafka;
+pub mod repartition;
 pub mod simulator;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod servers;
 
 use poirot::analysis::{Anomaly, DetectedAt};
 use poirot::config::Config;

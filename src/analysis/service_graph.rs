@@ -1,0 +1,243 @@
+//! Service-graph metrics: every reference between spans of two services is one
+//! request from the client (the referenced span's service) to the server (the
+//! referencing span's service). Named and labelled as Grafana's service-graph
+//! views and node graph expect them (the same names the OpenTelemetry
+//! service-graph connector writes):
+//!
+//! - `traces_service_graph_request_total{client, server, connection_type}`
+//! - `traces_service_graph_request_failed_total{...}`: the server span is an error
+//!   span, or the client span is an error client/producer span
+//! - `traces_service_graph_request_server_seconds_*` (server span duration) and
+//!   `traces_service_graph_request_client_seconds_*` (client span duration),
+//!   histograms in seconds with trace-id exemplars
+//!
+//! `connection_type` is `messaging_system` for `follows_from` references and
+//! producer spans, empty for direct calls.
+
+use super::dag::TraceDag;
+use super::red::{bucket, ExemplarSlot, BUCKETS_MS};
+use crate::model::{Interner, RefKind, Span, SpanKind, Sym};
+use crate::sink::exposition::{Exposition, HistogramSample, Kind};
+use rustc_hash::FxHashMap;
+
+pub const REQUEST_METRIC: &str = "traces_service_graph_request_total";
+pub const FAILED_METRIC: &str = "traces_service_graph_request_failed_total";
+pub const SERVER_SECONDS_METRIC: &str = "traces_service_graph_request_server_seconds";
+pub const CLIENT_SECONDS_METRIC: &str = "traces_service_graph_request_client_seconds";
+
+/// Bucket bounds in seconds: the RED bounds, so both views bucket alike.
+const BUCKETS_S: [f64; 16] = {
+    let mut b = [0.0; 16];
+    let mut i = 0;
+    while i < 16 {
+        b[i] = BUCKETS_MS[i] / 1000.0;
+        i += 1;
+    }
+    b
+};
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct GraphKey {
+    pub client: Sym,
+    pub server: Sym,
+    pub messaging: bool,
+}
+
+/// A latency histogram in µs buckets of [`BUCKETS_MS`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Latency {
+    pub buckets: [u64; BUCKETS_MS.len() + 1],
+    pub sum_us: u64,
+    pub exemplars: [ExemplarSlot; BUCKETS_MS.len() + 1],
+}
+
+impl Latency {
+    fn observe(&mut self, s: &Span) {
+        let b = bucket(s.duration_us);
+        self.buckets[b] += 1;
+        self.sum_us += s.duration_us;
+        self.exemplars[b] = ExemplarSlot { trace_id: s.trace_id, value_us: s.duration_us };
+    }
+
+    fn sample(&self) -> HistogramSample<'_> {
+        HistogramSample {
+            bounds: &BUCKETS_S,
+            counts: &self.buckets,
+            sum: self.sum_us as f64 / 1e6,
+            exemplars: Some(&self.exemplars),
+            unit_per_us: 1e-6,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GraphStats {
+    pub requests: u64,
+    pub failed: u64,
+    pub server: Latency,
+    pub client: Latency,
+}
+
+#[derive(Default, Debug)]
+pub struct ServiceGraph {
+    edges: FxHashMap<GraphKey, GraphStats>,
+    /// Most client/server pairs kept (0: no limit); past it requests of new pairs
+    /// count in the pair `__overflow__ → __overflow__`.
+    max_series: usize,
+    overflow: Sym,
+}
+
+impl ServiceGraph {
+    pub fn with_limit(max_series: usize, overflow: Sym) -> Self {
+        ServiceGraph { max_series, overflow, ..ServiceGraph::default() }
+    }
+
+    /// Adds the cross-service references of one trace.
+    pub fn add_trace(&mut self, spans: &[Span], dag: &TraceDag) {
+        for e in dag.graph.raw_edges() {
+            let (client, server) = (&spans[e.source().index()], &spans[e.target().index()]);
+            if client.service == server.service {
+                continue;
+            }
+            let messaging = e.weight == RefKind::FollowsFrom || client.kind == SpanKind::Producer;
+            let mut key = GraphKey { client: client.service, server: server.service, messaging };
+            if self.max_series > 0 && self.edges.len() >= self.max_series && !self.edges.contains_key(&key) {
+                key = GraphKey { client: self.overflow, server: self.overflow, messaging };
+            }
+            let client_failed = client.error && matches!(client.kind, SpanKind::Client | SpanKind::Producer);
+            let st = self.edges.entry(key).or_default();
+            st.requests += 1;
+            st.failed += u64::from(server.error || client_failed);
+            st.server.observe(server);
+            st.client.observe(client);
+        }
+    }
+
+    pub fn get(&self, key: &GraphKey) -> Option<&GraphStats> {
+        self.edges.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.edges.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.edges.is_empty()
+    }
+
+    /// Every pair, sorted by client, server and connection type.
+    pub fn render(&self, names: &Interner, e: &mut Exposition) {
+        let mut sorted: Vec<_> = self.edges.iter().collect();
+        sorted.sort_by(|(a, _), (b, _)| {
+            (names.resolve(a.client), names.resolve(a.server), a.messaging).cmp(&(
+                names.resolve(b.client),
+                names.resolve(b.server),
+                b.messaging,
+            ))
+        });
+        let labels = |k: &GraphKey| {
+            [
+                ("client", names.resolve(k.client)),
+                ("server", names.resolve(k.server)),
+                ("connection_type", if k.messaging { "messaging_system" } else { "" }),
+            ]
+        };
+        e.family(REQUEST_METRIC, Kind::Counter, "Requests between two services.");
+        for (k, s) in &sorted {
+            e.sample(REQUEST_METRIC, &labels(k), s.requests);
+        }
+        e.family(FAILED_METRIC, Kind::Counter, "Failed requests between two services.");
+        for (k, s) in &sorted {
+            e.sample(FAILED_METRIC, &labels(k), s.failed);
+        }
+        e.family(SERVER_SECONDS_METRIC, Kind::Histogram, "Server-side request latency in seconds.");
+        for (k, s) in &sorted {
+            e.histogram(SERVER_SECONDS_METRIC, &labels(k), &s.server.sample());
+        }
+        e.family(CLIENT_SECONDS_METRIC, Kind::Histogram, "Client-side request latency in seconds.");
+        for (k, s) in &sorted {
+            e.histogram(CLIENT_SECONDS_METRIC, &labels(k), &s.client.sample());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SpanId, SpanRef, TraceId};
+    use crate::sink::exposition::ExpoFormat;
+
+    fn span(
+        names: &mut Interner,
+        id: u64,
+        parent: Option<(u64, RefKind)>,
+        svc: &str,
+        kind: SpanKind,
+    ) -> Span {
+        let mut s = Span {
+            trace_id: TraceId { high: 0, low: 7 },
+            span_id: SpanId(id),
+            service: names.intern(svc),
+            kind,
+            duration_us: 3_000 * id,
+            start_us: id as i64,
+            ..Span::default()
+        };
+        if let Some((p, kind)) = parent {
+            s.refs.push(SpanRef { trace_id: s.trace_id, span_id: SpanId(p), kind });
+        }
+        s
+    }
+
+    #[test]
+    fn counts_requests_failures_and_latency_per_client_server_pair() {
+        let mut names = Interner::new();
+        let mut g = ServiceGraph::default();
+        let mut spans = vec![
+            span(&mut names, 1, None, "frontend", SpanKind::Server),
+            span(&mut names, 2, Some((1, RefKind::ChildOf)), "frontend", SpanKind::Client),
+            span(&mut names, 3, Some((2, RefKind::ChildOf)), "customer", SpanKind::Server),
+            span(&mut names, 4, Some((1, RefKind::ChildOf)), "frontend", SpanKind::Producer),
+            span(&mut names, 5, Some((4, RefKind::FollowsFrom)), "worker", SpanKind::Consumer),
+        ];
+        spans[2].error = true;
+        let dag = TraceDag::build(&spans);
+        g.add_trace(&spans, &dag);
+        let (fe, cu, wo) = (names.intern("frontend"), names.intern("customer"), names.intern("worker"));
+        let call = g.get(&GraphKey { client: fe, server: cu, messaging: false }).expect("frontend→customer");
+        assert_eq!((call.requests, call.failed), (1, 1));
+        assert_eq!(call.server.sum_us, 9_000, "the server span's duration");
+        assert_eq!(call.client.sum_us, 6_000, "the client span's duration");
+        let msg = g.get(&GraphKey { client: fe, server: wo, messaging: true }).expect("frontend→worker");
+        assert_eq!((msg.requests, msg.failed), (1, 0));
+        assert_eq!(g.len(), 2, "calls inside one service are no requests");
+
+        let mut e = Exposition::new(ExpoFormat::OpenMetrics);
+        g.render(&names, &mut e);
+        let text = e.finish();
+        assert!(text.contains(
+            "traces_service_graph_request_failed_total{client=\"frontend\",server=\"customer\",connection_type=\"\"} 1"
+        ), "{text}");
+        assert!(text.contains("connection_type=\"messaging_system\"} 1"), "{text}");
+        assert!(text.contains(
+            "traces_service_graph_request_server_seconds_bucket{client=\"frontend\",server=\"customer\",connection_type=\"\",le=\"0.01\"} 1 # {trace_id=\"00000000000000000000000000000007\"} 0.009"
+        ), "{text}");
+    }
+
+    #[test]
+    fn pairs_past_the_limit_share_the_overflow_pair() {
+        let mut names = Interner::new();
+        let overflow = names.intern(super::super::red::OVERFLOW);
+        let mut g = ServiceGraph::with_limit(2, overflow);
+        for i in 0..10u64 {
+            let spans = vec![
+                span(&mut names, 1, None, "gateway", SpanKind::Client),
+                span(&mut names, 2, Some((1, RefKind::ChildOf)), &format!("svc-{i}"), SpanKind::Server),
+            ];
+            g.add_trace(&spans, &TraceDag::build(&spans));
+        }
+        assert_eq!(g.len(), 3);
+        let o = g.get(&GraphKey { client: overflow, server: overflow, messaging: false }).expect("overflow");
+        assert_eq!(o.requests, 8);
+    }
+}

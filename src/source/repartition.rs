@@ -1,0 +1,376 @@
+//! The repartition stage: input that is not keyed by trace id (OTLP batches from
+//! an OpenTelemetry collector without `partition_traces_by_id`, say) is decoded,
+//! and every span is written again, as a Jaeger protobuf message keyed by its
+//! trace id, to the internal topic `<group>-repartition` (created with the
+//! input's partition count). poirot consumes that topic beside the input, so each
+//! of its partitions again holds whole traces — Kafka Streams' repartition topic.
+//!
+//! Event time: several processes write into each partition of the internal
+//! topic, each at its own pace, so the spans' event times there are not in the
+//! order a keyed partition's are. Every producer therefore also writes watermark
+//! records (headers [`WATERMARK_HEADER`], [`PRODUCER_HEADER`]) into every
+//! partition: how far it has re-keyed, the minimum over its input partitions of
+//! the largest event time seen. Readers move such a partition's event time with
+//! the slowest live producer ([`crate::dataflow::UpstreamWatermarks`]).
+//!
+//! Delivery: the producer is idempotent with unbounded retries, and an input
+//! offset is published for commit only after [`Rekeyer::flush`] saw every span
+//! sent before it acknowledged; a delivery that fails for good stops poirot, and
+//! the next owner re-reads from the last commit (at-least-once; the Neo4j and
+//! Elasticsearch sinks are idempotent per trace and anomaly).
+
+use crate::dataflow::EventTime;
+use crate::decode::jaeger_proto;
+use crate::model::{Interner, Span, TraceId};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, Message};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepartitionError {
+    #[error("kafka client: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("topic {0} was not found on the brokers")]
+    NoTopic(String),
+    #[error("cannot create topic {topic}: {detail}")]
+    Create { topic: String, detail: String },
+    #[error("cannot start an async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// When input goes through the repartition topic.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// Messages whose key is not the trace id of every span in them.
+    Auto,
+    Always,
+    Never,
+}
+
+impl Mode {
+    pub fn from_name(s: &str) -> Option<Mode> {
+        match s {
+            "auto" => Some(Mode::Auto),
+            "always" => Some(Mode::Always),
+            "never" => Some(Mode::Never),
+            _ => None,
+        }
+    }
+
+    /// Whether a message with `key` and these decoded `spans` is re-keyed.
+    pub fn rekeys(self, key: Option<&[u8]>, spans: &[Span]) -> bool {
+        match self {
+            Mode::Never => false,
+            Mode::Always => !spans.is_empty(),
+            Mode::Auto => !spans.is_empty() && !is_keyed(key, spans),
+        }
+    }
+}
+
+/// Header of a watermark record: the producer's progress, µs since the epoch (decimal).
+pub const WATERMARK_HEADER: &str = "poirot.watermark";
+/// Header of a watermark record: the producer's id (decimal).
+pub const PRODUCER_HEADER: &str = "poirot.producer";
+/// How often a producer writes its progress.
+const WATERMARK_EVERY_US: i64 = 200_000;
+
+/// The internal topic of a consumer group.
+pub fn topic_name(group: &str) -> String {
+    format!("{group}-repartition")
+}
+
+/// True when `key` names one trace id (hex, as Jaeger writes it, or 16 raw
+/// bytes) and every span belongs to that trace.
+pub fn is_keyed(key: Option<&[u8]>, spans: &[Span]) -> bool {
+    let Some(key) = key else { return false };
+    let trace = match std::str::from_utf8(key).ok().and_then(TraceId::from_hex) {
+        Some(t) => t,
+        None => match TraceId::from_bytes(key) {
+            Some(t) if key.len() == 16 => t,
+            _ => return false,
+        },
+    };
+    spans.iter().all(|s| s.trace_id == trace)
+}
+
+fn client_config(brokers: &str, props: &BTreeMap<String, String>, id: &str) -> ClientConfig {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", brokers).set("client.id", id);
+    for (k, v) in props {
+        cc.set(k, v);
+    }
+    cc
+}
+
+/// How long [`ensure_topic`] waits for the input topic to appear (the Jaeger
+/// collector creates it with its first span).
+const INPUT_WAIT: Duration = Duration::from_secs(300);
+
+/// Creates `topic` with the partition count and replication of `input` unless it
+/// exists (waiting for `input` to exist first); returns its partition count.
+pub fn ensure_topic(
+    brokers: &str,
+    props: &BTreeMap<String, String>,
+    input: &str,
+    topic: &str,
+) -> Result<usize, RepartitionError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers, props, "poirot-admin").create()?;
+    let timeout = Duration::from_secs(10);
+    let started = std::time::Instant::now();
+    let (partitions, replication) = loop {
+        let md = admin.inner().fetch_metadata(Some(input), timeout)?;
+        let found = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == input && t.error().is_none() && !t.partitions().is_empty());
+        if let Some(t) = found {
+            break (t.partitions().len(), t.partitions().first().map_or(1, |p| p.replicas().len().max(1)));
+        }
+        if started.elapsed() >= INPUT_WAIT {
+            return Err(RepartitionError::NoTopic(input.to_owned()));
+        }
+        if started.elapsed() < Duration::from_secs(2) {
+            tracing::info!("waiting for topic {input} to exist, to give {topic} its partition count");
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(RepartitionError::Runtime)?;
+    let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(replication as i32));
+    let results = rt.block_on(admin.create_topics([&new], &AdminOptions::new()))?;
+    for r in results {
+        match r {
+            Ok(_) => tracing::info!("created {topic} with {partitions} partitions"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(RepartitionError::Create { topic: topic.to_owned(), detail: code.to_string() })
+            }
+        }
+    }
+    let md = admin.inner().fetch_metadata(Some(topic), timeout)?;
+    let have = md.topics().first().map_or(0, |t| t.partitions().len());
+    if have != partitions {
+        tracing::warn!("{topic} has {have} partitions, {input} {partitions}: scaling follows the smaller");
+    }
+    Ok(have)
+}
+
+/// Notes deliveries that failed for good.
+struct Deliveries {
+    failed: Arc<AtomicBool>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, m)) = result {
+            tracing::error!(
+                "repartition: a span to {} partition {} was not delivered: {e}",
+                m.topic(),
+                m.partition()
+            );
+            self.failed.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Largest event time re-keyed from one input partition, and when.
+#[derive(Clone, Copy, Debug)]
+struct InputProgress {
+    max_event: EventTime,
+    at_us: i64,
+}
+
+/// Writes spans, keyed by trace id, to the repartition topic, and this
+/// process's progress as watermark records.
+pub struct Rekeyer {
+    producer: BaseProducer<Deliveries>,
+    topic: String,
+    partitions: i32,
+    /// Random per process: readers keep one progress per producer.
+    id: u64,
+    progress: FxHashMap<u32, InputProgress>,
+    idle_us: i64,
+    last_watermark: Option<(EventTime, i64)>,
+    failed: Arc<AtomicBool>,
+    unflushed: bool,
+    pub spans: u64,
+}
+
+impl Rekeyer {
+    /// A producer for `topic` with `partitions` partitions; input partitions that
+    /// re-keyed nothing for `idle_us` stop holding its progress back.
+    pub fn new(
+        brokers: &str,
+        props: &BTreeMap<String, String>,
+        topic: &str,
+        partitions: usize,
+        idle_us: i64,
+    ) -> Result<Self, RepartitionError> {
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut cc = client_config(brokers, props, "poirot-repartition");
+        cc.set("enable.idempotence", "true")
+            // Never give up on a message: an outage stalls poirot instead of losing spans.
+            .set("message.timeout.ms", "0")
+            .set("linger.ms", "5")
+            // Java clients' partitioner, so Kafka tools agree on where a trace lives.
+            .set("partitioner", "murmur2_random");
+        let producer = cc.create_with_context(Deliveries { failed: failed.clone() })?;
+        Ok(Rekeyer {
+            producer,
+            topic: topic.to_owned(),
+            partitions: partitions as i32,
+            id: rand::random::<u64>() >> 1,
+            progress: FxHashMap::default(),
+            idle_us,
+            last_watermark: None,
+            failed,
+            unflushed: false,
+            spans: 0,
+        })
+    }
+
+    /// Queues every span of a record of input partition `input` as its own message
+    /// keyed by its trace id (`now`: processing time, µs).
+    pub fn send(&mut self, spans: &[Span], names: &Interner, input: u32, now: i64) {
+        if self.last_watermark.is_none() {
+            // Readers learn of this producer before its first span.
+            if let Some(first) = spans.iter().map(Span::event_time_us).min() {
+                self.write_watermark(first, now);
+            }
+        }
+        let p = self.progress.entry(input).or_insert(InputProgress { max_event: EventTime::MIN, at_us: now });
+        p.at_us = now;
+        for s in spans {
+            p.max_event = p.max_event.max(s.event_time_us());
+        }
+        for s in spans {
+            let key = s.trace_id.to_string();
+            let payload = jaeger_proto::encode(s, names, &[]);
+            let mut record = BaseRecord::to(&self.topic).key(key.as_bytes()).payload(&payload[..]);
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((e, back)) => {
+                        // Queue full: let deliveries drain, then try again.
+                        if e.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
+                            tracing::error!("repartition: cannot queue a span: {e}");
+                            self.failed.store(true, Ordering::Relaxed);
+                            break;
+                        }
+                        record = back;
+                        self.producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+            self.spans += 1;
+            self.unflushed = true;
+        }
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// Writes this process's progress into every partition when it is due: at
+    /// most every 200 ms, while some input partition re-keyed within the idle timeout.
+    pub fn send_watermarks(&mut self, now: i64) {
+        if self.last_watermark.is_some_and(|(_, at)| now - at < WATERMARK_EVERY_US) {
+            return;
+        }
+        let idle = self.idle_us;
+        self.progress.retain(|_, p| now - p.at_us < idle);
+        if let Some(w) = self.progress.values().map(|p| p.max_event).min() {
+            self.write_watermark(w, now);
+        }
+    }
+
+    /// `input` was revoked: it no longer holds this producer's progress back.
+    pub fn forget(&mut self, input: u32) {
+        self.progress.remove(&input);
+    }
+
+    fn write_watermark(&mut self, event_time: EventTime, now: i64) {
+        let (w, id) = (event_time.to_string(), self.id.to_string());
+        for partition in 0..self.partitions {
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: WATERMARK_HEADER, value: Some(w.as_str()) })
+                .insert(Header { key: PRODUCER_HEADER, value: Some(id.as_str()) });
+            let record: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(&self.topic).partition(partition).payload(&[][..]).headers(headers);
+            if let Err((e, _)) = self.producer.send(record) {
+                // Only progress: the next one carries it.
+                tracing::debug!("repartition: watermark not queued: {e}");
+            }
+        }
+        self.unflushed = true;
+        self.last_watermark = Some((event_time, now));
+    }
+
+    pub fn has_unflushed(&self) -> bool {
+        self.unflushed
+    }
+
+    /// Waits until every queued span is acknowledged. False while that is not
+    /// the case (offsets of re-keyed input must not be committed yet).
+    pub fn flush(&mut self) -> bool {
+        if self.unflushed {
+            match self.producer.flush(Duration::from_secs(5)) {
+                Ok(()) => self.unflushed = false,
+                Err(e) => {
+                    tracing::warn!("repartition: waiting for acknowledgements: {e}");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// A delivery failed for good: the input offsets behind it must never be committed.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(low: u64) -> Span {
+        Span { trace_id: TraceId::new(0, low), ..Span::default() }
+    }
+
+    #[test]
+    fn a_key_naming_the_trace_of_every_span_is_keyed() {
+        let spans = [span(0xab), span(0xab)];
+        assert!(is_keyed(Some(b"000000000000000000000000000000ab"), &spans));
+        assert!(is_keyed(Some(b"00000000000000ab"), &spans), "Jaeger writes 64-bit ids as 16 digits");
+        assert!(is_keyed(Some(&TraceId::new(0, 0xab).to_bytes()), &spans), "16 raw bytes");
+        assert!(!is_keyed(None, &spans));
+        assert!(!is_keyed(Some(b"batch-7"), &spans));
+        assert!(!is_keyed(Some(b"00000000000000ab"), &[span(0xab), span(0xcd)]), "two traces");
+    }
+
+    #[test]
+    fn modes() {
+        let (one, two) = ([span(1)], [span(1), span(2)]);
+        let key = Some(&b"0000000000000001"[..]);
+        assert!(!Mode::Auto.rekeys(key, &one));
+        assert!(Mode::Auto.rekeys(key, &two));
+        assert!(Mode::Auto.rekeys(None, &one));
+        assert!(Mode::Always.rekeys(key, &one));
+        assert!(!Mode::Never.rekeys(None, &two));
+        assert!(!Mode::Always.rekeys(None, &[]), "nothing decoded: nothing to re-key");
+        assert_eq!(Mode::from_name("sometimes"), None);
+    }
+}
