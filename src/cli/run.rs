@@ -272,9 +272,6 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                         d.send(r, e);
                     }
                 }
-                if let Some(rk) = rekeyer.as_mut() {
-                    rk.send_watermarks(now);
-                }
             }
             Ok(SourceEvent::Assigned(ps)) => {
                 tracing::info!("partitions assigned: {ps:?}");
@@ -324,6 +321,10 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
             }
         }
         pipeline.tick();
+        if let Some(rk) = rekeyer.as_mut() {
+            // Also when no input came: readers learn this process's final progress promptly.
+            rk.send_watermarks(clock.now_us());
+        }
         for a in pipeline.drain_anomalies() {
             tracing::info!(kind = %a.kind, trace_id = %a.trace_id, "{}", a.summary);
             if let Some(f) = file_sink.as_mut() {
