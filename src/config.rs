@@ -13,7 +13,7 @@
 //!
 //! [metrics]
 //! max_series = 10000          # label sets per family; past it spans count in the __overflow__ series
-//! max_names = 100000          # distinct service/operation/destination names; past it: __overflow__
+//! max_names = 100000          # distinct service/operation/destination names (0: no limit); past it: __overflow__
 //!
 //! [kafka]                     # poirot run
 //! brokers = "127.0.0.1:9092"

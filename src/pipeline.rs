@@ -32,6 +32,8 @@ pub struct InputStats {
     pub replayed_spans: u64,
     /// Spans of poirot's own service (self-tracing), dropped.
     pub own_spans: u64,
+    /// Records read from the repartition topic (not counted in `records` again).
+    pub shuffled_records: u64,
     pub bad: BTreeMap<Reason, u64>,
 }
 
@@ -197,6 +199,15 @@ impl Pipeline {
         outcome
     }
 
+    /// Decodes a record of the repartition topic (always Jaeger protobuf, written by
+    /// [`crate::source::repartition::Rekeyer`]); its input record was counted already.
+    pub fn decode_shuffled(&mut self, record: &[u8], spans: &mut Vec<Span>) -> RecordOutcome {
+        let outcome = self.decode_record(Some(Format::JaegerProto), record, spans);
+        self.input.records -= 1;
+        self.input.shuffled_records += 1;
+        outcome
+    }
+
     /// Feeds the spans [`decode_record`](Self::decode_record) gave for the record
     /// at `offset` of `partition`, emptying `spans`.
     pub fn push_decoded_at(&mut self, partition: u32, offset: i64, spans: &mut Vec<Span>) {
@@ -234,6 +245,14 @@ impl Pipeline {
     /// here (they were re-keyed into the repartition topic).
     pub fn passed_on(&mut self, partition: u32, offset: i64) {
         self.offsets.processed(partition, offset);
+        // A partition whose records are all re-keyed carries no event time here: it
+        // must not hold the watermark back (it rejoins with its first own span).
+        if let Some(wm) = self.tracker.release_if_empty(partition) {
+            let mut assembled = std::mem::take(&mut self.assembled);
+            self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
+            self.analyse(&mut assembled);
+            self.assembled = assembled;
+        }
     }
 
     fn feed(&mut self, partition: u32, offset: Option<i64>, spans: &mut Vec<Span>, event_time: bool) {
@@ -267,7 +286,10 @@ impl Pipeline {
         }
         if let Some(o) = offset.filter(|_| !self.skip.is_empty()) {
             if let Some(&(p, last)) = self.skip.get(&span.trace_id) {
-                if p == partition && o <= last {
+                // On a repartition-topic partition a finished trace's spans may come back
+                // at higher offsets too: re-keyed again by a process that took over the
+                // input before its commit. They are all copies.
+                if p == partition && (o <= last || !event_time) {
                     self.input.replayed_spans += 1;
                     return;
                 }
@@ -374,5 +396,74 @@ impl Pipeline {
 
     pub fn buffered_spans(&self) -> usize {
         self.assembler.buffered_spans()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{AnalysisConfig, AssemblyConfig};
+    use crate::dataflow::ManualClock;
+    use crate::model::SpanId;
+
+    const S: i64 = 1_000_000;
+
+    fn pipeline(clock: &ManualClock) -> Pipeline {
+        let config = PipelineConfig {
+            assembly: AssemblyConfig { inactivity_gap_us: 2 * S, ..AssemblyConfig::default() },
+            watermark: WatermarkConfig { out_of_orderness_us: S, idle_timeout_us: 30 * S },
+            analysis: AnalysisConfig::default(),
+            detected_at: DetectedAt::TraceClose,
+        };
+        Pipeline::new(config, Arc::new(clock.clone()))
+    }
+
+    fn span(trace: u64, end_s: i64) -> Span {
+        Span {
+            trace_id: TraceId::new(0, trace),
+            span_id: SpanId(trace),
+            start_us: end_s * S,
+            ..Span::default()
+        }
+    }
+
+    #[test]
+    fn a_shuffled_partition_moves_with_its_slowest_producer_not_its_spans() {
+        let clock = ManualClock::new(0);
+        let mut p = pipeline(&clock);
+        // Producer 2 is at 10 s, producer 1 already at 100 s: the partition is at 10 s.
+        p.upstream_watermark(7, 0, 2, 10 * S);
+        p.upstream_watermark(7, 1, 1, 100 * S);
+        assert_eq!(p.watermark(), 9 * S, "10 s less the out-of-orderness");
+        // A span of producer 2's far-behind trace is on time; a 200 s span does not move time.
+        p.push_shuffled_at(7, 2, &mut vec![span(1, 11), span(2, 200)]);
+        assert_eq!(p.watermark(), 9 * S);
+        assert_eq!(p.open_traces(), 2);
+        // Producer 2 catches up: trace 1 (11 s + 2 s gap) closes, trace 2 stays open.
+        p.upstream_watermark(7, 3, 2, 100 * S);
+        assert_eq!(p.open_traces(), 1);
+        assert_eq!(p.analyzer.stats.late_spans, 0);
+        // Producer 2 falls silent while producer 1 goes on: after the idle timeout
+        // producer 1 alone counts.
+        clock.advance(20 * S);
+        p.upstream_watermark(7, 4, 1, 300 * S);
+        assert_eq!(p.watermark(), 99 * S, "producer 2 still holds it");
+        clock.advance(11 * S);
+        p.tick();
+        assert_eq!(p.watermark(), 299 * S);
+        assert_eq!(p.open_traces(), 0);
+    }
+
+    #[test]
+    fn an_input_partition_whose_records_are_all_re_keyed_holds_nothing_back() {
+        let clock = ManualClock::new(0);
+        let mut p = pipeline(&clock);
+        p.assign(0); // keyed input
+        p.assign(1); // its records all go to the repartition topic
+        p.push_decoded_at(0, 0, &mut vec![span(1, 50)]);
+        assert_eq!(p.watermark(), EventTime::MIN, "partition 1 holds time at its start");
+        p.passed_on(1, 0);
+        assert_eq!(p.watermark(), 49 * S);
+        assert_eq!(p.committable(1), Some(1));
     }
 }

@@ -280,3 +280,28 @@ fn edge_deltas_add_up_to_the_same_totals() {
         );
     }
 }
+
+#[test]
+fn anomaly_and_message_loss_series_start_at_zero_when_first_seen() {
+    // A message that was consumed: no anomaly, but the series an alert's increase()
+    // needs already exist at 0, so the first loss later on is seen as an increase.
+    let (p, found) = analyse(|t| {
+        t.span(1, "A", Server, &[]);
+        t.span(2, "A", Producer, &[(1, ChildOf)]).destination = t.names.intern("Q");
+        t.span(3, "B", Consumer, &[(2, FollowsFrom)]);
+    });
+    assert!(found.is_empty(), "{found:?}");
+    let mut e = poirot::sink::exposition::Exposition::new(poirot::sink::exposition::ExpoFormat::Text);
+    poirot::sink::prometheus::render_into(&p, &mut e);
+    let text = e.finish();
+    assert!(
+        text.contains("poirot_message_loss_total{producer_service=\"A\",destination=\"Q\"} 0\n"),
+        "{text}"
+    );
+    for kind in ["message_loss", "recursive_chain", "orphan_reference"] {
+        for service in ["A", "B"] {
+            let line = format!("poirot_anomalies_total{{kind=\"{kind}\",service=\"{service}\"}} 0\n");
+            assert!(text.contains(&line), "{line} missing:\n{text}");
+        }
+    }
+}

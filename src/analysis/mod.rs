@@ -17,8 +17,9 @@ pub use red::Red;
 pub use service_graph::ServiceGraph;
 
 use crate::dataflow::{Clock, Context, Operator};
-use crate::model::{Interner, Sym};
+use crate::model::{Interner, Span, SpanKind, Sym};
 use anomaly::TraceCtx;
+use rustc_hash::FxHashSet;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -71,12 +72,16 @@ pub struct AnalysisStats {
 }
 
 /// Anomalies by kind and service, and lost messages by producer service and
-/// destination: the labelled anomaly counters. Capped like RED: past
-/// `max_series` label sets, new ones count under `__overflow__`.
+/// destination: the labelled anomaly counters. Every series starts at 0 when its
+/// service (or producer and destination) is first seen, so `increase()` and alerts
+/// see the first anomaly too. Capped like RED: past `max_series` label sets, new
+/// ones count under `__overflow__`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AnomalyCounters {
     pub by_service: BTreeMap<(AnomalyKind, Sym), u64>,
     pub message_loss: BTreeMap<(Sym, Sym), u64>,
+    services: FxHashSet<Sym>,
+    producers: FxHashSet<(Sym, Sym)>,
     max_series: usize,
     overflow: Sym,
 }
@@ -84,6 +89,26 @@ pub struct AnomalyCounters {
 impl AnomalyCounters {
     pub fn with_limit(max_series: usize, overflow: Sym) -> Self {
         AnomalyCounters { max_series, overflow, ..AnomalyCounters::default() }
+    }
+
+    /// Starts the series of a span's service (and of its producer and destination) at 0.
+    fn seen(&mut self, s: &Span) {
+        let full = |n: usize, max: usize| max > 0 && n >= max;
+        if !self.services.contains(&s.service)
+            && !full(self.by_service.len() + AnomalyKind::ALL.len(), self.max_series)
+        {
+            self.services.insert(s.service);
+            for kind in AnomalyKind::ALL {
+                self.by_service.entry((kind, s.service)).or_insert(0);
+            }
+        }
+        if s.kind == SpanKind::Producer {
+            let pair = (s.service, s.destination);
+            if !self.producers.contains(&pair) && !full(self.message_loss.len(), self.max_series) {
+                self.producers.insert(pair);
+                self.message_loss.entry(pair).or_insert(0);
+            }
+        }
     }
 
     fn count(&mut self, a: &Anomaly, names: &Interner) {
@@ -149,6 +174,7 @@ impl Analyzer {
         self.stats.duplicate_spans += dag::dedupe(&mut trace.spans) as u64;
         for s in &trace.spans {
             self.red.observe(s);
+            self.counters.seen(s);
         }
         self.stats.spans += trace.spans.len() as u64;
         let detected_at_us = match &self.detected_at {

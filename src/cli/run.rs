@@ -249,7 +249,8 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                                 pipeline.upstream_watermark(r.partition, r.offset, producer, event_time);
                                 continue;
                             }
-                            let outcome = pipeline.decode_record(format, &r.payload, &mut spans);
+                            // Always Jaeger protobuf, whatever the input's encoding.
+                            let outcome = pipeline.decode_shuffled(&r.payload, &mut spans);
                             pipeline.push_shuffled_at(r.partition, r.offset, &mut spans);
                             outcome
                         }
@@ -257,7 +258,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                         Some(rk) => {
                             let outcome = pipeline.decode_record(format, &r.payload, &mut spans);
                             if mode.rekeys(r.key.as_deref(), &spans) {
-                                rk.send(&spans, &pipeline.names, r.partition, now);
+                                rk.send(&spans, &pipeline.names, r.partition, now, &stop);
                                 process.repartitioned_spans.inc_by(spans.len() as u64);
                                 spans.clear();
                                 pipeline.passed_on(r.partition, r.offset);
@@ -297,14 +298,10 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                 let _work =
                     work("kafka.revoke", vec![KeyValue::new("partitions", format!("{partitions:?}"))]);
                 // Everything closed so far was written in earlier rounds; publish the
-                // final offsets of these partitions, then drop their open traces.
-                if let Ok(mut m) = source.committable.lock() {
-                    for &p in &partitions {
-                        if let Some(o) = pipeline.committable(p) {
-                            m.insert(p, o);
-                        }
-                    }
-                }
+                // final offsets of these partitions (input ones only once their re-keyed
+                // spans are acknowledged), then drop their open traces.
+                let acked = rekeyed_acked(rekeyer.as_mut()).unwrap_or(false);
+                publish_committable(&source, &pipeline, partitions.iter().copied(), acked);
                 for p in partitions {
                     if let Some(rk) = rekeyer.as_mut() {
                         rk.forget(p);
@@ -365,32 +362,22 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                 }
             }
             if last_gc.elapsed() >= GC_LAG {
-                gc_offsets = assigned.iter().filter_map(|&p| Some((p, pipeline.committable(p)?))).collect();
+                // Only what was published for commit: records above it are still needed.
+                gc_offsets = source
+                    .committable
+                    .lock()
+                    .map(|m| m.iter().filter(|(p, _)| assigned.contains(p)).map(|(&p, &o)| (p, o)).collect())
+                    .unwrap_or_default();
                 last_gc = Instant::now();
             }
         }
         // What open traces no longer need may be committed (after the file sink wrote
         // it, and for re-keyed input after the repartition topic acknowledged it).
-        let rekeyed_acked = match rekeyer.as_mut() {
-            Some(rk) if rk.failed() => {
-                result = Err(anyhow::anyhow!("spans could not be written to the repartition topic"));
+        match rekeyed_acked(rekeyer.as_mut()) {
+            Ok(acked) => publish_committable(&source, &pipeline, assigned.iter().copied(), acked),
+            Err(e) => {
+                result = Err(e);
                 break;
-            }
-            Some(rk) if rk.has_unflushed() => {
-                let mut w = work("repartition.flush", Vec::new());
-                let acked = rk.flush();
-                if !acked {
-                    w.fail("not acknowledged yet");
-                }
-                acked
-            }
-            Some(_) | None => true,
-        };
-        if let Ok(mut m) = source.committable.lock() {
-            for &p in assigned.iter().filter(|&&p| rekeyed_acked || split_id(p).0 != INPUT) {
-                if let Some(o) = pipeline.committable(p) {
-                    m.insert(p, o);
-                }
             }
         }
         if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
@@ -423,4 +410,42 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     self_tracing.shutdown();
     tracing::info!("poirot run stopped");
     result
+}
+
+/// Flushes the repartition producer: true when every re-keyed span is acknowledged
+/// (always without repartitioning), an error when a delivery failed for good.
+fn rekeyed_acked(rekeyer: Option<&mut Rekeyer>) -> anyhow::Result<bool> {
+    let Some(rk) = rekeyer else { return Ok(true) };
+    if !rk.has_unflushed() && !rk.failed() {
+        return Ok(true);
+    }
+    let mut w = work("repartition.flush", Vec::new());
+    let acked = rk.flush();
+    if rk.failed() {
+        w.fail("a delivery failed for good");
+        anyhow::bail!(
+            "spans could not be written to the repartition topic: poirot stops, the input is re-read"
+        );
+    }
+    if !acked {
+        w.fail("not acknowledged yet");
+    }
+    Ok(acked)
+}
+
+/// Publishes the offsets `pipeline` no longer needs for `partitions`; input partitions
+/// only when their re-keyed spans are `acked`.
+fn publish_committable(
+    source: &KafkaSource,
+    pipeline: &Pipeline,
+    partitions: impl Iterator<Item = u32>,
+    acked: bool,
+) {
+    if let Ok(mut m) = source.committable.lock() {
+        for p in partitions.filter(|&p| acked || split_id(p).0 != INPUT) {
+            if let Some(o) = pipeline.committable(p) {
+                m.insert(p, o);
+            }
+        }
+    }
 }

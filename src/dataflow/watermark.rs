@@ -107,6 +107,19 @@ impl WatermarkTracker {
         part.last_active_us = now;
     }
 
+    /// `partition` delivers records but no event time (they are re-keyed elsewhere):
+    /// while it has none, it stops holding time back, as an ended one; its first
+    /// element makes it active again. Returns the new watermark if it advanced.
+    pub fn release_if_empty(&mut self, partition: u32) -> Option<EventTime> {
+        let p = self.partition(partition);
+        if p.max_event != EventTime::MIN || p.ended || !p.known {
+            return None;
+        }
+        p.ended = true;
+        let now = self.clock.now_us();
+        self.recompute(now)
+    }
+
     /// `partition` will deliver nothing more (end of a file, or revoked).
     pub fn end_partition(&mut self, partition: u32) -> Option<EventTime> {
         self.partition(partition).ended = true;

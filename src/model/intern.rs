@@ -36,15 +36,16 @@ impl Interner {
         Self::default()
     }
 
-    /// An interner that holds at most `limit` names (at least the empty name and [`OVERFLOW`]).
+    /// An interner that holds at most `limit` names (0: no limit; else at least the
+    /// empty name and [`OVERFLOW`]).
     pub fn with_limit(limit: usize) -> Self {
         let mut i = Self::default();
         i.intern(OVERFLOW);
-        i.limit = limit.max(2);
+        i.limit = if limit == 0 { 0 } else { limit.max(2) };
         i
     }
 
-    /// Names that were turned into [`OVERFLOW`] because the table was full.
+    /// Lookups of new names answered with [`OVERFLOW`] because the table was full.
     pub fn overflowed(&self) -> u64 {
         self.overflowed
     }

@@ -154,6 +154,42 @@ impl Exposition {
     }
 }
 
+/// The text format 0.0.4 of an OpenMetrics exposition: counter families take their
+/// samples' `_total` name, exemplars, `# UNIT` lines and `# EOF` go. Serves scrapers
+/// that ask for text without rendering every series twice.
+pub fn openmetrics_to_text(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    let counters: std::collections::HashSet<&str> =
+        om.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let counter_family = |name: &str| counters.contains(name);
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("HELP", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("TYPE", r)));
+        match meta {
+            Some((what, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counter_family(name) && !name.ends_with("_total") {
+                    let _ = writeln!(out, "# {what} {name}_total {tail}");
+                } else {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            None => {
+                // An exemplar follows the value after " # ".
+                out.push_str(line.split_once(" # ").map_or(line, |(sample, _)| sample));
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 fn escape_label_into(out: &mut String, v: &str) {
     for c in v.chars() {
         match c {
@@ -214,6 +250,12 @@ mod tests {
         assert!(!text.contains('#') || !text.contains("trace_id"), "{text}");
         assert!(text.contains("# TYPE requests_total counter\n"), "{text}");
         assert!(!text.contains("# EOF"));
+    }
+
+    #[test]
+    fn text_derived_from_openmetrics_equals_text_rendered_directly() {
+        let om = sample_histogram(ExpoFormat::OpenMetrics);
+        assert_eq!(openmetrics_to_text(&om), sample_histogram(ExpoFormat::Text));
     }
 
     #[test]

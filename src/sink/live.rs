@@ -25,9 +25,8 @@ pub struct Snapshot {
     pub anomalies: Vec<Anomaly>,
     pub bad_records: BTreeMap<String, u64>,
     pub recent_errors: Vec<String>,
-    /// The pipeline's series in text format 0.0.4 and in OpenMetrics (no `# EOF`).
-    #[serde(skip)]
-    pub metrics: String,
+    /// The pipeline's series in OpenMetrics (no `# EOF`); the text format is derived
+    /// from it when asked for ([`super::exposition::openmetrics_to_text`]).
     #[serde(skip)]
     pub openmetrics: String,
     #[serde(skip)]
@@ -145,7 +144,6 @@ pub fn take(mode: &str, p: &Pipeline, recent: &RecentAnomalies) -> Snapshot {
         anomalies: recent.items.iter().cloned().collect(),
         bad_records: p.input.bad.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         recent_errors: p.recent_errors.iter().rev().map(|e| e.to_string()).collect(),
-        metrics: super::prometheus::render(p, ExpoFormat::Text),
         openmetrics: super::prometheus::render(p, ExpoFormat::OpenMetrics),
     }
 }

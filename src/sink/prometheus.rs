@@ -74,6 +74,12 @@ pub fn render_into(p: &Pipeline, e: &mut Exposition) {
 
     let stats = &a.stats;
     counter(e, "poirot_records_total", "Input records read.", p.input.records);
+    counter(
+        e,
+        "poirot_repartition_records_total",
+        "Records read from the repartition topic (spans re-keyed by trace id).",
+        p.input.shuffled_records,
+    );
     counter(e, "poirot_spans_decoded_total", "Spans decoded from the input.", p.input.spans);
     e.family("poirot_bad_records_total", Kind::Counter, "Records or spans rejected, by reason.");
     for (reason, n) in &p.input.bad {
@@ -125,7 +131,7 @@ pub fn render_into(p: &Pipeline, e: &mut Exposition) {
     counter(
         e,
         "poirot_overflow_names_total",
-        "Names (services, operations, destinations) past the name limit, counted as __overflow__.",
+        "Lookups of new names (services, operations, destinations) past metrics.max_names, answered __overflow__.",
         names.overflowed(),
     );
     gauge(e, "poirot_names", "Distinct names held.", names.len());

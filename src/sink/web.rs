@@ -3,7 +3,7 @@
 //! `/graph.svg` and `/healthz`. The pipeline thread publishes snapshots; the
 //! server only reads them.
 
-use super::exposition::ExpoFormat;
+use super::exposition::{openmetrics_to_text, ExpoFormat};
 use super::live::{self, Snapshot};
 use super::process::ProcessMetrics;
 use anyhow::Context as _;
@@ -52,20 +52,10 @@ async fn page() -> Html<&'static str> {
 /// they are now; OpenMetrics (with exemplars) when the scraper asks for it.
 async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> impl IntoResponse {
     let format = ExpoFormat::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let mut body = s
-        .snapshot
-        .read()
-        .map(|snap| match format {
-            ExpoFormat::Text => snap.metrics.clone(),
-            ExpoFormat::OpenMetrics => snap.openmetrics.clone(),
-        })
-        .unwrap_or_default();
+    let mut body = s.snapshot.read().map(|snap| snap.openmetrics.clone()).unwrap_or_default();
     s.process.encode(&mut body);
     if format == ExpoFormat::Text {
-        // The registry writes OpenMetrics; the text format has no terminator.
-        if let Some(b) = body.strip_suffix("# EOF\n") {
-            body.truncate(b.len());
-        }
+        body = openmetrics_to_text(&body);
     }
     ([(header::CONTENT_TYPE, format.content_type())], body)
 }

@@ -110,6 +110,9 @@ fn client_config(brokers: &str, props: &BTreeMap<String, String>, id: &str) -> C
     cc
 }
 
+/// Retention of the repartition topic: one day.
+const RETENTION_MS: &str = "86400000";
+
 /// How long [`ensure_topic`] waits for the input topic to appear (the Jaeger
 /// collector creates it with its first span).
 const INPUT_WAIT: Duration = Duration::from_secs(300);
@@ -146,7 +149,11 @@ pub fn ensure_topic(
         .enable_all()
         .build()
         .map_err(RepartitionError::Runtime)?;
-    let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(replication as i32));
+    // Records are needed only until read and committed; a day bounds the copy's disk use.
+    // A group more than a day behind on this topic loses those spans: raise the topic's
+    // retention.ms where outages can last longer (see the README).
+    let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(replication as i32))
+        .set("retention.ms", RETENTION_MS);
     let results = rt.block_on(admin.create_topics([&new], &AdminOptions::new()))?;
     for r in results {
         match r {
@@ -206,6 +213,8 @@ pub struct Rekeyer {
     idle_us: i64,
     last_watermark: Option<(EventTime, i64)>,
     failed: Arc<AtomicBool>,
+    /// Spans were left unsent at shutdown.
+    abandoned: bool,
     unflushed: bool,
     pub spans: u64,
 }
@@ -238,14 +247,17 @@ impl Rekeyer {
             idle_us,
             last_watermark: None,
             failed,
+            abandoned: false,
             unflushed: false,
             spans: 0,
         })
     }
 
     /// Queues every span of a record of input partition `input` as its own message
-    /// keyed by its trace id (`now`: processing time, µs).
-    pub fn send(&mut self, spans: &[Span], names: &Interner, input: u32, now: i64) {
+    /// keyed by its trace id (`now`: processing time, µs). While Kafka's queue is
+    /// full it waits, unless `stop` is set: then the rest is abandoned and nothing
+    /// of the input behind it may be committed ([`flush`](Self::flush) says false).
+    pub fn send(&mut self, spans: &[Span], names: &Interner, input: u32, now: i64, stop: &AtomicBool) {
         if self.last_watermark.is_none() {
             // Readers learn of this producer before its first span.
             if let Some(first) = spans.iter().map(Span::event_time_us).min() {
@@ -270,6 +282,10 @@ impl Rekeyer {
                             tracing::error!("repartition: cannot queue a span: {e}");
                             self.failed.store(true, Ordering::Relaxed);
                             break;
+                        }
+                        if stop.load(Ordering::Relaxed) {
+                            self.abandoned = true;
+                            return;
                         }
                         record = back;
                         self.producer.poll(Duration::from_millis(10));
@@ -317,15 +333,20 @@ impl Rekeyer {
         self.last_watermark = Some((event_time, now));
     }
 
+    /// Spans queued since the last acknowledged flush, or abandoned at shutdown.
     pub fn has_unflushed(&self) -> bool {
-        self.unflushed
+        self.unflushed || self.abandoned
     }
 
     /// Waits until every queued span is acknowledged. False while that is not
     /// the case (offsets of re-keyed input must not be committed yet).
     pub fn flush(&mut self) -> bool {
+        if self.abandoned {
+            return false;
+        }
         if self.unflushed {
             match self.producer.flush(Duration::from_secs(5)) {
+                // librdkafka's queue is empty; a delivery that failed meanwhile set `failed`.
                 Ok(()) => self.unflushed = false,
                 Err(e) => {
                     tracing::warn!("repartition: waiting for acknowledgements: {e}");
@@ -333,7 +354,7 @@ impl Rekeyer {
                 }
             }
         }
-        true
+        !self.failed()
     }
 
     /// A delivery failed for good: the input offsets behind it must never be committed.
