@@ -232,8 +232,14 @@ impl Pipeline {
         self.advance(partition, t, now);
     }
 
-    fn advance(&mut self, partition: u32, event_time: EventTime, now: i64) {
-        if let Some(wm) = self.tracker.observe_at(partition, event_time, now) {
+    /// Moves a shuffled partition to `event_time`, or (`None`: no producer bounds
+    /// it) lets it stop holding time back until it is bounded again.
+    fn advance(&mut self, partition: u32, event_time: Option<EventTime>, now: i64) {
+        let wm = match event_time {
+            Some(t) => self.tracker.observe_at(partition, t, now),
+            None => self.tracker.end_partition(partition),
+        };
+        if let Some(wm) = wm {
             let mut assembled = std::mem::take(&mut self.assembled);
             self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
             self.analyse(&mut assembled);

@@ -263,6 +263,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                                 spans.clear();
                                 pipeline.passed_on(r.partition, r.offset);
                             } else {
+                                rk.keyed(r.partition);
                                 pipeline.push_decoded_at(r.partition, r.offset, &mut spans);
                             }
                             outcome
@@ -278,12 +279,15 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                 tracing::info!("partitions assigned: {ps:?}");
                 for &p in &ps {
                     // With every input message re-keyed, input partitions carry no
-                    // event time and must not hold the watermark back.
-                    // Repartition-topic partitions join the watermark with their first
-                    // watermark record: until a producer writes there, they hold nothing back.
+                    // event time and must not hold the watermark back. Repartition-topic
+                    // partitions hold it until their producers' watermark records arrive
+                    // (every producer announces itself when it is assigned input).
                     let topic = split_id(p).0;
-                    if !(mode == Mode::Always && topic == INPUT) && topic != REPARTITIONED {
+                    if !(mode == Mode::Always && topic == INPUT) {
                         pipeline.assign(p);
+                    }
+                    if let (Some(rk), INPUT) = (rekeyer.as_mut(), topic) {
+                        rk.assigned(p, clock.now_us());
                     }
                     if let Some(n) = &neo4j {
                         // Spans of traces a previous owner already counted are dropped when read again.

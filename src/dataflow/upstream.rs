@@ -24,7 +24,9 @@ pub struct UpstreamWatermarks {
 
 impl UpstreamWatermarks {
     /// Producer `producer` reached `event_time` on `partition` (heard at processing
-    /// time `now`); returns the partition's event time: the minimum over live producers.
+    /// time `now`; [`EventTime::MAX`]: it bounds nothing now); returns the
+    /// partition's event time, the minimum over live producers, or `None` when no
+    /// live producer bounds it.
     pub fn heard(
         &mut self,
         partition: u32,
@@ -32,36 +34,40 @@ impl UpstreamWatermarks {
         event_time: EventTime,
         now: i64,
         idle_us: i64,
-    ) -> EventTime {
+    ) -> Option<EventTime> {
         let producers = self.partitions.entry(partition).or_default();
         let h = producers.entry(producer).or_insert(Heard { event_time, at_us: now });
-        h.event_time = h.event_time.max(event_time);
+        // Progress never goes back, except from "bounds nothing" to a bound again.
+        h.event_time = if h.event_time == EventTime::MAX { event_time } else { h.event_time.max(event_time) };
         h.at_us = now;
         producers.retain(|_, h| now - h.at_us < idle_us);
-        producers.values().map(|h| h.event_time).min().unwrap_or(event_time)
+        bound(producers)
     }
 
     /// Forgets producers not heard from within `idle_us`; returns the partitions
-    /// whose event time that raised, with the new value.
-    pub fn expire(&mut self, now: i64, idle_us: i64) -> Vec<(u32, EventTime)> {
-        let mut raised = Vec::new();
+    /// whose bound that changed, with the new one (`None`: no longer bounded).
+    pub fn expire(&mut self, now: i64, idle_us: i64) -> Vec<(u32, Option<EventTime>)> {
+        let mut changed = Vec::new();
         for (&p, producers) in &mut self.partitions {
-            let before = producers.values().map(|h| h.event_time).min();
+            let before = bound(producers);
             producers.retain(|_, h| now - h.at_us < idle_us);
-            let after = producers.values().map(|h| h.event_time).min();
-            if let (Some(b), Some(a)) = (before, after) {
-                if a > b {
-                    raised.push((p, a));
-                }
+            let after = bound(producers);
+            if after != before {
+                changed.push((p, after));
             }
         }
-        raised
+        changed
     }
 
     /// `partition` was revoked.
     pub fn forget(&mut self, partition: u32) {
         self.partitions.remove(&partition);
     }
+}
+
+/// The smallest progress of the producers that bound anything.
+fn bound(producers: &FxHashMap<u64, Heard>) -> Option<EventTime> {
+    producers.values().map(|h| h.event_time).filter(|&t| t != EventTime::MAX).min()
 }
 
 #[cfg(test)]
@@ -71,14 +77,27 @@ mod tests {
     #[test]
     fn a_partition_moves_with_its_slowest_live_producer() {
         let mut u = UpstreamWatermarks::default();
-        assert_eq!(u.heard(7, 1, 100, 0, 50), 100);
-        assert_eq!(u.heard(7, 2, 40, 1, 50), 40, "a second, slower producer holds it back");
-        assert_eq!(u.heard(7, 1, 200, 2, 50), 40);
-        assert_eq!(u.heard(7, 2, 90, 3, 50), 90);
-        assert_eq!(u.heard(7, 2, 80, 4, 50), 90, "progress never goes back");
+        assert_eq!(u.heard(7, 1, 100, 0, 50), Some(100));
+        assert_eq!(u.heard(7, 2, 40, 1, 50), Some(40), "a second, slower producer holds it back");
+        assert_eq!(u.heard(7, 1, 200, 2, 50), Some(40));
+        assert_eq!(u.heard(7, 2, 90, 3, 50), Some(90));
+        assert_eq!(u.heard(7, 2, 80, 4, 50), Some(90), "progress never goes back");
         // Producer 2 dies: once it is silent for the idle timeout, producer 1 alone counts.
-        assert_eq!(u.heard(7, 1, 210, 40, 50), 90);
-        assert_eq!(u.expire(60, 50), vec![(7, 210)]);
-        assert_eq!(u.heard(8, 3, 5, 60, 50), 5, "partitions are independent");
+        assert_eq!(u.heard(7, 1, 210, 40, 50), Some(90));
+        assert_eq!(u.expire(60, 50), vec![(7, Some(210))]);
+        assert_eq!(u.heard(8, 3, 5, 60, 50), Some(5), "partitions are independent");
+    }
+
+    #[test]
+    fn producers_that_bound_nothing_do_not_count() {
+        let mut u = UpstreamWatermarks::default();
+        assert_eq!(u.heard(1, 1, EventTime::MIN, 0, 50), Some(EventTime::MIN), "assigned, nothing read");
+        assert_eq!(u.heard(1, 2, EventTime::MAX, 0, 50), Some(EventTime::MIN));
+        assert_eq!(u.heard(1, 1, EventTime::MAX, 1, 50), None, "both keyed or idle");
+        assert_eq!(u.heard(1, 1, 30, 2, 50), Some(30));
+        assert_eq!(u.heard(1, 1, EventTime::MAX, 3, 50), None);
+        assert_eq!(u.heard(1, 1, 30, 4, 50), Some(30), "re-keying again");
+        assert_eq!(u.expire(45, 50), vec![]);
+        assert_eq!(u.expire(60, 50), vec![(1, None)]);
     }
 }

@@ -9,9 +9,14 @@
 //! topic, each at its own pace, so the spans' event times there are not in the
 //! order a keyed partition's are. Every producer therefore also writes watermark
 //! records (headers [`WATERMARK_HEADER`], [`PRODUCER_HEADER`]) into every
-//! partition: how far it has re-keyed, the minimum over its input partitions of
-//! the largest event time seen. Readers move such a partition's event time with
-//! the slowest live producer ([`crate::dataflow::UpstreamWatermarks`]).
+//! partition, every 200 ms while it owns input partitions, from the moment they
+//! are assigned: the minimum over its input partitions of what each may still
+//! send — nothing known yet for a partition not read from yet ([`EventTime::MIN`],
+//! for at most the idle timeout), the largest event time re-keyed for an active
+//! one, no bound for one that is keyed or idle ([`HOLDS_NOTHING`] when none
+//! bounds it). Readers move such a partition's event time with the slowest live
+//! producer ([`crate::dataflow::UpstreamWatermarks`]); the partitions hold time
+//! back from their assignment until then, as keyed input partitions do.
 //!
 //! Delivery: the producer is idempotent with unbounded retries, and an input
 //! offset is published for commit only after [`Rekeyer::flush`] saw every span
@@ -79,6 +84,8 @@ impl Mode {
 pub const WATERMARK_HEADER: &str = "poirot.watermark";
 /// Header of a watermark record: the producer's id (decimal).
 pub const PRODUCER_HEADER: &str = "poirot.producer";
+/// A producer's progress when none of its input partitions bounds what it sends.
+pub const HOLDS_NOTHING: EventTime = EventTime::MAX;
 /// How often a producer writes its progress.
 const WATERMARK_EVERY_US: i64 = 200_000;
 
@@ -194,11 +201,15 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// Largest event time re-keyed from one input partition, and when.
+/// What one input partition may still send into the repartition topic.
 #[derive(Clone, Copy, Debug)]
-struct InputProgress {
-    max_event: EventTime,
-    at_us: i64,
+enum InputProgress {
+    /// Assigned, nothing read yet: anything (until the idle timeout).
+    Pending { since_us: i64 },
+    /// Re-keyed spans up to `max_event`, the last at `at_us`.
+    Active { max_event: EventTime, at_us: i64 },
+    /// Its records are keyed: they do not go through the repartition topic.
+    Keyed,
 }
 
 /// Writes spans, keyed by trace id, to the repartition topic, and this
@@ -258,17 +269,14 @@ impl Rekeyer {
     /// full it waits, unless `stop` is set: then the rest is abandoned and nothing
     /// of the input behind it may be committed ([`flush`](Self::flush) says false).
     pub fn send(&mut self, spans: &[Span], names: &Interner, input: u32, now: i64, stop: &AtomicBool) {
-        if self.last_watermark.is_none() {
-            // Readers learn of this producer before its first span.
-            if let Some(first) = spans.iter().map(Span::event_time_us).min() {
-                self.write_watermark(first, now);
-            }
-        }
-        let p = self.progress.entry(input).or_insert(InputProgress { max_event: EventTime::MIN, at_us: now });
-        p.at_us = now;
+        let mut max_event = match self.progress.get(&input) {
+            Some(InputProgress::Active { max_event, .. }) => *max_event,
+            _ => EventTime::MIN,
+        };
         for s in spans {
-            p.max_event = p.max_event.max(s.event_time_us());
+            max_event = max_event.max(s.event_time_us());
         }
+        self.progress.insert(input, InputProgress::Active { max_event, at_us: now });
         for s in spans {
             let key = s.trace_id.to_string();
             let payload = jaeger_proto::encode(s, names, &[]);
@@ -301,13 +309,32 @@ impl Rekeyer {
     /// Writes this process's progress into every partition when it is due: at
     /// most every 200 ms, while some input partition re-keyed within the idle timeout.
     pub fn send_watermarks(&mut self, now: i64) {
-        if self.last_watermark.is_some_and(|(_, at)| now - at < WATERMARK_EVERY_US) {
+        if self.progress.is_empty()
+            || self.last_watermark.is_some_and(|(_, at)| now - at < WATERMARK_EVERY_US)
+        {
             return;
         }
         let idle = self.idle_us;
-        self.progress.retain(|_, p| now - p.at_us < idle);
-        if let Some(w) = self.progress.values().map(|p| p.max_event).min() {
-            self.write_watermark(w, now);
+        let bound = |p: &InputProgress| match *p {
+            InputProgress::Pending { since_us } if now - since_us < idle => Some(EventTime::MIN),
+            InputProgress::Active { max_event, at_us } if now - at_us < idle => Some(max_event),
+            _ => None,
+        };
+        let w = self.progress.values().filter_map(bound).min().unwrap_or(HOLDS_NOTHING);
+        self.write_watermark(w, now);
+    }
+
+    /// `input` was assigned: until it is read from, it may send anything.
+    pub fn assigned(&mut self, input: u32, now: i64) {
+        self.progress.insert(input, InputProgress::Pending { since_us: now });
+        self.last_watermark = None; // tell the readers at once
+        self.send_watermarks(now);
+    }
+
+    /// A record of `input` was keyed (processed where it was read).
+    pub fn keyed(&mut self, input: u32) {
+        if let Some(p @ InputProgress::Pending { .. }) = self.progress.get_mut(&input) {
+            *p = InputProgress::Keyed;
         }
     }
 
