@@ -6,7 +6,7 @@
 mod common;
 
 use common::http;
-use common::servers::{env, neo4j_sink, now_us, root, urlencode, Proc};
+use common::servers::{env, neo4j_sink, now_us, produce_junk, root, simulate_into, urlencode, Proc};
 use poirot::decode::{self, Format};
 use poirot::model::Interner;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -285,23 +285,9 @@ fn run_end_to_end(search: &str, tag: &str, format: &str) {
     let topic = format!("poirot-e2e-{tag}-{}", std::process::id());
     let brokers = env("POIROT_TEST_KAFKA");
     let expected = dir.path().join("expected.ndjson");
-    let start = chrono_now();
-    let sim = Command::new(env!("CARGO_BIN_EXE_poirot"))
-        .args(["simulate", "--traces", "200", "--loss-rate", "0.1", "--loop-rate", "0.1", "--format", format])
-        .args(["--brokers", &brokers, "--topic", &topic, "--start", &start])
-        .arg("--expected")
-        .arg(&expected)
-        .env("POIROT_LOG", "warn")
-        .output()
-        .expect("simulate");
-    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    simulate_into(&topic, "200", format, &expected);
     // One message that is no span at all: it must go to the dead-letter topic.
-    let producer: BaseProducer =
-        ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
-    producer
-        .send(BaseRecord::to(&topic).key("junk").payload(&b"\xde\xad\xbe\xef not a span"[..]))
-        .expect("enqueue");
-    producer.flush(Duration::from_secs(30)).expect("flush");
+    produce_junk(&topic, b"\xde\xad\xbe\xef not a span");
 
     let listen = format!("127.0.0.1:{}", free_port());
     let out = dir.path().join("out");

@@ -7,9 +7,7 @@
 mod common;
 
 use common::http;
-use common::servers::{env, neo4j_sink, now_us, root, urlencode, Proc};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
+use common::servers::{env, neo4j_sink, now_us, produce_junk, root, simulate_into, urlencode, Proc};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -191,27 +189,9 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> Result<()
 /// harness Prometheus on the stack's scrape job and rules.
 fn start_poirot(dir: &Path, topic: &str) -> Proc {
     let brokers = env("POIROT_TEST_KAFKA");
-    let sim = Command::new(env!("CARGO_BIN_EXE_poirot"))
-        .args(["simulate", "--traces", "300", "--loss-rate", "0.1", "--loop-rate", "0.1"])
-        .args([
-            "--brokers",
-            &brokers,
-            "--topic",
-            topic,
-            "--start",
-            &poirot::decode::time_fmt::format_rfc3339_us(now_us()),
-        ])
-        .arg("--expected")
-        .arg(dir.join("expected.ndjson"))
-        .env("POIROT_LOG", "warn")
-        .output()
-        .expect("simulate");
-    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    simulate_into(topic, "300", "jaeger-proto", &dir.join("expected.ndjson"));
     // One record that is no span: decode errors and dead letters have data too.
-    let producer: BaseProducer =
-        ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("producer");
-    producer.send(BaseRecord::to(topic).key("junk").payload(&b"not a span"[..])).expect("enqueue");
-    producer.flush(Duration::from_secs(30)).expect("flush");
+    produce_junk(topic, b"not a span");
     Proc(
         neo4j_sink(&mut Command::new(env!("CARGO_BIN_EXE_poirot")))
             .args(["run", "--brokers", &brokers, "--topic", topic, "--group", &format!("{topic}-group")])

@@ -171,8 +171,19 @@ pub fn ensure_topic(
             }
         }
     }
-    let md = admin.inner().fetch_metadata(Some(topic), timeout)?;
-    let have = md.topics().first().map_or(0, |t| t.partitions().len());
+    // A topic just created may take a moment to show its partitions in metadata.
+    let started = std::time::Instant::now();
+    let have = loop {
+        let md = admin.inner().fetch_metadata(Some(topic), timeout)?;
+        let have = md.topics().first().filter(|t| t.error().is_none()).map_or(0, |t| t.partitions().len());
+        if have > 0 {
+            break have;
+        }
+        if started.elapsed() >= timeout {
+            return Err(RepartitionError::NoTopic(topic.to_owned()));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     if have != partitions {
         tracing::warn!("{topic} has {have} partitions, {input} {partitions}: scaling follows the smaller");
     }

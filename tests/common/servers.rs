@@ -1,7 +1,11 @@
 //! Helpers of the tests that use the harness's real servers (`tests/services.rs`,
 //! `tests/stack.rs`): their addresses, child processes, and `poirot run`'s sink settings.
 
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+use std::path::Path;
 use std::process::{Child, Command};
+use std::time::Duration;
 
 /// An address or setting from `.cache/run/env`, which `make services-up` writes.
 pub fn env(name: &str) -> String {
@@ -48,4 +52,38 @@ pub fn neo4j_sink(cmd: &mut Command) -> &mut Command {
     cmd.env("POIROT_NEO4J__URI", env("POIROT_TEST_NEO4J"))
         .env("POIROT_NEO4J__USER", env("POIROT_TEST_NEO4J_USER"))
         .env("POIROT_NEO4J__PASSWORD", env("POIROT_TEST_NEO4J_PASSWORD"))
+}
+
+/// `poirot simulate` of `traces` demo traces with 10 % lost messages and 10 % loops,
+/// produced in `format` to `topic` of the harness's Kafka, starting now; the anomalies
+/// they must produce are listed in `expected`.
+pub fn simulate_into(topic: &str, traces: &str, format: &str, expected: &Path) {
+    let start = poirot::decode::time_fmt::format_rfc3339_us(now_us() / 1_000_000 * 1_000_000);
+    let sim = Command::new(env!("CARGO_BIN_EXE_poirot"))
+        .args([
+            "simulate",
+            "--traces",
+            traces,
+            "--loss-rate",
+            "0.1",
+            "--loop-rate",
+            "0.1",
+            "--format",
+            format,
+        ])
+        .args(["--brokers", &env("POIROT_TEST_KAFKA"), "--topic", topic, "--start", &start])
+        .arg("--expected")
+        .arg(expected)
+        .env("POIROT_LOG", "warn")
+        .output()
+        .expect("simulate");
+    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+}
+
+/// Produces one record that is no span at all to `topic`.
+pub fn produce_junk(topic: &str, payload: &[u8]) {
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", env("POIROT_TEST_KAFKA")).create().expect("producer");
+    producer.send(BaseRecord::to(topic).key("junk").payload(payload)).expect("enqueue");
+    producer.flush(Duration::from_secs(30)).expect("flush");
 }
