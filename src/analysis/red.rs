@@ -34,11 +34,44 @@ pub struct RedKey {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RedStats {
     pub calls: u64,
+    pub latency: Latency,
+}
+
+/// A latency histogram over [`BUCKETS_MS`] (RED and the service graph share it).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Latency {
     /// Count per bucket (not cumulative); the last slot is +Inf.
     pub buckets: [u64; BUCKETS_MS.len() + 1],
     pub sum_us: u64,
     /// The latest trace per bucket, for exemplars.
     pub exemplars: [ExemplarSlot; BUCKETS_MS.len() + 1],
+}
+
+impl Latency {
+    /// Counts `s`'s duration; `s` becomes its bucket's exemplar.
+    #[inline]
+    pub fn observe(&mut self, s: &Span) {
+        let b = bucket(s.duration_us);
+        self.buckets[b] += 1;
+        self.sum_us += s.duration_us;
+        self.exemplars[b] = ExemplarSlot { trace_id: s.trace_id, value_us: s.duration_us };
+    }
+
+    pub fn sum_ms(&self) -> f64 {
+        self.sum_us as f64 / 1000.0
+    }
+
+    /// For exposition with `bounds` in a unit of `us_per_unit` microseconds.
+    pub fn sample<'a>(&'a self, bounds: &'a [f64], us_per_unit: f64) -> HistogramSample<'a> {
+        HistogramSample {
+            bounds,
+            counts: &self.buckets,
+            // Divided, as before, so replay files stay byte for byte the same.
+            sum: self.sum_us as f64 / us_per_unit,
+            exemplars: Some(&self.exemplars),
+            unit_per_us: 1.0 / us_per_unit,
+        }
+    }
 }
 
 /// The trace that last fell into a histogram bucket: links a latency to a trace.
@@ -52,12 +85,6 @@ pub struct ExemplarSlot {
 impl ExemplarSlot {
     pub fn is_set(&self) -> bool {
         !self.trace_id.is_zero()
-    }
-}
-
-impl RedStats {
-    pub fn sum_ms(&self) -> f64 {
-        self.sum_us as f64 / 1000.0
     }
 }
 
@@ -102,10 +129,7 @@ impl Red {
         }
         let st = self.series.entry(key).or_default();
         st.calls += 1;
-        let b = bucket(s.duration_us);
-        st.buckets[b] += 1;
-        st.exemplars[b] = ExemplarSlot { trace_id: s.trace_id, value_us: s.duration_us };
-        st.sum_us += s.duration_us;
+        st.latency.observe(s);
     }
 
     pub fn series(&self) -> impl Iterator<Item = (&RedKey, &RedStats)> {
@@ -147,13 +171,7 @@ impl Red {
         }
         e.family(DURATION_METRIC, Kind::Histogram, "Span durations in milliseconds.");
         for (k, s) in &sorted {
-            let h = HistogramSample {
-                bounds: &BUCKETS_MS,
-                counts: &s.buckets,
-                sum: s.sum_ms(),
-                exemplars: Some(&s.exemplars),
-                unit_per_us: 1e-3,
-            };
+            let h = s.latency.sample(&BUCKETS_MS, 1e3);
             e.histogram(DURATION_METRIC, &labels(k), &h);
         }
     }

@@ -15,9 +15,9 @@
 //! producer spans, empty for direct calls.
 
 use super::dag::TraceDag;
-use super::red::{bucket, ExemplarSlot, BUCKETS_MS};
+use super::red::{Latency, BUCKETS_MS};
 use crate::model::{Interner, RefKind, Span, SpanKind, Sym};
-use crate::sink::exposition::{Exposition, HistogramSample, Kind};
+use crate::sink::exposition::{Exposition, Kind};
 use rustc_hash::FxHashMap;
 
 pub const REQUEST_METRIC: &str = "traces_service_graph_request_total";
@@ -41,33 +41,6 @@ pub struct GraphKey {
     pub client: Sym,
     pub server: Sym,
     pub messaging: bool,
-}
-
-/// A latency histogram in µs buckets of [`BUCKETS_MS`].
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Latency {
-    pub buckets: [u64; BUCKETS_MS.len() + 1],
-    pub sum_us: u64,
-    pub exemplars: [ExemplarSlot; BUCKETS_MS.len() + 1],
-}
-
-impl Latency {
-    fn observe(&mut self, s: &Span) {
-        let b = bucket(s.duration_us);
-        self.buckets[b] += 1;
-        self.sum_us += s.duration_us;
-        self.exemplars[b] = ExemplarSlot { trace_id: s.trace_id, value_us: s.duration_us };
-    }
-
-    fn sample(&self) -> HistogramSample<'_> {
-        HistogramSample {
-            bounds: &BUCKETS_S,
-            counts: &self.buckets,
-            sum: self.sum_us as f64 / 1e6,
-            exemplars: Some(&self.exemplars),
-            unit_per_us: 1e-6,
-        }
-    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -152,11 +125,11 @@ impl ServiceGraph {
         }
         e.family(SERVER_SECONDS_METRIC, Kind::Histogram, "Server-side request latency in seconds.");
         for (k, s) in &sorted {
-            e.histogram(SERVER_SECONDS_METRIC, &labels(k), &s.server.sample());
+            e.histogram(SERVER_SECONDS_METRIC, &labels(k), &s.server.sample(&BUCKETS_S, 1e6));
         }
         e.family(CLIENT_SECONDS_METRIC, Kind::Histogram, "Client-side request latency in seconds.");
         for (k, s) in &sorted {
-            e.histogram(CLIENT_SECONDS_METRIC, &labels(k), &s.client.sample());
+            e.histogram(CLIENT_SECONDS_METRIC, &labels(k), &s.client.sample(&BUCKETS_S, 1e6));
         }
     }
 }

@@ -80,7 +80,7 @@ pub fn quantile_ms(stats: &RedStats, q: f64) -> f64 {
     }
     let rank = q * stats.calls as f64;
     let mut cumulative = 0u64;
-    for (i, n) in stats.buckets.iter().enumerate() {
+    for (i, n) in stats.latency.buckets.iter().enumerate() {
         let below = cumulative;
         cumulative += n;
         if cumulative as f64 >= rank && *n > 0 {
@@ -103,8 +103,8 @@ pub fn take(mode: &str, p: &Pipeline, recent: &RecentAnomalies) -> Snapshot {
         );
         let g = grouped.entry(key.clone()).or_default();
         g.calls += s.calls;
-        g.sum_us += s.sum_us;
-        for (a, b) in g.buckets.iter_mut().zip(s.buckets.iter()) {
+        g.latency.sum_us += s.latency.sum_us;
+        for (a, b) in g.latency.buckets.iter_mut().zip(s.latency.buckets.iter()) {
             *a += b;
         }
         if k.error {
@@ -115,7 +115,7 @@ pub fn take(mode: &str, p: &Pipeline, recent: &RecentAnomalies) -> Snapshot {
         .into_iter()
         .map(|(key, s)| RedRow {
             errors: errors.get(&key).copied().unwrap_or(0),
-            avg_ms: if s.calls == 0 { 0.0 } else { s.sum_ms() / s.calls as f64 },
+            avg_ms: if s.calls == 0 { 0.0 } else { s.latency.sum_ms() / s.calls as f64 },
             p95_ms: quantile_ms(&s, 0.95),
             calls: s.calls,
             service: key.0,
@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn quantiles_interpolate_within_buckets() {
         let mut s = RedStats { calls: 10, ..RedStats::default() };
-        s.buckets[5] = 10; // all in (10, 50] ms
+        s.latency.buckets[5] = 10; // all in (10, 50] ms
         let p50 = quantile_ms(&s, 0.5);
         assert!((p50 - 30.0).abs() < 1e-9, "{p50}");
     }
