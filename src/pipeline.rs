@@ -240,10 +240,7 @@ impl Pipeline {
             None => self.tracker.end_partition(partition),
         };
         if let Some(wm) = wm {
-            let mut assembled = std::mem::take(&mut self.assembled);
-            self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
-            self.analyse(&mut assembled);
-            self.assembled = assembled;
+            self.close_until(wm);
         }
     }
 
@@ -254,10 +251,7 @@ impl Pipeline {
         // A partition whose records are all re-keyed carries no event time here: it
         // must not hold the watermark back (it rejoins with its first own span).
         if let Some(wm) = self.tracker.release_if_empty(partition) {
-            let mut assembled = std::mem::take(&mut self.assembled);
-            self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
-            self.analyse(&mut assembled);
-            self.assembled = assembled;
+            self.close_until(wm);
         }
     }
 
@@ -323,6 +317,14 @@ impl Pipeline {
         self.assembled = assembled;
     }
 
+    /// Event time reached `wm`: traces silent for the gap close and are analysed.
+    fn close_until(&mut self, wm: EventTime) {
+        let mut assembled = std::mem::take(&mut self.assembled);
+        self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
+        self.analyse(&mut assembled);
+        self.assembled = assembled;
+    }
+
     fn analyse(&mut self, assembled: &mut Vec<Assembled>) {
         for a in assembled.drain(..) {
             if let Assembled::Trace(t) = &a {
@@ -343,10 +345,7 @@ impl Pipeline {
             self.advance(partition, t, now);
         }
         if let Some(wm) = self.tracker.tick() {
-            let mut assembled = std::mem::take(&mut self.assembled);
-            self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
-            self.analyse(&mut assembled);
-            self.assembled = assembled;
+            self.close_until(wm);
         }
     }
 
@@ -370,6 +369,21 @@ impl Pipeline {
         self.tracker.register(partition);
     }
 
+    /// Like [`assign`](Self::assign), for a source that reports when it has read a
+    /// partition to its end ([`reached_end`](Self::reached_end)): the partition
+    /// cannot turn idle before that.
+    pub fn assign_gated(&mut self, partition: u32) {
+        self.tracker.register_gated(partition);
+    }
+
+    /// The source has read `partition` to its end: from now on its silence counts
+    /// towards idleness.
+    pub fn reached_end(&mut self, partition: u32) {
+        if let Some(wm) = self.tracker.at_end(partition) {
+            self.close_until(wm);
+        }
+    }
+
     /// `partition` was taken away: its open traces are dropped unanalysed (the new
     /// owner re-reads them from the committed offset) and it no longer holds time back.
     pub fn revoke(&mut self, partition: u32) {
@@ -380,10 +394,7 @@ impl Pipeline {
         self.upstream.forget(partition);
         self.skip.retain(|_, (p, _)| *p != partition);
         if let Some(wm) = self.tracker.end_partition(partition) {
-            let mut assembled = std::mem::take(&mut self.assembled);
-            self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
-            self.analyse(&mut assembled);
-            self.assembled = assembled;
+            self.close_until(wm);
         }
     }
 

@@ -6,7 +6,10 @@
 mod common;
 
 use common::http;
-use common::servers::{env, neo4j_sink, now_us, produce_junk, root, simulate_into, urlencode, Proc};
+use common::servers::{
+    chrono_now, clean_calls, create_topic, env, free_port, metric, neo4j_calls, neo4j_clear, neo4j_sink,
+    now_us, produce_junk, root, simulate_into, start_run_on, urlencode, Proc,
+};
 use poirot::decode::{self, Format};
 use poirot::model::Interner;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -474,109 +477,6 @@ fn run_end_to_end(search: &str, tag: &str, format: &str) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Now as RFC 3339, so simulated spans have current event times.
-fn chrono_now() -> String {
-    let secs = now_us() / 1_000_000;
-    poirot::decode::time_fmt::format_rfc3339_us(secs * 1_000_000)
-}
-
-/// Runs `f` with a Bolt connection to the test Neo4j.
-fn with_neo4j<T>(f: impl AsyncFnOnce(&neo4rs::Graph) -> T) -> T {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
-        let graph = neo4rs::Graph::new(
-            env("POIROT_TEST_NEO4J"),
-            env("POIROT_TEST_NEO4J_USER"),
-            env("POIROT_TEST_NEO4J_PASSWORD"),
-        )
-        .await
-        .expect("bolt connection");
-        f(&graph).await
-    })
-}
-
-fn neo4j_clear() {
-    with_neo4j(async |g| {
-        g.run(neo4rs::query("MATCH (n) DETACH DELETE n")).await.expect("clear");
-    });
-}
-
-/// Service-level CALLS in Neo4j as (source, target, relation, calls, errors), sorted.
-fn neo4j_calls() -> Vec<(String, String, String, i64, i64)> {
-    with_neo4j(async |g| {
-        let mut rows = g
-            .execute(neo4rs::query(
-                "MATCH (s:Service)-[c:CALLS]->(t:Service) RETURN s.name AS s, t.name AS t, c.relation AS r, c.calls AS calls, c.errors AS errors",
-            ))
-            .await
-            .expect("query");
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().await.expect("row") {
-            out.push((
-                r.get::<String>("s").expect("s"),
-                r.get::<String>("t").expect("t"),
-                r.get::<String>("r").expect("r"),
-                r.get::<i64>("calls").expect("calls"),
-                r.get::<i64>("errors").expect("errors"),
-            ));
-        }
-        out.sort();
-        out
-    })
-}
-
-/// The service edges `poirot replay` finds in a dump: what a clean run gives.
-fn clean_calls(dump: &std::path::Path) -> Vec<(String, String, String, i64, i64)> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let r = Command::new(env!("CARGO_BIN_EXE_poirot"))
-        .arg("replay")
-        .arg("--out")
-        .arg(dir.path())
-        .arg(dump)
-        .output()
-        .expect("replay");
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    replay_calls(&dir.path().join("dependencies.ndjson"))
-}
-
-/// The service edges of a replay's dependencies.ndjson in the same shape.
-fn replay_calls(deps: &std::path::Path) -> Vec<(String, String, String, i64, i64)> {
-    let mut out: Vec<_> = std::fs::read_to_string(deps)
-        .expect("dependencies.ndjson")
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("json");
-            let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-            (
-                s("source"),
-                s("target"),
-                s("relation"),
-                v["calls"].as_i64().unwrap_or(0),
-                v["errors"].as_i64().unwrap_or(0),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-fn metric(addr: &str, name: &str) -> f64 {
-    http::get(&format!("http://{addr}/metrics"))
-        .map(|r| r.body)
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(-1.0)
-}
-
 /// Everything on `topic` now, as length-delimited frames (what `poirot replay` reads),
 /// in the spans' event-time order: partitions are read interleaved, and replay reads
 /// one stream.
@@ -734,30 +634,7 @@ fn workload_on(topic: String, traces: &str, seed: &str, format: &str) -> Workloa
 
 /// `poirot run` on the workload's topic with Neo4j and the search index, as group `group`.
 fn start_run(w: &Workload, group: &str, listen: &str, config: Option<&std::path::Path>) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_poirot"));
-    neo4j_sink(&mut cmd);
-    if let Some(c) = config {
-        cmd.arg("--config").arg(c);
-    }
-    cmd.args([
-        "run",
-        "--brokers",
-        &env("POIROT_TEST_KAFKA"),
-        "--topic",
-        &w.topic,
-        "--group",
-        group,
-        "--listen",
-        listen,
-    ])
-    .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
-    .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
-    .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "10s")
-    .env("POIROT_ELASTICSEARCH__URL", env("POIROT_TEST_OPENSEARCH"))
-    .env("POIROT_ELASTICSEARCH__INDEX_PREFIX", &w.topic)
-    .env("POIROT_LOG", "warn")
-    .stdout(Stdio::null());
-    Proc(cmd.spawn().expect("poirot run starts"))
+    start_run_on(&w.topic, group, listen, config)
 }
 
 /// Waits until Neo4j and the index hold exactly what a clean run of `w` gives.
@@ -928,16 +805,6 @@ fn two_processes_on_unkeyed_otlp_batches_end_as_a_single_run() {
 }
 
 /// Creates `topic` with `partitions` partitions (replication 1).
-fn create_topic(topic: &str, partitions: i32) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", env("POIROT_TEST_KAFKA")).create().expect("admin");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let r = rt.block_on(admin.create_topics([&new], &AdminOptions::new())).expect("create topics");
-    assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
-}
-
 #[test]
 #[ignore = "needs the real servers: `make test` starts them"]
 fn run_traces_itself_to_jaeger_and_drops_its_own_spans_from_its_input() {

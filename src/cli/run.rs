@@ -14,7 +14,8 @@ use crate::sink::live::{self, RecentAnomalies};
 use crate::sink::neo4j::Neo4jSink;
 use crate::sink::process::ProcessMetrics;
 use crate::sink::{files, web};
-use crate::source::kafka::{split_id, KafkaRecord, KafkaSource, KafkaSourceConfig, SourceEvent};
+use crate::source::kafka::{split_id, Connection, KafkaRecord, KafkaSource, KafkaSourceConfig, SourceEvent};
+use crate::source::kafka_log::QuietContext;
 use crate::source::repartition::{self, Mode, Rekeyer};
 use crate::telemetry::{work, SelfTracing};
 use anyhow::Context as _;
@@ -59,7 +60,7 @@ const GC_LAG: Duration = Duration::from_secs(10);
 
 /// Undecodable messages, copied to `<topic>-dlq` with headers naming why and where from.
 struct DeadLetters {
-    producer: BaseProducer,
+    producer: BaseProducer<QuietContext>,
     topic: String,
     /// The topics read, by a record's topic index.
     source_topics: Vec<String>,
@@ -79,7 +80,9 @@ impl DeadLetters {
             cc.set(k, v);
         }
         Ok(DeadLetters {
-            producer: cc.create().context("cannot create the dead-letter producer")?,
+            producer: cc
+                .create_with_context(QuietContext::new("dead-letters"))
+                .context("cannot create the dead-letter producer")?,
             topic: format!("{}-dlq", source_topics.first().map_or("poirot", |s| s.as_str())),
             source_topics: source_topics.to_vec(),
             sent: metrics.dead_letters.clone(),
@@ -182,16 +185,17 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         None
     };
     let mut file_sink = args.out.clone().map(FileSink::open).transpose()?;
+    let stop = Arc::new(AtomicBool::new(false));
     let mut neo4j = match config.neo4j.sink_config()? {
         Some(c) => Some(
-            Neo4jSink::connect(&c, &source_config.group, &topic, &process)
+            Neo4jSink::connect(&c, &source_config.group, &topic, &process, &stop)
                 .with_context(|| format!("cannot set up Neo4j at {}", c.uri))?,
         ),
         None => None,
     };
     let mut es = match config.elasticsearch.sink_config()? {
         Some(c) => Some(
-            EsSink::connect(&c, &process)
+            EsSink::connect(&c, &process, &stop)
                 .with_context(|| format!("cannot set up Elasticsearch at {}", c.url))?,
         ),
         None => None,
@@ -200,7 +204,6 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot consume {topic} from {}", source_config.brokers))?;
 
     let shared = web::shared("run", process.clone());
-    let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(tokio::sync::Notify::new());
     let server = {
         let (shared, done, stop) = (shared.clone(), done.clone(), stop.clone());
@@ -220,9 +223,13 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
             .context("cannot start the http thread")?
     };
 
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // Documents are stamped with wall time; idleness is measured on the source's
+    // reading clock, which stands still while poirot cannot read (a sink that
+    // blocks the pipeline, unreachable brokers, a rebalance).
+    let wall: Arc<dyn Clock> = Arc::new(SystemClock);
+    let reading = source.clock.clone();
     let mut pipeline =
-        Pipeline::new(super::pipeline_config(config, DetectedAt::Clock(clock.clone())), clock.clone());
+        Pipeline::new(super::pipeline_config(config, DetectedAt::Clock(wall)), Arc::new(reading.clone()));
     if neo4j.is_some() {
         pipeline.enable_deltas();
     }
@@ -241,7 +248,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     while !stop.load(Ordering::Relaxed) {
         match source.events.recv_timeout(Duration::from_millis(100)) {
             Ok(SourceEvent::Batch(records)) => {
-                let now = clock.now_us();
+                let now = reading.now_us();
                 for r in &records {
                     let outcome = match rekeyer.as_mut().filter(|_| r.topic == INPUT) {
                         _ if r.topic == REPARTITIONED => {
@@ -284,18 +291,24 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                     // (every producer announces itself when it is assigned input).
                     let topic = split_id(p).0;
                     if !(mode == Mode::Always && topic == INPUT) {
-                        pipeline.assign(p);
+                        pipeline.assign_gated(p);
                     }
                     if let (Some(rk), INPUT) = (rekeyer.as_mut(), topic) {
-                        rk.assigned(p, clock.now_us());
+                        rk.assigned(p, reading.now_us());
                     }
                     if let Some(n) = &neo4j {
                         // Spans of traces a previous owner already counted are dropped when read again.
-                        let finished = n.finished_traces(p).with_context(|| format!("partition {p}"))?;
+                        let finished =
+                            n.finished_traces(p, &stop).with_context(|| format!("partition {p}"))?;
                         pipeline.skip_finished(p, finished);
                     }
                 }
                 assigned.extend(ps);
+            }
+            Ok(SourceEvent::AtEnd(ps)) => {
+                for p in ps {
+                    pipeline.reached_end(p);
+                }
             }
             Ok(SourceEvent::Revoked { partitions, done }) => {
                 tracing::info!("partitions revoked: {partitions:?}");
@@ -321,10 +334,17 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                 break;
             }
         }
+        if let Connection::Refused { reason } = source.connection() {
+            result = Err(anyhow::anyhow!(
+                "kafka at {} refused poirot (authentication or TLS): {reason}",
+                source_config.brokers
+            ));
+            break;
+        }
         pipeline.tick();
         if let Some(rk) = rekeyer.as_mut() {
             // Also when no input came: readers learn this process's final progress promptly.
-            rk.send_watermarks(clock.now_us());
+            rk.send_watermarks(reading.now_us());
         }
         for a in pipeline.drain_anomalies() {
             tracing::info!(kind = %a.kind, trace_id = %a.trace_id, "{}", a.summary);
@@ -343,9 +363,17 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         if let Some(es) = es.as_mut() {
             if es.has_pending() {
                 let mut w = work("elasticsearch.bulk", vec![KeyValue::new("documents", es.pending() as i64)]);
-                if !es.flush(&stop) {
-                    w.fail("stopped with documents pending");
-                    break;
+                match es.flush(&stop) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        w.fail("stopped with documents pending");
+                        break;
+                    }
+                    Err(e) => {
+                        w.fail("refused");
+                        result = Err(e.into());
+                        break;
+                    }
                 }
             }
         }
@@ -360,9 +388,17 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                         KeyValue::new("finished_traces", finished.len() as i64),
                     ],
                 );
-                if !n.write(&delta, &pipeline.names, &finished, &gc, &stop) {
-                    w.fail("stopped before the write was acknowledged");
-                    break;
+                match n.write(&delta, &pipeline.names, &finished, &gc, &stop) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        w.fail("stopped before the write was acknowledged");
+                        break;
+                    }
+                    Err(e) => {
+                        w.fail("refused");
+                        result = Err(e.into());
+                        break;
+                    }
                 }
             }
             if last_gc.elapsed() >= GC_LAG {

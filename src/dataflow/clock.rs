@@ -1,4 +1,5 @@
-//! Processing-time clocks: the system clock, and a manual one for tests.
+//! Processing-time clocks: the system clock, a manual one for tests, and the
+//! reading clock of a live source.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -39,6 +40,35 @@ impl ManualClock {
 }
 
 impl Clock for ManualClock {
+    fn now_us(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Processing time that passes only while a source is really reading its input:
+/// its source advances it by the time it spent polling a reachable broker with
+/// room to hand records on. Time spent blocked behind a stalled pipeline (a sink
+/// that is down), with every broker unreachable, or inside a rebalance hand-off
+/// does not pass. Watermark idleness is measured on this clock, so a stall never
+/// looks like a silent partition and never turns the spans read after it into
+/// late ones.
+#[derive(Clone, Default, Debug)]
+pub struct ReadingClock(Arc<AtomicI64>);
+
+impl ReadingClock {
+    pub fn new() -> Self {
+        ReadingClock::default()
+    }
+
+    /// `by_us` of reading time passed.
+    pub fn advance(&self, by_us: i64) {
+        if by_us > 0 {
+            self.0.fetch_add(by_us, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Clock for ReadingClock {
     fn now_us(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
     }

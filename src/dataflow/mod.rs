@@ -38,7 +38,7 @@ mod timers;
 mod upstream;
 mod watermark;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, ReadingClock, SystemClock};
 pub use offsets::OffsetTracker;
 pub use timers::TimerQueue;
 pub use upstream::UpstreamWatermarks;

@@ -7,6 +7,13 @@
 //! back. When every partition is idle, event time keeps moving at the rate of
 //! processing time from where the data left it, so the last traces still close.
 //! The watermark never goes back.
+//!
+//! A live source measures processing time on its reading clock
+//! ([`crate::dataflow::ReadingClock`]), which stands still while the source
+//! cannot read (the pipeline blocked on a sink, every broker unreachable, a
+//! rebalance), and registers its partitions with [`WatermarkTracker::register_gated`]:
+//! such a partition may turn idle only after the source has read it to its end,
+//! so a partition whose backlog has not been delivered yet never releases time.
 
 use super::{Clock, EventTime};
 use rustc_hash::FxHashMap;
@@ -25,6 +32,10 @@ struct Partition {
     ended: bool,
     /// Registered or delivered at least once (an `end_partition` of an unknown id creates it unknown).
     known: bool,
+    /// Idle only once read to its end ([`WatermarkTracker::register_gated`]).
+    gated: bool,
+    /// The source reported it read to the end and nothing arrived since.
+    at_end: bool,
 }
 
 pub struct WatermarkTracker {
@@ -65,6 +76,8 @@ impl WatermarkTracker {
                 last_active_us: 0,
                 ended: false,
                 known: false,
+                gated: false,
+                at_end: false,
             });
         }
         &mut self.partitions[i]
@@ -84,6 +97,7 @@ impl WatermarkTracker {
         part.last_active_us = now;
         part.ended = false;
         part.known = true;
+        part.at_end = false;
         if event_time <= part.max_event {
             return None; // cannot raise this partition's watermark
         }
@@ -105,6 +119,31 @@ impl WatermarkTracker {
         part.ended = false;
         part.known = true;
         part.last_active_us = now;
+    }
+
+    /// Like [`register`](Self::register), for a source that can tell when it read a
+    /// partition to its end ([`at_end`](Self::at_end)): until then the partition never
+    /// counts as idle, however long it stays silent (its backlog may still be on
+    /// its way).
+    pub fn register_gated(&mut self, partition: u32) {
+        self.register(partition);
+        let part = self.partition(partition);
+        part.gated = true;
+        part.at_end = false;
+    }
+
+    /// The source read `partition` to its end: from now on its silence counts as
+    /// idleness. Returns the new watermark if it advanced.
+    pub fn at_end(&mut self, partition: u32) -> Option<EventTime> {
+        let now = self.clock.now_us();
+        let part = self.partition(partition);
+        if !part.known || part.at_end {
+            return None;
+        }
+        part.at_end = true;
+        // Silence is counted from here: before, the partition was still being read.
+        part.last_active_us = part.last_active_us.max(now);
+        self.recompute(now)
     }
 
     /// `partition` delivers records but no event time (they are re-keyed elsewhere):
@@ -133,7 +172,8 @@ impl WatermarkTracker {
         let mut active_min: Option<EventTime> = None;
         let mut latest: Option<(EventTime, i64)> = None; // max event, its last activity
         for p in &self.partitions {
-            let active = p.known && !p.ended && now - p.last_active_us < idle;
+            let waiting_for_end = p.gated && !p.at_end;
+            let active = p.known && !p.ended && (waiting_for_end || now - p.last_active_us < idle);
             if active {
                 // A registered partition without data yet holds time at its start.
                 let w = if p.max_event == EventTime::MIN {
@@ -223,6 +263,44 @@ mod tests {
         assert_eq!(w.observe(0, 1000), None);
         assert_eq!(w.observe(2, 500), Some(495), "partition 2 now holds time at its own pace");
         assert_eq!(w.observe(2, 2000), Some(995));
+    }
+
+    #[test]
+    fn a_gated_partition_is_not_idle_before_it_was_read_to_its_end() {
+        let clock = ManualClock::new(0);
+        let mut w = tracker(&clock);
+        w.register_gated(0);
+        w.register_gated(1);
+        assert_eq!(w.observe(0, 1000), None);
+        clock.advance(500);
+        assert_eq!(w.tick(), None, "partition 1 was never read to its end: its backlog may be on its way");
+        assert_eq!(w.at_end(1), None, "at its end now: its silence starts counting");
+        clock.advance(99);
+        assert_eq!(w.tick(), None);
+        clock.advance(2);
+        assert_eq!(w.tick(), Some(995), "idle after the timeout, counted from its end");
+        // New data makes it hold time again until it is read to the end once more.
+        assert_eq!(w.observe(1, 2000), None);
+        assert_eq!(w.observe(0, 3000), Some(1995));
+        clock.advance(1000);
+        assert_eq!(w.tick(), None, "partition 1 has not reported its end since its data");
+    }
+
+    #[test]
+    fn a_stopped_reading_clock_keeps_every_partition_active() {
+        // While the source cannot read, its reading clock stands still: however long
+        // the stall lasts in wall time, nothing turns idle and event time does not run on.
+        let reading = crate::dataflow::ReadingClock::new();
+        let config = WatermarkConfig { out_of_orderness_us: 5, idle_timeout_us: 100 };
+        let mut w = WatermarkTracker::new(config, Arc::new(reading.clone()));
+        w.register_gated(0);
+        w.observe(0, 1000);
+        w.at_end(0);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_eq!(w.tick(), None);
+        assert_eq!(w.current(), 995);
+        reading.advance(150);
+        assert_eq!(w.tick(), Some(995 + 150), "idle, then time flows with reading time only");
     }
 
     #[test]

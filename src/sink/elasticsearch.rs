@@ -44,6 +44,12 @@ impl EsError {
             EsError::Url(..) | EsError::Secret { .. } => false,
         }
     }
+
+    /// Whether the server refused poirot's credentials (401) or rights (403):
+    /// retrying cannot help, and dropping the documents would lose them.
+    pub fn refused(&self) -> bool {
+        matches!(self, EsError::Status { status: 401 | 403, .. })
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -115,9 +121,14 @@ fn template(prefix: &str) -> Value {
 }
 
 impl EsSink {
-    /// Connects and creates the index template.
-    /// Connects and puts the index template; counts into `metrics`.
-    pub fn connect(config: &EsConfig, metrics: &ProcessMetrics) -> Result<EsSink, EsError> {
+    /// Connects and puts the index template; counts into `metrics`. While the
+    /// server cannot be reached it tries again with backoff until `stop`; a
+    /// refused credential ends it at once.
+    pub fn connect(
+        config: &EsConfig,
+        metrics: &ProcessMetrics,
+        stop: &AtomicBool,
+    ) -> Result<EsSink, EsError> {
         let url = Url::parse(&config.url).map_err(|e| EsError::Url(config.url.clone(), e.to_string()))?;
         let mut builder =
             TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(Duration::from_secs(30));
@@ -144,8 +155,21 @@ impl EsSink {
             indexed: metrics.es_indexed.clone(),
             rejected: metrics.es_rejected.clone(),
         };
-        sink.put_template()?;
-        Ok(sink)
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match sink.put_template() {
+                Ok(()) => return Ok(sink),
+                Err(e) if !e.retryable() || stop.load(Ordering::Relaxed) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot reach elasticsearch at {}: {e}; trying again in {backoff:?}",
+                        config.url
+                    );
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
     }
 
     fn put_template(&self) -> Result<(), EsError> {
@@ -243,8 +267,10 @@ impl EsSink {
     }
 
     /// Writes everything pending, retrying with backoff while `stop` is not set.
-    /// Returns false when it stopped with documents still pending.
-    pub fn flush(&mut self, stop: &AtomicBool) -> bool {
+    /// `Ok(false)` when it stopped with documents still pending; an error when the
+    /// server refused the credentials (the documents stay pending: nothing is
+    /// committed past them).
+    pub fn flush(&mut self, stop: &AtomicBool) -> Result<bool, EsError> {
         let mut backoff = Duration::from_millis(100);
         let started = std::time::Instant::now();
         while self.has_pending() {
@@ -252,6 +278,10 @@ impl EsSink {
                 Ok(()) => {
                     self.metrics.written(started.elapsed());
                     break;
+                }
+                Err(e) if e.refused() => {
+                    self.metrics.failures.inc();
+                    return Err(e);
                 }
                 Err(e) if e.retryable() && !stop.load(Ordering::Relaxed) => {
                     self.metrics.retried();
@@ -265,11 +295,11 @@ impl EsSink {
                     if !e.retryable() {
                         self.pending.clear();
                     }
-                    return !self.has_pending();
+                    return Ok(!self.has_pending());
                 }
             }
         }
-        true
+        Ok(true)
     }
 }
 

@@ -26,8 +26,34 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
-#[error("neo4j: {0}")]
-pub struct Neo4jError(String);
+pub enum Neo4jError {
+    /// Neo4j refused the credentials (or the user may not do this): retrying
+    /// would only lock the account out.
+    #[error("neo4j at {uri} refused poirot's credentials: {detail}")]
+    Refused { uri: String, detail: String },
+    #[error("neo4j: {0}")]
+    Failed(String),
+}
+
+impl Neo4jError {
+    fn from_bolt(uri: &str, e: neo4rs::Error) -> Neo4jError {
+        let refused = match &e {
+            neo4rs::Error::AuthenticationError(_) => true,
+            neo4rs::Error::Neo4j(n) => n.code().starts_with("Neo.ClientError.Security."),
+            _ => false,
+        };
+        if refused {
+            Neo4jError::Refused { uri: uri.to_owned(), detail: e.to_string() }
+        } else {
+            Neo4jError::Failed(e.to_string())
+        }
+    }
+
+    /// Whether trying again cannot help.
+    pub fn refused(&self) -> bool {
+        matches!(self, Neo4jError::Refused { .. })
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Neo4jConfig {
@@ -38,6 +64,7 @@ pub struct Neo4jConfig {
 
 pub struct Neo4jSink {
     graph: Graph,
+    uri: String,
     rt: tokio::runtime::Runtime,
     /// `group/topic`: whose finished-trace records these are.
     source: String,
@@ -102,36 +129,93 @@ pub fn operation_key(service: &str, operation: &str) -> String {
 }
 
 impl Neo4jSink {
-    /// Connects and creates the constraints.
-    /// Connects and creates the constraints; counts into `metrics`.
+    /// Connects and creates the constraints; counts into `metrics`. While Neo4j
+    /// cannot be reached it tries again with backoff (logging a line per try)
+    /// until `stop`; refused credentials end it at once: one connection, one try,
+    /// so a wrong password never trips Neo4j's lockout.
     pub fn connect(
         config: &Neo4jConfig,
         group: &str,
         topic: &str,
         metrics: &ProcessMetrics,
+        stop: &AtomicBool,
     ) -> Result<Neo4jSink, Neo4jError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
+        let bolt = neo4rs::ConfigBuilder::default()
+            .uri(config.uri.as_str())
+            .user(config.user.as_str())
+            .password(config.password.as_str())
+            // The sink writes one transaction at a time: one connection is enough,
+            // and a refused password is tried once, not by a pool of 16.
+            .max_connections(1)
             .build()
-            .map_err(|e| Neo4jError(e.to_string()))?;
-        let graph = rt
-            .block_on(Graph::new(config.uri.clone(), config.user.clone(), config.password.clone()))
-            .map_err(|e| Neo4jError(format!("cannot connect to {}: {e}", config.uri)))?;
-        let sink = Neo4jSink {
-            graph,
-            rt,
-            source: format!("{group}/{topic}"),
-            metrics: metrics.sink("neo4j"),
-            finished_traces: metrics.neo4j_finished_traces.clone(),
-        };
-        for c in CONSTRAINTS {
-            sink.rt.block_on(sink.graph.run(query(c))).map_err(|e| Neo4jError(format!("{c}: {e}")))?;
+            .map_err(|e| Neo4jError::Failed(format!("{}: {e}", config.uri)))?;
+        let source = format!("{group}/{topic}");
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Neo4jError::Failed(e.to_string()))?;
+            let connected =
+                rt.block_on(Graph::connect(bolt.clone())).map_err(|e| Neo4jError::from_bolt(&config.uri, e));
+            let tried = connected.and_then(|graph| {
+                let sink = Neo4jSink {
+                    graph,
+                    uri: config.uri.clone(),
+                    rt,
+                    source: source.clone(),
+                    metrics: metrics.sink("neo4j"),
+                    finished_traces: metrics.neo4j_finished_traces.clone(),
+                };
+                sink.create_constraints().map(|()| sink)
+            });
+            match tried {
+                Ok(sink) => return Ok(sink),
+                Err(e) if e.refused() || stop.load(Ordering::Relaxed) => return Err(e),
+                Err(e) => {
+                    tracing::warn!("cannot reach neo4j at {}: {e}; trying again in {backoff:?}", config.uri);
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
         }
-        Ok(sink)
     }
 
-    /// Traces of `partition` a previous owner finished and counted, with their last offsets.
-    pub fn finished_traces(&self, partition: u32) -> Result<Vec<(TraceId, i64)>, Neo4jError> {
+    fn create_constraints(&self) -> Result<(), Neo4jError> {
+        for c in CONSTRAINTS {
+            self.rt.block_on(self.graph.run(query(c))).map_err(|e| {
+                match Neo4jError::from_bolt(&self.uri, e) {
+                    Neo4jError::Failed(d) => Neo4jError::Failed(format!("{c}: {d}")),
+                    refused => refused,
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Traces of `partition` a previous owner finished and counted, with their
+    /// last offsets. The partition must not be read before they are known, so
+    /// while Neo4j is unavailable this tries again with backoff until `stop`.
+    pub fn finished_traces(
+        &self,
+        partition: u32,
+        stop: &AtomicBool,
+    ) -> Result<Vec<(TraceId, i64)>, Neo4jError> {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match self.load_finished_traces(partition) {
+                Err(e) if !e.refused() && !stop.load(Ordering::Relaxed) => {
+                    self.metrics.retried();
+                    tracing::warn!("neo4j: cannot load the finished traces of partition {partition}: {e}; retrying in {backoff:?}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn load_finished_traces(&self, partition: u32) -> Result<Vec<(TraceId, i64)>, Neo4jError> {
         self.rt.block_on(async {
             let q = query(
                 "MATCH (f:PoirotFinishedTrace {source: $source, partition: $partition}) \
@@ -139,11 +223,12 @@ impl Neo4jSink {
             )
             .param("source", self.source.as_str())
             .param("partition", i64::from(partition));
-            let mut rows = self.graph.execute(q).await.map_err(|e| Neo4jError(e.to_string()))?;
+            let bolt = |e| Neo4jError::from_bolt(&self.uri, e);
+            let mut rows = self.graph.execute(q).await.map_err(bolt)?;
             let mut out = Vec::new();
-            while let Some(r) = rows.next().await.map_err(|e| Neo4jError(e.to_string()))? {
-                let t: String = r.get("trace_id").map_err(|e| Neo4jError(e.to_string()))?;
-                let o: i64 = r.get("last_offset").map_err(|e| Neo4jError(e.to_string()))?;
+            while let Some(r) = rows.next().await.map_err(bolt)? {
+                let t: String = r.get("trace_id").map_err(|e| Neo4jError::Failed(e.to_string()))?;
+                let o: i64 = r.get("last_offset").map_err(|e| Neo4jError::Failed(e.to_string()))?;
                 if let Some(t) = TraceId::from_hex(&t) {
                     out.push((t, o));
                 }
@@ -291,6 +376,8 @@ impl Neo4jSink {
 
     /// Writes `delta` and records `finished` in one transaction, deleting records
     /// below the `gc` offsets; retries with backoff while `stop` is not set.
+    /// `Ok(false)`: stopped before the write was acknowledged; an error: Neo4j
+    /// refused the credentials (nothing was written, retrying cannot help).
     pub fn write(
         &mut self,
         delta: &Edges,
@@ -298,24 +385,28 @@ impl Neo4jSink {
         finished: &[FinishedTrace],
         gc: &[(u32, i64)],
         stop: &AtomicBool,
-    ) -> bool {
+    ) -> Result<bool, Neo4jError> {
         let mut backoff = Duration::from_millis(100);
         let started = std::time::Instant::now();
         loop {
             let qs = self.queries(delta, names, finished, gc);
             if qs.is_empty() {
-                return true;
+                return Ok(true);
             }
             let r: Result<(), neo4rs::Error> = self.rt.block_on(async {
                 let mut txn = self.graph.start_txn().await?;
                 txn.run_queries(qs).await?;
                 txn.commit().await
             });
-            match r {
+            match r.map_err(|e| Neo4jError::from_bolt(&self.uri, e)) {
                 Ok(()) => {
                     self.metrics.written(started.elapsed());
                     self.finished_traces.inc_by(finished.len() as u64);
-                    return true;
+                    return Ok(true);
+                }
+                Err(e) if e.refused() => {
+                    self.metrics.failures.inc();
+                    return Err(e);
                 }
                 Err(e) if !stop.load(Ordering::Relaxed) => {
                     self.metrics.retried();
@@ -326,7 +417,7 @@ impl Neo4jSink {
                 Err(e) => {
                     self.metrics.failures.inc();
                     tracing::warn!("neo4j write failed while stopping: {e}");
-                    return false;
+                    return Ok(false);
                 }
             }
         }

@@ -1,25 +1,39 @@
 //! The Kafka source: a consumer group member on its own thread.
 //!
 //! A `BaseConsumer` is polled on a dedicated thread into a bounded channel of
-//! batches (when the pipeline falls behind, the thread blocks and stops polling:
-//! no unbounded queue). Rebalances are cooperative-sticky and reported as events.
-//! Auto-commit is off: the pipeline publishes, per partition, the first offset an
-//! open trace still needs, and this thread commits exactly that, every second,
-//! before giving up partitions in a rebalance, and at shutdown.
+//! events. When the pipeline falls behind, records wait in a one-batch outbox;
+//! a pipeline that takes nothing for [`PAUSE_AFTER`] (blocked on a sink that is
+//! down) gets the assigned partitions paused while the thread goes on polling,
+//! so the member stays in its group however long the outage lasts and memory
+//! stays flat. Rebalances are cooperative-sticky and reported as events, in
+//! order with the records before them. Auto-commit is off: the pipeline
+//! publishes, per partition, the first offset an open trace still needs, and
+//! this thread commits exactly that, every second, before giving up partitions
+//! in a rebalance, and at shutdown.
+//!
+//! The thread also keeps the source's [`ReadingClock`]: processing time that
+//! passes only while it is really reading (the pipeline takes records, the
+//! brokers leading the assigned partitions are up, no rebalance hand-off is in
+//! progress), and reports partitions it has read to their end
+//! ([`SourceEvent::AtEnd`]). The pipeline measures idleness on both, so a stall
+//! never makes a partition look idle and never makes later spans late.
 //!
 //! The source may read several topics (the span topic and poirot's repartition
 //! topic); the pipeline sees one partition id space: topic index × 2¹⁶ + partition
 //! ([`partition_id`]).
 
+use super::kafka_log::{left_out_note, LogLimiter};
+use crate::dataflow::ReadingClock;
 use crate::sink::process::{EventLabels, ProcessMetrics};
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +53,20 @@ pub struct KafkaSourceConfig {
     pub group: String,
     /// Passed to librdkafka as they are (security.protocol, sasl.*, ssl.*, ...).
     pub properties: BTreeMap<String, String>,
+}
+
+/// How the source's connection to the brokers stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Connection {
+    /// No answer from a broker yet.
+    Starting,
+    /// The brokers leading the assigned partitions are up.
+    Up,
+    /// No broker (or not the leader of an assigned partition) can be reached;
+    /// librdkafka retries with backoff.
+    Unreachable { reason: String },
+    /// The brokers refused the credentials or the TLS handshake: retrying cannot help.
+    Refused { reason: String },
 }
 
 /// The pipeline's id of partition `partition` of the `topic`-th topic.
@@ -70,6 +98,9 @@ pub struct KafkaRecord {
 pub enum SourceEvent {
     Batch(Vec<KafkaRecord>),
     Assigned(Vec<u32>),
+    /// These partitions were read to their end (after the records before this
+    /// event): their silence from now on is idleness.
+    AtEnd(Vec<u32>),
     /// These partitions are being taken away. The pipeline finishes what it owes
     /// for them, publishes their final committable offsets, drops their state and
     /// then answers on `done`; only then are the offsets committed and the
@@ -83,16 +114,77 @@ pub enum SourceEvent {
 /// Offsets the pipeline allows to commit, per partition.
 pub type Committable = Arc<Mutex<BTreeMap<u32, i64>>>;
 
+/// What the poll thread and librdkafka's callbacks share.
+#[derive(Default)]
+struct State {
+    connection: Option<Connection>,
+    /// When the brokers became unreachable.
+    unreachable_since: Option<Instant>,
+    /// The latest statistics found every assigned partition's leader up (and no
+    /// transport error came after them).
+    leaders_up: bool,
+    assigned: BTreeSet<u32>,
+    /// Partitions read to their end, not reported yet.
+    at_end: BTreeSet<u32>,
+    /// Time spent in rebalance callbacks since the poll thread last looked.
+    rebalancing: Duration,
+    /// A partition was assigned while the assignment is paused.
+    repause: bool,
+}
+
 struct Context {
     topics: Vec<String>,
+    brokers: String,
     events: SyncSender<SourceEvent>,
+    /// Events waiting for room in `events`, oldest first (order is kept).
+    outbox: Mutex<VecDeque<SourceEvent>>,
     committable: Committable,
     stop: Arc<AtomicBool>,
     metrics: ProcessMetrics,
+    state: Mutex<State>,
+    limiter: LogLimiter,
 }
 
-/// How long a rebalance waits for the pipeline to hand revoked partitions back.
-const HANDOFF_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a rebalance waits for the pipeline to hand revoked partitions back
+/// (it may be blocked on a sink that is down). Below librdkafka's default
+/// `max.poll.interval.ms` (5 min), past which the broker would drop this member.
+const HANDOFF_TIMEOUT: Duration = Duration::from_secs(240);
+/// A pipeline that takes nothing for this long is stalled: reading time stops.
+const STALL_GRACE: Duration = Duration::from_millis(500);
+/// ... and after this long the assignment is paused while polling goes on.
+pub const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
+/// Whether a client error means the brokers refused us (credentials, TLS), or
+/// cannot be reached, or neither.
+fn classify(error: &KafkaError) -> Option<bool> {
+    match error.rdkafka_error_code()? {
+        RDKafkaErrorCode::Authentication
+        | RDKafkaErrorCode::SaslAuthenticationFailed
+        | RDKafkaErrorCode::SSL => Some(true),
+        RDKafkaErrorCode::AllBrokersDown
+        | RDKafkaErrorCode::BrokerTransportFailure
+        | RDKafkaErrorCode::Resolve => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether every record of a partition up to its end was handed to the poll
+/// thread: the application's position (or, before the first record, the
+/// committed offset, or the start of an empty partition) is at the last
+/// stable offset (the high watermark outside transactions).
+fn read_to_end(part: &rdkafka::statistics::Partition) -> bool {
+    let end = if part.ls_offset >= 0 { part.ls_offset } else { part.hi_offset };
+    let position = if part.app_offset >= 0 {
+        part.app_offset
+    } else if part.committed_offset >= 0 {
+        part.committed_offset
+    } else if part.lo_offset == end {
+        part.lo_offset // nothing to read at all
+    } else {
+        return false;
+    };
+    part.fetch_state == "active" && end >= 0 && position >= end
+}
 
 impl ClientContext for Context {
     fn stats(&self, statistics: rdkafka::Statistics) {
@@ -107,6 +199,81 @@ impl ClientContext for Context {
                 }
             }
         }
+        let Ok(mut state) = self.state.lock() else { return };
+        let up: BTreeSet<i32> = statistics
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0 && b.state == "UP")
+            .map(|b| b.nodeid)
+            .collect();
+        let mut leaders_up = !up.is_empty();
+        let mut at_end = Vec::new();
+        for &id in &state.assigned {
+            let (t, p) = split_id(id);
+            let part = self.topics.get(t).and_then(|name| statistics.topics.get(name)?.partitions.get(&p));
+            let Some(part) = part else {
+                leaders_up = false; // not even known yet
+                continue;
+            };
+            leaders_up &= up.contains(&part.leader);
+            if read_to_end(part) {
+                at_end.push(id);
+            }
+        }
+        state.at_end.extend(at_end);
+        state.leaders_up = leaders_up;
+        if leaders_up {
+            if let Some(since) = state.unreachable_since.take() {
+                tracing::info!("kafka at {} reachable again after {:.0?}", self.brokers, since.elapsed());
+            }
+            if !matches!(state.connection, Some(Connection::Refused { .. })) {
+                state.connection = Some(Connection::Up);
+            }
+        }
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.limiter.log("consumer", level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let Ok(mut state) = self.state.lock() else { return };
+        match classify(&error) {
+            Some(true) => {
+                if !matches!(state.connection, Some(Connection::Refused { .. })) {
+                    tracing::error!("kafka at {} refused poirot: {reason}", self.brokers);
+                }
+                state.connection = Some(Connection::Refused { reason: reason.to_owned() });
+                state.leaders_up = false;
+            }
+            Some(false) => {
+                state.leaders_up = false;
+                let all_down = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
+                if all_down && state.unreachable_since.is_none() {
+                    state.unreachable_since = Some(Instant::now());
+                    tracing::error!(
+                        "cannot reach kafka at {}: {reason}; retrying with backoff",
+                        self.brokers
+                    );
+                    let _ = self.limiter.admit("unreachable", Instant::now());
+                } else if let Some(since) = state.unreachable_since {
+                    if let Some(left_out) = self.limiter.admit("unreachable", Instant::now()) {
+                        tracing::warn!(
+                            "still cannot reach kafka at {} after {:.0?}: {reason}{}",
+                            self.brokers,
+                            since.elapsed(),
+                            left_out_note(left_out)
+                        );
+                    }
+                } else {
+                    self.limiter.error("consumer", &error, reason);
+                }
+                if all_down && !matches!(state.connection, Some(Connection::Refused { .. })) {
+                    state.connection = Some(Connection::Unreachable { reason: reason.to_owned() });
+                }
+            }
+            None => self.limiter.error("consumer", &error, reason),
+        }
     }
 }
 
@@ -120,9 +287,7 @@ impl Context {
             })
             .collect()
     }
-}
 
-impl Context {
     fn commit(&self, consumer: &BaseConsumer<Self>, only: Option<&[u32]>, mode: CommitMode) {
         let offsets = match self.committable.lock() {
             Ok(m) => m.clone(),
@@ -138,27 +303,84 @@ impl Context {
         }
         if tpl.count() > 0 {
             if let Err(e) = consumer.commit(&tpl, mode) {
-                tracing::warn!("kafka commit failed: {e}");
+                self.limiter.error("commit", &e, &format!("kafka commit failed: {e}"));
             }
         }
+    }
+
+    fn enqueue(&self, event: SourceEvent) {
+        if let Ok(mut q) = self.outbox.lock() {
+            q.push_back(event);
+        }
+    }
+
+    /// Hands queued events on without waiting: `Some(true)` when none is left,
+    /// `None` when the pipeline is gone.
+    fn deliver(&self) -> Option<bool> {
+        let mut q = self.outbox.lock().ok()?;
+        while let Some(event) = q.pop_front() {
+            match self.events.try_send(event) {
+                Ok(()) => {}
+                Err(TrySendError::Full(back)) => {
+                    q.push_front(back);
+                    return Some(false);
+                }
+                Err(TrySendError::Disconnected(_)) => return None,
+            }
+        }
+        Some(true)
+    }
+
+    /// Hands every queued event on, waiting for the pipeline until `deadline`;
+    /// false when it is gone, a stop was asked for, or the deadline passed.
+    fn deliver_all(&self, deadline: Instant) -> bool {
+        loop {
+            match self.deliver() {
+                Some(true) => return true,
+                None => return false,
+                Some(false) if self.stop.load(Ordering::Relaxed) || Instant::now() >= deadline => {
+                    return false
+                }
+                Some(false) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+
+    fn connection(&self) -> Connection {
+        self.state.lock().ok().and_then(|s| s.connection.clone()).unwrap_or(Connection::Starting)
+    }
+
+    /// Whether the brokers the source reads from are reachable right now.
+    fn reading_possible(&self) -> bool {
+        self.state.lock().is_ok_and(|s| s.leaders_up && s.connection == Some(Connection::Up))
     }
 }
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let started = Instant::now();
         if let Rebalance::Revoke(tpl) = rebalance {
             let ps = self.partitions(tpl);
             self.metrics.rebalances.get_or_create(&EventLabels { event: "revoked" }).inc();
             self.metrics.assigned_partitions.dec_by(ps.len() as i64);
-            // Hand off cleanly: the pipeline first writes everything it owes for these
-            // partitions (so the next owner sees their finished traces), then their
-            // offsets are committed.
+            if let Ok(mut s) = self.state.lock() {
+                for p in &ps {
+                    s.assigned.remove(p);
+                    s.at_end.remove(p);
+                }
+            }
+            // Hand off cleanly: the pipeline first gets every record read before
+            // (in order), writes everything it owes for these partitions (so the
+            // next owner sees their finished traces), then their offsets are committed.
             let (done, acked) = std::sync::mpsc::channel();
-            if !self.stop.load(Ordering::Relaxed)
-                && self.events.send(SourceEvent::Revoked { partitions: ps.clone(), done }).is_ok()
-                && acked.recv_timeout(HANDOFF_TIMEOUT).is_err()
-            {
-                tracing::warn!("the pipeline did not hand back partitions {ps:?} in time");
+            if !self.stop.load(Ordering::Relaxed) {
+                self.enqueue(SourceEvent::Revoked { partitions: ps.clone(), done });
+                let deadline = started + HANDOFF_TIMEOUT;
+                let handed_back = self.deliver_all(deadline)
+                    && acked.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_ok();
+                if !handed_back && !self.stop.load(Ordering::Relaxed) {
+                    tracing::warn!("the pipeline did not hand back partitions {ps:?} in time");
+                }
             }
             self.commit(consumer, Some(&ps), CommitMode::Sync);
             if let Ok(mut m) = self.committable.lock() {
@@ -172,6 +394,9 @@ impl ConsumerContext for Context {
                 self.metrics.committable_offset.remove(&labels);
             }
         }
+        if let Ok(mut s) = self.state.lock() {
+            s.rebalancing += started.elapsed();
+        }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -180,7 +405,13 @@ impl ConsumerContext for Context {
                 let ps = self.partitions(tpl);
                 self.metrics.rebalances.get_or_create(&EventLabels { event: "assigned" }).inc();
                 self.metrics.assigned_partitions.inc_by(ps.len() as i64);
-                let _ = self.events.send(SourceEvent::Assigned(ps));
+                if let Ok(mut s) = self.state.lock() {
+                    s.assigned.extend(ps.iter().copied());
+                    s.repause = true;
+                    // The new leaders' state is known with the next statistics.
+                    s.leaders_up = false;
+                }
+                self.enqueue(SourceEvent::Assigned(ps));
             }
             Rebalance::Error(e) => tracing::warn!("kafka rebalance error: {e}"),
             Rebalance::Revoke(_) => {}
@@ -189,7 +420,7 @@ impl ConsumerContext for Context {
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         if let Err(e) = result {
-            tracing::warn!("kafka commit failed: {e}");
+            self.limiter.error("commit", &e, &format!("kafka commit failed: {e}"));
         }
     }
 }
@@ -198,6 +429,9 @@ impl ConsumerContext for Context {
 pub struct KafkaSource {
     pub events: Receiver<SourceEvent>,
     pub committable: Committable,
+    /// Processing time that passes only while the source is really reading.
+    pub clock: ReadingClock,
+    context: Arc<Context>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -217,10 +451,14 @@ impl KafkaSource {
         let stop = Arc::new(AtomicBool::new(false));
         let context = Context {
             topics: config.topics.clone(),
-            events: tx.clone(),
+            brokers: config.brokers.clone(),
+            events: tx,
+            outbox: Mutex::default(),
             committable: committable.clone(),
             stop: stop.clone(),
             metrics,
+            state: Mutex::default(),
+            limiter: LogLimiter::default(),
         };
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &config.brokers)
@@ -229,21 +467,30 @@ impl KafkaSource {
             .set("auto.offset.reset", "earliest")
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("client.id", "poirot")
-            .set("statistics.interval.ms", "5000");
+            // Statistics say which partitions were read to their end and whether
+            // their leaders are up (the reading clock), and carry consumer lag.
+            .set("statistics.interval.ms", "1000");
         for (k, v) in &config.properties {
             cc.set(k, v);
         }
         let consumer: BaseConsumer<Context> = cc.create_with_context(context)?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
+        let context = consumer.context().clone();
+        let clock = ReadingClock::new();
         let thread = {
-            let stop = stop.clone();
+            let (stop, clock) = (stop.clone(), clock.clone());
             std::thread::Builder::new()
                 .name("kafka-source".into())
-                .spawn(move || poll_loop(consumer, tx, stop))
+                .spawn(move || poll_loop(consumer, stop, clock))
                 .map_err(KafkaSourceError::Thread)?
         };
-        Ok(KafkaSource { events: rx, committable, stop, thread: Some(thread) })
+        Ok(KafkaSource { events: rx, committable, clock, context, stop, thread: Some(thread) })
+    }
+
+    /// How the connection to the brokers stands now.
+    pub fn connection(&self) -> Connection {
+        self.context.connection()
     }
 
     /// Stops polling, commits what may be committed, and leaves the group.
@@ -292,46 +539,84 @@ fn watermark_of(headers: &rdkafka::message::BorrowedHeaders) -> Option<(u64, i64
     Some((producer, event_time))
 }
 
-/// Sends, waiting while the pipeline is behind (backpressure, not buffering);
-/// false when the pipeline is gone or a stop was asked for.
-fn send(tx: &SyncSender<SourceEvent>, mut event: SourceEvent, stop: &AtomicBool) -> bool {
-    loop {
-        match tx.try_send(event) {
-            Ok(()) => return true,
-            Err(std::sync::mpsc::TrySendError::Full(back)) => {
-                if stop.load(Ordering::Relaxed) {
-                    return false;
-                }
-                event = back;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return false,
-        }
+fn set_paused(consumer: &BaseConsumer<Context>, paused: bool) {
+    let Ok(assignment) = consumer.assignment() else { return };
+    let result = if paused { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
+    if let Err(e) = result {
+        tracing::warn!(
+            "kafka: cannot {} the assigned partitions: {e}",
+            if paused { "pause" } else { "resume" }
+        );
     }
 }
 
-fn poll_loop(consumer: BaseConsumer<Context>, tx: SyncSender<SourceEvent>, stop: Arc<AtomicBool>) {
+fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: ReadingClock) {
+    let context = consumer.context().clone();
     let mut last_commit = Instant::now();
+    let mut last_cycle = Instant::now();
+    let mut stalled_since: Option<Instant> = None;
+    let mut paused = false;
     while !stop.load(Ordering::Relaxed) {
-        let mut batch = Vec::new();
-        let mut wait = Duration::from_millis(100);
-        // The first message may take a while; the rest of a batch is what is already there.
-        while batch.len() < BATCH {
-            match consumer.poll(wait) {
-                Some(Ok(m)) => batch.push(record(&consumer.context().topics, &m)),
-                Some(Err(e)) => tracing::warn!("kafka: {e}"),
-                None => break,
-            }
-            wait = Duration::ZERO;
+        // What was read before goes first; the pipeline may be behind.
+        let Some(delivered) = context.deliver() else { break };
+        if delivered {
+            stalled_since = None;
+        } else {
+            stalled_since.get_or_insert_with(Instant::now);
         }
-        if !batch.is_empty() && !send(&tx, SourceEvent::Batch(batch), &stop) {
-            break;
+        let stalled_for = stalled_since.map_or(Duration::ZERO, |t| t.elapsed());
+        // A pipeline blocked on a sink: pause the assignment and keep polling, so
+        // the group keeps this member and nothing piles up in memory.
+        let pause = stalled_for >= PAUSE_AFTER;
+        let repause = pause && context.state.lock().is_ok_and(|mut s| std::mem::take(&mut s.repause));
+        if pause != paused || repause {
+            set_paused(&consumer, pause);
+            paused = pause;
+        }
+        if !delivered && !paused {
+            // Backpressure: wait for room rather than reading more.
+            std::thread::sleep(Duration::from_millis(5));
+        } else {
+            let mut batch = Vec::new();
+            let mut wait = Duration::from_millis(100);
+            // The first message may take a while; the rest of a batch is what is already there.
+            while batch.len() < BATCH {
+                match consumer.poll(wait) {
+                    Some(Ok(m)) => batch.push(record(&context.topics, &m)),
+                    Some(Err(e)) => context.limiter.error("consumer", &e, &format!("kafka: {e}")),
+                    None => break,
+                }
+                wait = Duration::ZERO;
+            }
+            if !batch.is_empty() {
+                if let Ok(mut s) = context.state.lock() {
+                    // Those partitions delivered again: their end is no longer reported.
+                    for r in &batch {
+                        s.at_end.remove(&r.partition);
+                    }
+                }
+                context.enqueue(SourceEvent::Batch(batch));
+            }
+        }
+        let at_end = context.state.lock().map(|mut s| std::mem::take(&mut s.at_end)).unwrap_or_default();
+        if !at_end.is_empty() && !paused {
+            context.enqueue(SourceEvent::AtEnd(at_end.into_iter().collect()));
+        }
+        // Reading time: what passed in this cycle, unless the pipeline is stalled,
+        // the brokers cannot be reached, or a rebalance hand-off took it.
+        let now = Instant::now();
+        let cycle = now.duration_since(last_cycle);
+        last_cycle = now;
+        let rebalancing =
+            context.state.lock().map(|mut s| std::mem::take(&mut s.rebalancing)).unwrap_or_default();
+        if stalled_for < STALL_GRACE && context.reading_possible() {
+            clock.advance(cycle.saturating_sub(rebalancing).as_micros() as i64);
         }
         if last_commit.elapsed() >= COMMIT_EVERY {
-            consumer.context().commit(&consumer, None, CommitMode::Async);
+            context.commit(&consumer, None, CommitMode::Async);
             last_commit = Instant::now();
         }
     }
-    consumer.context().commit(&consumer, None, CommitMode::Sync);
+    context.commit(&consumer, None, CommitMode::Sync);
     consumer.unsubscribe();
 }

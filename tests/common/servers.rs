@@ -1,6 +1,7 @@
 //! Helpers of the tests that use the harness's real servers (`tests/services.rs`,
 //! `tests/stack.rs`): their addresses, child processes, and `poirot run`'s sink settings.
 
+use super::http;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 use std::path::Path;
@@ -86,4 +87,139 @@ pub fn produce_junk(topic: &str, payload: &[u8]) {
         ClientConfig::new().set("bootstrap.servers", env("POIROT_TEST_KAFKA")).create().expect("producer");
     producer.send(BaseRecord::to(topic).key("junk").payload(payload)).expect("enqueue");
     producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Now as RFC 3339, so simulated spans have current event times.
+pub fn chrono_now() -> String {
+    let secs = now_us() / 1_000_000;
+    poirot::decode::time_fmt::format_rfc3339_us(secs * 1_000_000)
+}
+
+/// Runs `f` with a Bolt connection to the test Neo4j.
+pub fn with_neo4j<T>(f: impl AsyncFnOnce(&neo4rs::Graph) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let graph = neo4rs::Graph::new(
+            env("POIROT_TEST_NEO4J"),
+            env("POIROT_TEST_NEO4J_USER"),
+            env("POIROT_TEST_NEO4J_PASSWORD"),
+        )
+        .await
+        .expect("bolt connection");
+        f(&graph).await
+    })
+}
+
+pub fn neo4j_clear() {
+    with_neo4j(async |g| {
+        g.run(neo4rs::query("MATCH (n) DETACH DELETE n")).await.expect("clear");
+    });
+}
+
+/// Service-level CALLS in Neo4j as (source, target, relation, calls, errors), sorted.
+pub fn neo4j_calls() -> Vec<(String, String, String, i64, i64)> {
+    with_neo4j(async |g| {
+        let mut rows = g
+            .execute(neo4rs::query(
+                "MATCH (s:Service)-[c:CALLS]->(t:Service) RETURN s.name AS s, t.name AS t, c.relation AS r, c.calls AS calls, c.errors AS errors",
+            ))
+            .await
+            .expect("query");
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().await.expect("row") {
+            out.push((
+                r.get::<String>("s").expect("s"),
+                r.get::<String>("t").expect("t"),
+                r.get::<String>("r").expect("r"),
+                r.get::<i64>("calls").expect("calls"),
+                r.get::<i64>("errors").expect("errors"),
+            ));
+        }
+        out.sort();
+        out
+    })
+}
+
+/// The service edges `poirot replay` finds in a dump: what a clean run gives.
+pub fn clean_calls(dump: &std::path::Path) -> Vec<(String, String, String, i64, i64)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = Command::new(env!("CARGO_BIN_EXE_poirot"))
+        .arg("replay")
+        .arg("--out")
+        .arg(dir.path())
+        .arg(dump)
+        .output()
+        .expect("replay");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    replay_calls(&dir.path().join("dependencies.ndjson"))
+}
+
+/// The service edges of a replay's dependencies.ndjson in the same shape.
+pub fn replay_calls(deps: &std::path::Path) -> Vec<(String, String, String, i64, i64)> {
+    let mut out: Vec<_> = std::fs::read_to_string(deps)
+        .expect("dependencies.ndjson")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            (
+                s("source"),
+                s("target"),
+                s("relation"),
+                v["calls"].as_i64().unwrap_or(0),
+                v["errors"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+pub fn metric(addr: &str, name: &str) -> f64 {
+    http::get(&format!("http://{addr}/metrics"))
+        .map(|r| r.body)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+/// Creates `topic` with `partitions` partitions on the harness's Kafka.
+pub fn create_topic(topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", env("POIROT_TEST_KAFKA")).create().expect("admin");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let r = rt.block_on(admin.create_topics([&new], &AdminOptions::new())).expect("create topics");
+    assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+}
+
+/// `poirot run` on `topic` of the harness's Kafka as group `group`, with Neo4j and
+/// the search index (index prefix = the topic), short windows (2 s gap, 1 s
+/// out-of-orderness, 10 s idleness), serving on `listen`; killed when dropped.
+pub fn start_run_on(topic: &str, group: &str, listen: &str, config: Option<&Path>) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_poirot"));
+    neo4j_sink(&mut cmd);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.args(["run", "--brokers", &env("POIROT_TEST_KAFKA"), "--topic", topic, "--group", group])
+        .args(["--listen", listen])
+        .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
+        .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
+        .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "10s")
+        .env("POIROT_ELASTICSEARCH__URL", env("POIROT_TEST_OPENSEARCH"))
+        .env("POIROT_ELASTICSEARCH__INDEX_PREFIX", topic)
+        .env("POIROT_LOG", "warn")
+        .stdout(std::process::Stdio::null());
+    Proc(cmd.spawn().expect("poirot run starts"))
 }
