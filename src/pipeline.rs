@@ -240,7 +240,7 @@ impl Pipeline {
             None => self.tracker.end_partition(partition),
         };
         if let Some(wm) = wm {
-            self.close_until(wm);
+            self.close_until(partition, wm);
         }
     }
 
@@ -248,11 +248,6 @@ impl Pipeline {
     /// here (they were re-keyed into the repartition topic).
     pub fn passed_on(&mut self, partition: u32, offset: i64) {
         self.offsets.processed(partition, offset);
-        // A partition whose records are all re-keyed carries no event time here: it
-        // must not hold the watermark back (it rejoins with its first own span).
-        if let Some(wm) = self.tracker.release_if_empty(partition) {
-            self.close_until(wm);
-        }
     }
 
     fn feed(&mut self, partition: u32, offset: Option<i64>, spans: &mut Vec<Span>, event_time: bool) {
@@ -298,7 +293,7 @@ impl Pipeline {
         let event = span.event_time_us();
         let trace = span.trace_id;
         let mut assembled = std::mem::take(&mut self.assembled);
-        self.assembler.process_element(span, &mut Context::new(&mut self.names, &mut assembled));
+        self.assembler.process_keyed(partition, span, &mut assembled);
         if let Some(offset) = offset {
             if self.assembler.is_open(&trace) {
                 if self.offsets.is_tracked(&trace) {
@@ -310,17 +305,18 @@ impl Pipeline {
         }
         if event_time {
             if let Some(wm) = self.tracker.observe_at(partition, event, now) {
-                self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
+                self.assembler.advance(partition, wm, &mut assembled);
             }
         }
         self.analyse(&mut assembled);
         self.assembled = assembled;
     }
 
-    /// Event time reached `wm`: traces silent for the gap close and are analysed.
-    fn close_until(&mut self, wm: EventTime) {
+    /// `partition`'s event time reached `wm`: its traces silent for the gap close
+    /// and are analysed.
+    fn close_until(&mut self, partition: u32, wm: EventTime) {
         let mut assembled = std::mem::take(&mut self.assembled);
-        self.assembler.handle_watermark(wm, &mut Context::new(&mut self.names, &mut assembled));
+        self.assembler.advance(partition, wm, &mut assembled);
         self.analyse(&mut assembled);
         self.assembled = assembled;
     }
@@ -344,8 +340,8 @@ impl Pipeline {
         for (partition, t) in self.upstream.expire(now, self.idle_timeout_us) {
             self.advance(partition, t, now);
         }
-        if let Some(wm) = self.tracker.tick() {
-            self.close_until(wm);
+        for (partition, wm) in self.tracker.tick() {
+            self.close_until(partition, wm);
         }
     }
 
@@ -379,13 +375,12 @@ impl Pipeline {
     /// The source has read `partition` to its end: from now on its silence counts
     /// towards idleness.
     pub fn reached_end(&mut self, partition: u32) {
-        if let Some(wm) = self.tracker.at_end(partition) {
-            self.close_until(wm);
-        }
+        self.tracker.at_end(partition);
     }
 
     /// `partition` was taken away: its open traces are dropped unanalysed (the new
-    /// owner re-reads them from the committed offset) and it no longer holds time back.
+    /// owner re-reads them from the committed offset) and its event time is
+    /// forgotten (an owner that gets it again starts from what it reads).
     pub fn revoke(&mut self, partition: u32) {
         for t in self.offsets.traces_of(partition) {
             self.assembler.discard(&t);
@@ -393,9 +388,8 @@ impl Pipeline {
         self.offsets.forget(partition);
         self.upstream.forget(partition);
         self.skip.retain(|_, (p, _)| *p != partition);
-        if let Some(wm) = self.tracker.end_partition(partition) {
-            self.close_until(wm);
-        }
+        self.tracker.forget(partition);
+        self.assembler.forget_partition(partition);
     }
 
     /// Anomalies found since the last call.
@@ -478,9 +472,28 @@ mod tests {
         p.assign(0); // keyed input
         p.assign(1); // its records all go to the repartition topic
         p.push_decoded_at(0, 0, &mut vec![span(1, 50)]);
-        assert_eq!(p.watermark(), EventTime::MIN, "partition 1 holds time at its start");
         p.passed_on(1, 0);
-        assert_eq!(p.watermark(), 49 * S);
+        p.push_decoded_at(0, 1, &mut vec![span(2, 60)]);
+        assert_eq!(p.open_traces(), 1, "trace 1 closed by partition 0's own event time");
         assert_eq!(p.committable(1), Some(1));
+    }
+
+    #[test]
+    fn a_partition_read_again_after_a_rebalance_is_not_late() {
+        let clock = ManualClock::new(0);
+        let mut p = pipeline(&clock);
+        p.assign(0);
+        p.assign(1);
+        p.push_decoded_at(0, 0, &mut vec![span(1, 10)]);
+        p.push_decoded_at(1, 0, &mut vec![span(2, 10)]);
+        p.push_decoded_at(0, 1, &mut vec![span(3, 100)]);
+        // Partition 1 is taken away with trace 2 open, and given back: it is read
+        // again from its committed offset while partition 0 is 90 s ahead.
+        p.revoke(1);
+        p.assign(1);
+        p.push_decoded_at(1, 0, &mut vec![span(2, 10)]);
+        p.push_decoded_at(1, 1, &mut vec![span(4, 20)]);
+        assert_eq!(p.analyzer.stats.late_spans, 0);
+        assert_eq!(p.open_traces(), 2, "trace 3 on partition 0, trace 4 on partition 1 (trace 2 closed whole)");
     }
 }

@@ -5,6 +5,14 @@
 //! whose own session would already be over (`event time + gap <= watermark`) and
 //! whose trace is not open is *late*: it is passed on for RED only and counted.
 //!
+//! Event time is kept per input partition: input is keyed by trace id, so every
+//! span of a trace comes through one partition, and its trace closes with that
+//! partition's watermark alone. A partition that is slow, silent, or read again
+//! from its committed offset after a rebalance neither holds back nor hurries
+//! the traces of the others: re-read spans are judged against their own
+//! partition's progress (which starts anew when it is assigned), not against
+//! where the rest of the input already is.
+//!
 //! Memory is bounded two ways: a trace keeps at most `max_spans_per_trace` spans
 //! (the rest pass on for RED only, and the trace is reported oversized), and when
 //! more than `max_buffered_spans` are held, the traces due first are closed early.
@@ -76,26 +84,28 @@ struct OpenTrace {
     spans: Vec<Span>,
     total: u64,
     last_event: EventTime,
+    /// The input partition whose event time closes it (that of its first span).
+    partition: u32,
+}
+
+/// One input partition's event time and the deadlines of its open traces.
+#[derive(Debug, Default)]
+struct PartitionTime {
+    watermark: Option<EventTime>,
+    timers: TimerQueue<TraceId>,
 }
 
 /// The keyed session-window operator.
 pub struct TraceAssembler {
     config: AssemblyConfig,
     open: FxHashMap<TraceId, OpenTrace>,
-    timers: TimerQueue<TraceId>,
-    watermark: EventTime,
+    partitions: FxHashMap<u32, PartitionTime>,
     buffered: usize,
 }
 
 impl TraceAssembler {
     pub fn new(config: AssemblyConfig) -> Self {
-        TraceAssembler {
-            config,
-            open: FxHashMap::default(),
-            timers: TimerQueue::default(),
-            watermark: EventTime::MIN,
-            buffered: 0,
-        }
+        TraceAssembler { config, open: FxHashMap::default(), partitions: FxHashMap::default(), buffered: 0 }
     }
 
     pub fn open_traces(&self) -> usize {
@@ -136,39 +146,44 @@ impl TraceAssembler {
         }
     }
 
-    /// Closes traces due by the watermark, re-queuing those whose deadline moved.
-    fn fire(&mut self, out: &mut Vec<Assembled>) {
-        while let Some((due, id)) = self.timers.pop_due(self.watermark) {
+    /// The input `partition` was taken away: its open traces are dropped without
+    /// being emitted (the new owner re-reads them) and its event time is
+    /// forgotten, so a later assignment starts from where it is read again.
+    pub fn forget_partition(&mut self, partition: u32) {
+        self.partitions.remove(&partition);
+        let mut dropped = 0;
+        self.open.retain(|_, t| {
+            let keep = t.partition != partition;
+            if !keep {
+                dropped += t.spans.len();
+            }
+            keep
+        });
+        self.buffered -= dropped;
+    }
+
+    /// `partition`'s event time reached `watermark`: its traces due close.
+    pub fn advance(&mut self, partition: u32, watermark: EventTime, out: &mut Vec<Assembled>) {
+        let part = self.partitions.entry(partition).or_default();
+        let watermark = part.watermark.map_or(watermark, |w| w.max(watermark));
+        part.watermark = Some(watermark);
+        // Closes traces due, re-queuing those whose deadline moved.
+        while let Some((_, id)) = self.partitions.get_mut(&partition).and_then(|p| p.timers.pop_due(watermark)) {
             let Some(t) = self.open.get(&id) else { continue };
+            if t.partition != partition {
+                continue; // stale: the trace was dropped and opened again elsewhere
+            }
             let deadline = self.deadline(t);
-            if deadline > due {
-                if deadline <= self.watermark {
-                    self.close(id, CloseCause::Inactive, out);
-                } else {
-                    self.timers.schedule(deadline, id);
-                }
-            } else {
+            if deadline <= watermark {
                 self.close(id, CloseCause::Inactive, out);
+            } else if let Some(p) = self.partitions.get_mut(&partition) {
+                p.timers.schedule(deadline, id); // it moved on since it was queued
             }
         }
     }
 
-    fn evict(&mut self, out: &mut Vec<Assembled>) {
-        while self.buffered > self.config.max_buffered_spans {
-            match self.timers.pop_earliest() {
-                Some((_, id)) => self.close(id, CloseCause::Evicted, out),
-                None => break,
-            }
-        }
-    }
-}
-
-impl Operator for TraceAssembler {
-    type In = Span;
-    type Out = Assembled;
-
-    fn process_element(&mut self, span: Span, ctx: &mut Context<'_, Assembled>) {
-        let out = &mut *ctx.out;
+    /// Adds a span read from `partition`.
+    pub fn process_keyed(&mut self, partition: u32, span: Span, out: &mut Vec<Assembled>) {
         let event = span.event_time_us();
         let gap = self.config.inactivity_gap_us;
         let max_spans = self.config.max_spans_per_trace;
@@ -183,15 +198,21 @@ impl Operator for TraceAssembler {
                     out.push(Assembled::Unbuffered { span, late: false });
                 }
             }
-            None if event.saturating_add(gap) <= self.watermark => {
+            None if self
+                .partitions
+                .get(&partition)
+                .and_then(|p| p.watermark)
+                .is_some_and(|w| event.saturating_add(gap) <= w) =>
+            {
                 out.push(Assembled::Unbuffered { span, late: true });
             }
             None => {
                 let id = span.trace_id;
                 let mut spans = Vec::with_capacity(4);
                 spans.push(span);
-                let t = OpenTrace { spans, total: 1, last_event: event };
-                self.timers.schedule(self.deadline(&t), id);
+                let t = OpenTrace { spans, total: 1, last_event: event, partition };
+                let deadline = self.deadline(&t);
+                self.partitions.entry(partition).or_default().timers.schedule(deadline, id);
                 self.open.insert(id, t);
                 self.buffered += 1;
             }
@@ -199,15 +220,42 @@ impl Operator for TraceAssembler {
         self.evict(out);
     }
 
+    /// The earliest timer over all partitions, removed.
+    fn pop_earliest(&mut self) -> Option<(i64, TraceId)> {
+        let (&p, _) = self
+            .partitions
+            .iter()
+            .filter_map(|(p, t)| Some((p, t.timers.peek()?)))
+            .min_by_key(|(_, due)| *due)?;
+        self.partitions.get_mut(&p)?.timers.pop_earliest()
+    }
+
+    fn evict(&mut self, out: &mut Vec<Assembled>) {
+        while self.buffered > self.config.max_buffered_spans {
+            match self.pop_earliest() {
+                Some((_, id)) => self.close(id, CloseCause::Evicted, out),
+                None => break,
+            }
+        }
+    }
+}
+
+/// As an operator, the assembler sees one input: partition 0.
+impl Operator for TraceAssembler {
+    type In = Span;
+    type Out = Assembled;
+
+    fn process_element(&mut self, span: Span, ctx: &mut Context<'_, Assembled>) {
+        self.process_keyed(0, span, ctx.out);
+    }
+
     fn handle_watermark(&mut self, watermark: EventTime, ctx: &mut Context<'_, Assembled>) {
-        let out = &mut *ctx.out;
-        self.watermark = self.watermark.max(watermark);
-        self.fire(out);
+        self.advance(0, watermark, ctx.out);
     }
 
     fn on_close(&mut self, ctx: &mut Context<'_, Assembled>) {
         let out = &mut *ctx.out;
-        while let Some((_, id)) = self.timers.pop_earliest() {
+        while let Some((_, id)) = self.pop_earliest() {
             self.close(id, CloseCause::EndOfInput, out);
         }
     }
@@ -315,6 +363,25 @@ mod tests {
             }
             other => panic!("expected a trace, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn each_partition_closes_its_traces_with_its_own_event_time() {
+        let mut a = assembler();
+        a.a.process_keyed(1, span(1, 1, 0), &mut a.out);
+        a.a.process_keyed(2, span(2, 1, 0), &mut a.out);
+        a.a.advance(1, T0 + 30 * S, &mut a.out);
+        assert_eq!(closed(&a.out), vec![(1, 1)], "partition 2 is still at its start");
+        // Partition 2 is read again from an older offset (a rebalance): its spans
+        // are not late because partition 1 is far ahead.
+        a.a.process_keyed(2, span(3, 1, 1), &mut a.out);
+        assert_eq!(a.a.open_traces(), 2);
+        a.a.forget_partition(2);
+        assert_eq!((a.a.open_traces(), a.a.buffered_spans()), (0, 0), "revoked: dropped unemitted");
+        a.a.process_keyed(2, span(3, 1, 1), &mut a.out);
+        a.a.process_keyed(2, span(3, 2, 2), &mut a.out);
+        a.a.advance(2, T0 + 12 * S, &mut a.out);
+        assert_eq!(closed(&a.out), vec![(1, 1), (3, 2)], "re-read after the revoke, whole");
     }
 
     #[test]

@@ -32,6 +32,11 @@ impl<K: Ord + Copy> TimerQueue<K> {
         }
     }
 
+    /// The time of the earliest timer.
+    pub fn peek(&self) -> Option<i64> {
+        self.heap.peek().map(|Reverse((t, _))| *t)
+    }
+
     /// The earliest timer, due or not, removed from the queue.
     pub fn pop_earliest(&mut self) -> Option<(i64, K)> {
         self.heap.pop().map(|Reverse(e)| e)
