@@ -14,6 +14,7 @@
 //! [metrics]
 //! max_series = 10000          # label sets per family; past it spans count in the __overflow__ series
 //! max_names = 100000          # distinct service/operation/destination names (0: no limit); past it: __overflow__
+//! max_name_bytes = 256        # longer service/operation/destination names are cut, ending "…[truncated]"
 //!
 //! [kafka]                     # poirot run
 //! brokers = "127.0.0.1:9092"
@@ -304,11 +305,24 @@ pub struct MetricsSection {
     /// Most distinct names (services, operations, destinations) kept; past it new
     /// names count as `__overflow__`.
     pub max_names: usize,
+    /// Longest service, operation, destination (and `peer.service`, `db.system`)
+    /// name kept, in bytes; a longer one is cut where it enters, at a character
+    /// boundary, ending with `…[truncated]` (counted in
+    /// `poirot_truncated_names_total{kind}`). Every label value, Neo4j node and
+    /// anomaly field poirot writes is such a name or its own vocabulary, so this
+    /// bounds them all. The default, [`crate::model::DEFAULT_MAX_NAME_BYTES`]
+    /// (256), keeps real names whole (routes, gRPC methods, topics are far
+    /// shorter) and makes a name that is really a payload cost 256 bytes per label.
+    pub max_name_bytes: usize,
 }
 
 impl Default for MetricsSection {
     fn default() -> Self {
-        MetricsSection { max_series: 10_000, max_names: 100_000 }
+        MetricsSection {
+            max_series: 10_000,
+            max_names: 100_000,
+            max_name_bytes: crate::model::DEFAULT_MAX_NAME_BYTES,
+        }
     }
 }
 
@@ -462,6 +476,14 @@ impl Config {
         if self.anomalies.min_reentries == 0 {
             return Err(("anomalies.min_reentries", "must be at least 1".into()));
         }
+        let marker = crate::model::text::TRUNCATION_MARKER.len();
+        let m = &self.metrics;
+        if m.max_name_bytes < MIN_NAME_BYTES {
+            return Err((
+                "metrics.max_name_bytes",
+                format!("must be at least {MIN_NAME_BYTES} (the cut marker alone is {marker} bytes)"),
+            ));
+        }
         let d = &self.demo;
         if !(d.publisher_rate > 0.0 && d.publisher_rate <= 10_000.0) {
             return Err((
@@ -517,6 +539,10 @@ impl Config {
     }
 }
 
+/// The smallest `metrics.max_name_bytes`: room for the cut marker and some text
+/// before it.
+pub const MIN_NAME_BYTES: usize = 32;
+
 /// `POIROT_SECTION__KEY` → (section, key); the seed pipeline's demo variables too.
 fn env_key(name: &str) -> Option<(String, String)> {
     match name {
@@ -554,6 +580,15 @@ mod tests {
         assert_eq!(c.assembly.inactivity_gap, Duration::from_secs(10));
         assert_eq!(c.assembly.out_of_orderness, Duration::from_secs(5));
         assert_eq!(c.anomalies.min_reentries, 2);
+        assert_eq!(c.metrics.max_name_bytes, 256);
+    }
+
+    #[test]
+    fn name_cap_is_configurable_and_checked() {
+        let c = Config::load(None, env(&[("POIROT_METRICS__MAX_NAME_BYTES", "64")])).expect("valid");
+        assert_eq!(c.metrics.max_name_bytes, 64);
+        let e = Config::load(None, env(&[("POIROT_METRICS__MAX_NAME_BYTES", "8")])).expect_err("too small");
+        assert!(e.to_string().contains("metrics.max_name_bytes"), "{e}");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct AnalysisConfig {
     /// Most distinct names (services, operations, destinations) held; past it new
     /// names become `__overflow__`.
     pub max_names: usize,
+    /// Longest name kept, in bytes; longer names from input are cut with a marker.
+    pub max_name_bytes: usize,
 }
 
 impl Default for AnalysisConfig {
@@ -43,6 +45,7 @@ impl Default for AnalysisConfig {
             max_spans_per_trace: AssemblyConfig::default().max_spans_per_trace,
             max_series: 10_000,
             max_names: 100_000,
+            max_name_bytes: crate::model::DEFAULT_MAX_NAME_BYTES,
         }
     }
 }
