@@ -1,9 +1,10 @@
-//! Bounded outputs: whatever the names in the input, the files `poirot replay`
-//! writes and `/metrics` stay small, and what was cut is marked and counted.
+//! Bounded outputs: whatever the names and references in the input, the files
+//! `poirot replay` writes, the anomaly documents and `/metrics` stay small, and
+//! what was cut is marked and counted.
 
 mod common;
 
-use poirot::decode::jaeger_json;
+use poirot::decode::{jaeger_json, jaeger_proto};
 use poirot::model::text::TRUNCATION_MARKER;
 use poirot::model::{Interner, RefKind, Span, SpanId, SpanKind, SpanRef, TraceId};
 use std::path::Path;
@@ -85,6 +86,54 @@ fn five_spans_with_900_kb_operation_names_give_a_metrics_file_of_a_few_kb() {
         assert!(name.trim_end_matches(TRUNCATION_MARKER)[1..].chars().all(|c| c == 'é'));
     }
     assert!(summary.contains("names cut to 256 bytes: operation 5"), "{summary}");
+}
+
+/// Writes `records` length-delimited, as `replay` reads jaeger-proto files.
+fn write_length_delimited(path: &Path, records: &[Vec<u8>]) {
+    let mut out = Vec::new();
+    for r in records {
+        let mut n = r.len() as u64;
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out.extend_from_slice(r);
+    }
+    std::fs::write(path, out).expect("write");
+}
+
+#[test]
+fn a_span_with_a_million_broken_links_gives_one_document_under_64_kib_that_counts_the_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut names = Interner::new();
+    let mut s = span(1, 1, SpanKind::Consumer);
+    s.service = names.intern("Classificator");
+    s.operation = names.intern("classify");
+    let n = 1_000_000u64;
+    s.refs = (0..n)
+        .map(|i| SpanRef { trace_id: s.trace_id, span_id: SpanId(0x1_0000 + i), kind: RefKind::FollowsFrom })
+        .collect();
+    let input = dir.path().join("spans.pb");
+    write_length_delimited(&input, &[jaeger_proto::encode(&s, &names, &[])]);
+
+    let out = dir.path().join("out");
+    replay(&input, &out);
+    let docs = anomalies(&out);
+    assert_eq!(docs.len(), 1);
+    let (bytes, a) = &docs[0];
+    assert!(*bytes <= 64 << 10, "the document has {bytes} bytes");
+    assert_eq!(a["kind"], "orphan_reference");
+    assert_eq!(a["missing_span_ids"].as_array().map(Vec::len), Some(64));
+    assert_eq!(a["missing_span_ids"][0], "0000000000010000", "the first ones, in reference order");
+    assert_eq!(
+        a["truncated"],
+        serde_json::json!({"missing_span_ids": n - 64, "references": n - 64}),
+        "what was cut is counted in the document"
+    );
+    assert_eq!(a["evidence"]["trace"][0]["references"].as_array().map(Vec::len), Some(64));
+    let summary = a["summary"].as_str().unwrap_or_default();
+    assert!(summary.len() <= 1024 && summary.contains(" more that never arrived"), "{summary}");
 }
 
 #[test]
