@@ -10,10 +10,15 @@
 //!
 //! [anomalies]
 //! min_reentries = 2           # recursive_chain threshold (A→B→A→B→A)
+//! max_evidence_spans = 200    # involved span ids listed, and spans in the evidence snapshot
+//! max_list_entries = 64       # missing_span_ids, chain, cycle entries; references per snapshot span
+//! max_summary_bytes = 1024    # summary length, cut with "…[truncated]"
+//! max_document_bytes = 65536  # a document's JSON; the snapshot takes spans only while it fits
 //!
 //! [metrics]
 //! max_series = 10000          # label sets per family; past it spans count in the __overflow__ series
 //! max_names = 100000          # distinct service/operation/destination names (0: no limit); past it: __overflow__
+//! max_name_bytes = 256        # longer service/operation/destination names are cut, ending "…[truncated]"
 //!
 //! [kafka]                     # poirot run
 //! brokers = "127.0.0.1:9092"
@@ -282,15 +287,52 @@ impl Default for AssemblySection {
     }
 }
 
+/// Anomaly detection, and the caps on every anomaly document. What a cap cut is
+/// counted in the document's `truncated` object.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnomalySection {
     pub min_reentries: u32,
+    /// Most involved span ids listed in `evidence.span_ids`, and most spans in the
+    /// evidence snapshot. 200 shows a whole ordinary trace; a reference cycle
+    /// through 100,000 spans is still one readable document.
+    pub max_evidence_spans: usize,
+    /// Most entries of `missing_span_ids`, `chain` and `cycle`, and most references
+    /// shown per snapshot span. 64 is more than a person reads in one document
+    /// (and what `chain` always kept); a span with a million broken links lists
+    /// 64 of them and counts the rest.
+    pub max_list_entries: usize,
+    /// Longest `summary`, in bytes: a line for a log, an alert or a Kibana column.
+    /// 1024 holds the longest summary built from three names at the name limit.
+    pub max_summary_bytes: usize,
+    /// Largest document, in bytes of JSON. 64 KiB keeps a bulk request of many
+    /// documents far below Elasticsearch's request limit and the page's snapshot
+    /// small; every field but the evidence snapshot is bounded by the caps above
+    /// and fits in it, and the snapshot takes spans only while the document fits.
+    pub max_document_bytes: usize,
 }
 
 impl Default for AnomalySection {
     fn default() -> Self {
-        AnomalySection { min_reentries: 2 }
+        let d = crate::analysis::DocLimits::default();
+        AnomalySection {
+            min_reentries: 2,
+            max_evidence_spans: d.max_evidence_spans,
+            max_list_entries: d.max_list_entries,
+            max_summary_bytes: d.max_summary_bytes,
+            max_document_bytes: d.max_document_bytes,
+        }
+    }
+}
+
+impl AnomalySection {
+    pub fn limits(&self) -> crate::analysis::DocLimits {
+        crate::analysis::DocLimits {
+            max_evidence_spans: self.max_evidence_spans,
+            max_list_entries: self.max_list_entries,
+            max_summary_bytes: self.max_summary_bytes,
+            max_document_bytes: self.max_document_bytes,
+        }
     }
 }
 
@@ -304,11 +346,24 @@ pub struct MetricsSection {
     /// Most distinct names (services, operations, destinations) kept; past it new
     /// names count as `__overflow__`.
     pub max_names: usize,
+    /// Longest service, operation, destination (and `peer.service`, `db.system`)
+    /// name kept, in bytes; a longer one is cut where it enters, at a character
+    /// boundary, ending with `…[truncated]` (counted in
+    /// `poirot_truncated_names_total{kind}`). Every label value, Neo4j node and
+    /// anomaly field poirot writes is such a name or its own vocabulary, so this
+    /// bounds them all. The default, [`crate::model::DEFAULT_MAX_NAME_BYTES`]
+    /// (256), keeps real names whole (routes, gRPC methods, topics are far
+    /// shorter) and makes a name that is really a payload cost 256 bytes per label.
+    pub max_name_bytes: usize,
 }
 
 impl Default for MetricsSection {
     fn default() -> Self {
-        MetricsSection { max_series: 10_000, max_names: 100_000 }
+        MetricsSection {
+            max_series: 10_000,
+            max_names: 100_000,
+            max_name_bytes: crate::model::DEFAULT_MAX_NAME_BYTES,
+        }
     }
 }
 
@@ -462,6 +517,37 @@ impl Config {
         if self.anomalies.min_reentries == 0 {
             return Err(("anomalies.min_reentries", "must be at least 1".into()));
         }
+        let marker = crate::model::text::TRUNCATION_MARKER.len();
+        let m = &self.metrics;
+        if m.max_name_bytes < MIN_NAME_BYTES {
+            return Err((
+                "metrics.max_name_bytes",
+                format!("must be at least {MIN_NAME_BYTES} (the cut marker alone is {marker} bytes)"),
+            ));
+        }
+        let an = &self.anomalies;
+        for (key, v) in [
+            ("anomalies.max_evidence_spans", an.max_evidence_spans),
+            ("anomalies.max_list_entries", an.max_list_entries),
+        ] {
+            if v == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
+        }
+        if an.max_summary_bytes < MIN_NAME_BYTES {
+            return Err(("anomalies.max_summary_bytes", format!("must be at least {MIN_NAME_BYTES}")));
+        }
+        // The fields no cap shortens (three names, the summary, ids and times)
+        // must fit, even with every character escaped by JSON (up to 6 bytes).
+        let floor = 6 * (3 * m.max_name_bytes + an.max_summary_bytes) + 1024;
+        if an.max_document_bytes < floor {
+            return Err((
+                "anomalies.max_document_bytes",
+                format!(
+                    "must be at least {floor}: 6 × (3 × metrics.max_name_bytes + anomalies.max_summary_bytes) + 1024"
+                ),
+            ));
+        }
         let d = &self.demo;
         if !(d.publisher_rate > 0.0 && d.publisher_rate <= 10_000.0) {
             return Err((
@@ -517,6 +603,10 @@ impl Config {
     }
 }
 
+/// The smallest `metrics.max_name_bytes` and `anomalies.max_summary_bytes`: room
+/// for the cut marker and some text before it.
+pub const MIN_NAME_BYTES: usize = 32;
+
 /// `POIROT_SECTION__KEY` → (section, key); the seed pipeline's demo variables too.
 fn env_key(name: &str) -> Option<(String, String)> {
     match name {
@@ -554,6 +644,26 @@ mod tests {
         assert_eq!(c.assembly.inactivity_gap, Duration::from_secs(10));
         assert_eq!(c.assembly.out_of_orderness, Duration::from_secs(5));
         assert_eq!(c.anomalies.min_reentries, 2);
+        assert_eq!(c.metrics.max_name_bytes, 256);
+        assert_eq!(c.anomalies.limits(), crate::analysis::DocLimits::default());
+        assert_eq!(c.anomalies.max_document_bytes, 65_536);
+    }
+
+    #[test]
+    fn caps_are_configurable_and_checked() {
+        let c = Config::load(
+            None,
+            env(&[("POIROT_METRICS__MAX_NAME_BYTES", "64"), ("POIROT_ANOMALIES__MAX_LIST_ENTRIES", "10")]),
+        )
+        .expect("valid");
+        assert_eq!((c.metrics.max_name_bytes, c.anomalies.max_list_entries), (64, 10));
+        let e = Config::load(None, env(&[("POIROT_METRICS__MAX_NAME_BYTES", "8")])).expect_err("too small");
+        assert!(e.to_string().contains("metrics.max_name_bytes"), "{e}");
+        let e = Config::load(None, env(&[("POIROT_ANOMALIES__MAX_DOCUMENT_BYTES", "4096")]))
+            .expect_err("names and summary would not fit");
+        assert!(e.to_string().contains("anomalies.max_document_bytes"), "{e}");
+        let e = Config::load(None, env(&[("POIROT_ANOMALIES__MAX_EVIDENCE_SPANS", "0")])).expect_err("zero");
+        assert!(e.to_string().contains("anomalies.max_evidence_spans"), "{e}");
     }
 
     #[test]

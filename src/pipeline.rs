@@ -90,7 +90,7 @@ impl Pipeline {
     pub fn new(config: PipelineConfig, clock: Arc<dyn Clock>) -> Self {
         let mut analysis = config.analysis;
         analysis.max_spans_per_trace = config.assembly.max_spans_per_trace;
-        let mut names = Interner::with_limit(analysis.max_names);
+        let mut names = Interner::with_limits(analysis.max_names, analysis.max_name_bytes);
         let overflow = names.intern(crate::analysis::red::OVERFLOW);
         let analyzer = Analyzer::new(analysis, config.detected_at, overflow);
         Pipeline {
@@ -135,7 +135,9 @@ impl Pipeline {
     /// Drops input spans of `service` (poirot's own, when it traces itself), so its
     /// traces never feed back into what it analyses.
     pub fn ignore_service(&mut self, service: &str) {
-        self.own_service = Some(self.names.intern(service));
+        // Cut as the service names of input spans are, so a long one still matches.
+        let service = self.names.capped(service).into_owned();
+        self.own_service = Some(self.names.intern(&service));
     }
 
     /// Decodes one record of `partition` (`format` `None`: detect it) and feeds its spans.

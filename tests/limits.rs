@@ -60,6 +60,8 @@ fn a_100k_deep_alternating_chain_is_one_recursive_chain() {
     assert_eq!(a.kind, AnomalyKind::RecursiveChain);
     assert_eq!(a.details.reentries, Some((n / 2 - 1) as u32));
     assert!(a.details.chain.as_ref().is_some_and(|c| c.len() <= 64), "the chain is capped");
+    // The path ends at the last re-entry of A (span n - 1); its first n - 1 - 64 services were cut.
+    assert_eq!(a.truncated.chain, n - 1 - 64, "and the document says how much of it was cut");
     assert_eq!(p.analyzer.edges.service_rows(&p.names).len(), 2);
 }
 

@@ -9,7 +9,7 @@ pub mod edges;
 pub mod red;
 pub mod service_graph;
 
-pub use anomaly::{Anomaly, AnomalyKind};
+pub use anomaly::{Anomaly, AnomalyKind, DocLimits};
 pub use assembly::{Assembled, AssemblyConfig, ClosedTrace, TraceAssembler};
 pub use dag::TraceDag;
 pub use edges::Edges;
@@ -34,6 +34,10 @@ pub struct AnalysisConfig {
     /// Most distinct names (services, operations, destinations) held; past it new
     /// names become `__overflow__`.
     pub max_names: usize,
+    /// Longest name kept, in bytes; longer names from input are cut with a marker.
+    pub max_name_bytes: usize,
+    /// Caps on every anomaly document.
+    pub documents: DocLimits,
 }
 
 impl Default for AnalysisConfig {
@@ -43,6 +47,8 @@ impl Default for AnalysisConfig {
             max_spans_per_trace: AssemblyConfig::default().max_spans_per_trace,
             max_series: 10_000,
             max_names: 100_000,
+            max_name_bytes: crate::model::DEFAULT_MAX_NAME_BYTES,
+            documents: DocLimits::default(),
         }
     }
 }
@@ -181,7 +187,8 @@ impl Analyzer {
             DetectedAt::TraceClose => trace.closes_at,
             DetectedAt::Clock(c) => c.now_us(),
         };
-        let t = TraceCtx { spans: &trace.spans, names: ctx.names, detected_at_us };
+        let t =
+            TraceCtx { spans: &trace.spans, names: ctx.names, detected_at_us, limits: self.config.documents };
         let before = ctx.out.len();
         if trace.oversized() {
             // Incomplete by construction: references into the dropped part would

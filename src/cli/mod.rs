@@ -62,6 +62,8 @@ pub fn pipeline_config(c: &Config, detected_at: DetectedAt) -> PipelineConfig {
             max_spans_per_trace: c.assembly.max_spans_per_trace,
             max_series: c.metrics.max_series,
             max_names: c.metrics.max_names,
+            max_name_bytes: c.metrics.max_name_bytes,
+            documents: c.anomalies.limits(),
         },
         detected_at,
     }

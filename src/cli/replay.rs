@@ -163,6 +163,15 @@ fn print_summary(p: &Pipeline, args: &ReplayArgs, secs: f64) {
             println!("  last one: {e}");
         }
     }
+    let cut: Vec<String> = crate::model::NameKind::ALL
+        .iter()
+        .map(|&k| (k, p.names.truncated(k)))
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{} {n}", k.as_str()))
+        .collect();
+    if !cut.is_empty() {
+        println!("names cut to {} bytes: {}", p.names.max_name_bytes(), cut.join(", "));
+    }
     let out = args.out.display();
     println!(
         "wrote {out}/{}, {out}/{}, {out}/{}, {out}/{}",

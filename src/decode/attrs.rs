@@ -1,6 +1,6 @@
 //! The span attributes the analyses need, gathered from tags of any format.
 
-use crate::model::{Interner, Span, SpanKind, Sym};
+use crate::model::{Interner, NameKind, Span, SpanKind, Sym};
 
 /// Attribute keys poirot reads, in OpenTracing/Jaeger and OpenTelemetry spelling.
 pub mod keys {
@@ -53,12 +53,12 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    /// Fills the attribute fields of `span`.
+    /// Fills the attribute fields of `span` (names cut to the name length limit).
     pub fn apply(&self, span: &mut Span, names: &mut Interner) {
-        let mut sym = |s: Option<&str>| s.map(|s| names.intern(s)).unwrap_or(Sym(0));
-        span.destination = sym(self.destination);
-        span.peer_service = sym(self.peer_service);
-        span.db_system = sym(self.db_system);
+        let mut sym = |kind, s: Option<&str>| s.map(|s| names.intern_name(kind, s)).unwrap_or(Sym(0));
+        span.destination = sym(NameKind::Destination, self.destination);
+        span.peer_service = sym(NameKind::Attribute, self.peer_service);
+        span.db_system = sym(NameKind::Attribute, self.db_system);
         if let Some(k) = self.kind {
             span.kind = k;
         }
@@ -71,7 +71,12 @@ pub const UNKNOWN_SERVICE: &str = "unknown_service";
 
 /// Interns a service name, substituting [`UNKNOWN_SERVICE`] for an empty one.
 pub fn service_sym(names: &mut Interner, s: &str) -> Sym {
-    names.intern(if s.is_empty() { UNKNOWN_SERVICE } else { s })
+    names.intern_name(NameKind::Service, if s.is_empty() { UNKNOWN_SERVICE } else { s })
+}
+
+/// Interns an operation name.
+pub fn operation_sym(names: &mut Interner, s: &str) -> Sym {
+    names.intern_name(NameKind::Operation, s)
 }
 
 /// Tags written for a span's attributes, in Jaeger vocabulary, as (key, value) strings

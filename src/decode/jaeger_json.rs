@@ -4,7 +4,7 @@
 //! strings, times are RFC 3339 and durations look like `"0.0015s"`.
 //! Field names are accepted in lowerCamelCase and in the original snake_case.
 
-use super::attrs::{self, service_sym, Attrs};
+use super::attrs::{self, operation_sym, service_sym, Attrs};
 use super::time;
 use super::{DecodeError, Reason};
 use crate::model::{Interner, RefKind, Span, SpanId, SpanRef, TraceId};
@@ -144,7 +144,7 @@ pub fn decode(record: &[u8], names: &mut Interner) -> Result<Span, DecodeError> 
         start_us,
         duration_us,
         service: service_sym(names, service),
-        operation: names.intern(&js.operation_name),
+        operation: operation_sym(names, &js.operation_name),
         ..Span::default()
     };
     for r in &js.references {

@@ -5,7 +5,7 @@
 //! encoding uses the prost types generated from `proto/jaeger/model.proto`, so the
 //! two are independent implementations that the property tests hold together.
 
-use super::attrs::{self, service_sym, Attrs};
+use super::attrs::{self, operation_sym, service_sym, Attrs};
 use super::pb::{jaeger, Reader, WireError, LEN, VARINT};
 use super::time;
 use super::{DecodeError, Reason};
@@ -194,7 +194,7 @@ pub fn decode(record: &[u8], names: &mut Interner) -> Result<Span, DecodeError> 
         start_us,
         duration_us,
         service: service_sym(names, utf8(service, "service name")?),
-        operation: names.intern(utf8(op, "operation name")?),
+        operation: operation_sym(names, utf8(op, "operation name")?),
         ..Span::default()
     };
     for m in &ref_msgs {

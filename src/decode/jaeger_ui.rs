@@ -4,7 +4,7 @@
 //!
 //! One record is a whole document; a bad span inside it is reported and skipped.
 
-use super::attrs::{self, service_sym, Attrs};
+use super::attrs::{self, operation_sym, service_sym, Attrs};
 use super::time;
 use super::{DecodeError, Reason};
 use crate::model::{Interner, RefKind, Span, SpanId, SpanRef, TraceId};
@@ -114,7 +114,7 @@ fn decode_span(
         start_us,
         duration_us,
         service: service_sym(names, service),
-        operation: names.intern(&us.operation_name),
+        operation: operation_sym(names, &us.operation_name),
         ..Span::default()
     };
     for r in &us.references {

@@ -127,9 +127,18 @@ pub struct DecodeError {
     pub detail: String,
 }
 
+/// Longest error detail kept, in bytes: details quote input (an id, a field),
+/// and they are logged, listed on the page and printed by `replay`.
+pub const MAX_DETAIL_BYTES: usize = 512;
+
 impl DecodeError {
+    /// An error; a detail longer than [`MAX_DETAIL_BYTES`] is cut with the marker.
     pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
-        DecodeError { reason, detail: detail.into() }
+        let mut detail = detail.into();
+        if detail.len() > MAX_DETAIL_BYTES {
+            detail = crate::model::text::truncate(&detail, MAX_DETAIL_BYTES).0.into_owned();
+        }
+        DecodeError { reason, detail }
     }
 }
 

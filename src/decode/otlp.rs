@@ -6,7 +6,7 @@
 //! OTel span kind → `span.kind`; status ERROR → error span; resource attribute
 //! `service.name` → service.
 
-use super::attrs::{keys, service_sym, Attrs};
+use super::attrs::{keys, operation_sym, service_sym, Attrs};
 use super::pb::otlp as pb;
 use super::time;
 use super::{DecodeError, Reason};
@@ -52,7 +52,7 @@ fn build(service: Sym, p: Parts<'_>, names: &mut Interner) -> Result<Span, Decod
         start_us,
         duration_us,
         service,
-        operation: names.intern(p.name),
+        operation: operation_sym(names, p.name),
         kind: p.kind,
         error: p.status_error,
         ..Span::default()

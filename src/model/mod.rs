@@ -3,7 +3,8 @@
 mod ids;
 mod intern;
 mod span;
+pub mod text;
 
 pub use ids::{SpanId, TraceId};
-pub use intern::{Interner, Sym, OVERFLOW};
+pub use intern::{Interner, NameKind, Sym, DEFAULT_MAX_NAME_BYTES, OVERFLOW};
 pub use span::{RefKind, Refs, Span, SpanKind, SpanRef};

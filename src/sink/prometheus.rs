@@ -134,6 +134,14 @@ pub fn render_into(p: &Pipeline, e: &mut Exposition) {
         "Lookups of new names (services, operations, destinations) past metrics.max_names, answered __overflow__.",
         names.overflowed(),
     );
+    e.family(
+        "poirot_truncated_names_total",
+        Kind::Counter,
+        "Names from input longer than metrics.max_name_bytes, cut with the marker \"…[truncated]\", by kind.",
+    );
+    for kind in crate::model::NameKind::ALL {
+        e.sample("poirot_truncated_names_total", &[("kind", kind.as_str())], names.truncated(kind));
+    }
     gauge(e, "poirot_names", "Distinct names held.", names.len());
     gauge(e, "poirot_open_traces", "Traces being assembled.", p.open_traces());
     gauge(e, "poirot_buffered_spans", "Spans held by open traces.", p.buffered_spans());
