@@ -31,7 +31,13 @@
 //! # "security.protocol" = "SASL_SSL"
 //!
 //! [run]
-//! listen = "127.0.0.1:9464"   # page, /metrics, /healthz
+//! listen = "127.0.0.1:9464"   # page, /metrics, /healthz, /readyz
+//! tls_cert = ""               # PEM chain and key: HTTPS (the demo's page too)
+//! tls_key = ""
+//! auth_token_file = ""        # bearer token for /, /api/*, /graph.svg (or auth_token;
+//!                             # or auth_user with auth_password(_file) for basic auth)
+//! metrics_token_file = ""     # bearer token for /metrics (or metrics_token, metrics_user...);
+//!                             # unset: /metrics takes the page's credentials
 //!
 //! [neo4j]                     # service dependencies; off while uri is empty
 //! uri = "127.0.0.1:7687"
@@ -248,17 +254,128 @@ impl Default for KafkaSection {
     }
 }
 
-/// `poirot run` itself.
+/// `poirot run` itself, and the protections of the HTTP listener (of `poirot
+/// demo` too).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunSection {
-    /// Address of the page, `/metrics` and `/healthz`.
+    /// Address of the page, `/metrics`, `/healthz` and `/readyz`.
     pub listen: String,
+    /// PEM certificate chain (server certificate first): TLS on when set, with `tls_key`.
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
+    /// Bearer token for the page and the API (`/`, `/api/*`, `/graph.svg`).
+    pub auth_token: String,
+    /// A file holding it (a docker secret), instead of `auth_token`.
+    pub auth_token_file: String,
+    /// Basic credentials for the page and the API, with `auth_password(_file)`.
+    pub auth_user: String,
+    pub auth_password: String,
+    pub auth_password_file: String,
+    /// Bearer token for `/metrics`. When no metrics credentials are set, `/metrics`
+    /// takes the page's (and is open when the page is).
+    pub metrics_token: String,
+    pub metrics_token_file: String,
+    /// Basic credentials for `/metrics`, with `metrics_password(_file)`.
+    pub metrics_user: String,
+    pub metrics_password: String,
+    pub metrics_password_file: String,
 }
 
 impl Default for RunSection {
     fn default() -> Self {
-        RunSection { listen: "127.0.0.1:9464".into() }
+        RunSection {
+            listen: "127.0.0.1:9464".into(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            auth_token: String::new(),
+            auth_token_file: String::new(),
+            auth_user: String::new(),
+            auth_password: String::new(),
+            auth_password_file: String::new(),
+            metrics_token: String::new(),
+            metrics_token_file: String::new(),
+            metrics_user: String::new(),
+            metrics_password: String::new(),
+            metrics_password_file: String::new(),
+        }
+    }
+}
+
+/// `value`, or the content of `file` (trimmed) when `file` is set; `key` names `file`.
+fn secret_value(value: &str, file: &str, key: &str) -> Result<String, ConfigError> {
+    if file.is_empty() {
+        return Ok(value.to_owned());
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Invalid {
+        key: key.into(),
+        origin: String::new(),
+        message: format!("cannot read {file}: {e}"),
+    })?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ConfigError::Invalid {
+            key: key.into(),
+            origin: String::new(),
+            message: format!("{file} is empty"),
+        });
+    }
+    Ok(text.to_owned())
+}
+
+impl RunSection {
+    /// The listener's protections, reading the secret and certificate files (a
+    /// missing or unreadable one is an error naming its key and path).
+    pub fn web_security(&self) -> Result<crate::sink::web_security::WebSecurity, ConfigError> {
+        use crate::sink::web_security::{self, Access, Secret, TlsError, WebSecurity};
+        let access = |prefix: &str,
+                      token: &str,
+                      token_file: &str,
+                      user: &str,
+                      password: &str,
+                      password_file: &str|
+         -> Result<Access, ConfigError> {
+            let token = secret_value(token, token_file, &format!("run.{prefix}_token_file"))?;
+            let password = secret_value(password, password_file, &format!("run.{prefix}_password_file"))?;
+            Ok(Access {
+                token: (!token.is_empty()).then(|| Secret::new(token)),
+                basic: (!user.is_empty()).then(|| (user.to_owned(), Secret::new(password))),
+            })
+        };
+        let page = access(
+            "auth",
+            &self.auth_token,
+            &self.auth_token_file,
+            &self.auth_user,
+            &self.auth_password,
+            &self.auth_password_file,
+        )?;
+        let mut metrics = access(
+            "metrics",
+            &self.metrics_token,
+            &self.metrics_token_file,
+            &self.metrics_user,
+            &self.metrics_password,
+            &self.metrics_password_file,
+        )?;
+        if metrics.is_open() {
+            metrics = page.clone();
+        }
+        let tls = if self.tls_cert.is_empty() {
+            None
+        } else {
+            let config = web_security::server_config(Path::new(&self.tls_cert), Path::new(&self.tls_key))
+                .map_err(|e| {
+                    let key = match e {
+                        TlsError::Key { .. } => "run.tls_key",
+                        _ => "run.tls_cert",
+                    };
+                    ConfigError::Invalid { key: key.into(), origin: String::new(), message: e.to_string() }
+                })?;
+            Some(std::sync::Arc::new(config))
+        };
+        Ok(WebSecurity { tls, page, metrics })
     }
 }
 
@@ -571,6 +688,47 @@ impl Config {
                 format!("{:?} is not an address like 127.0.0.1:9464", self.run.listen),
             ));
         }
+        let r = &self.run;
+        match (r.tls_cert.is_empty(), r.tls_key.is_empty()) {
+            (false, true) => return Err(("run.tls_key", "must be set with run.tls_cert".into())),
+            (true, false) => return Err(("run.tls_cert", "must be set with run.tls_key".into())),
+            _ => {}
+        }
+        for (value, file, key) in [
+            (&r.auth_token, &r.auth_token_file, "run.auth_token_file"),
+            (&r.auth_password, &r.auth_password_file, "run.auth_password_file"),
+            (&r.metrics_token, &r.metrics_token_file, "run.metrics_token_file"),
+            (&r.metrics_password, &r.metrics_password_file, "run.metrics_password_file"),
+        ] {
+            if !value.is_empty() && !file.is_empty() {
+                let value_key = key.trim_end_matches("_file");
+                return Err((key, format!("set either {value_key} or {key}, not both")));
+            }
+        }
+        for (user, password, file, user_key, password_key) in [
+            (&r.auth_user, &r.auth_password, &r.auth_password_file, "run.auth_user", "run.auth_password"),
+            (
+                &r.metrics_user,
+                &r.metrics_password,
+                &r.metrics_password_file,
+                "run.metrics_user",
+                "run.metrics_password",
+            ),
+        ] {
+            let has_password = !password.is_empty() || !file.is_empty();
+            if !user.is_empty() && !has_password {
+                return Err((
+                    password_key,
+                    format!("{user_key} needs {password_key} or {password_key}_file"),
+                ));
+            }
+            if user.is_empty() && has_password {
+                return Err((user_key, format!("{password_key} needs {user_key}")));
+            }
+            if user.contains(':') {
+                return Err((user_key, "a basic-auth user name cannot contain ':'".into()));
+            }
+        }
         let t = &self.self_tracing;
         if !(0.0..=1.0).contains(&t.sample_ratio) {
             return Err((
@@ -699,6 +857,54 @@ mod tests {
         assert!(e.to_string().contains("demo.ping_pong_rate"), "{e}");
         let e = Config::load(None, env(&[("SIMULATE_S3_BEHAVIOUR", "SOMETIMES")])).expect_err("variant");
         assert!(e.to_string().contains("demo.s3_behaviour"), "{e}");
+    }
+
+    #[test]
+    fn listener_settings_are_checked_at_start() {
+        let e = Config::load(None, env(&[("POIROT_RUN__TLS_CERT", "/x/cert.pem")])).expect_err("no key");
+        assert!(e.to_string().contains("run.tls_key"), "{e}");
+        let e = Config::load(None, env(&[("POIROT_RUN__AUTH_USER", "alice")])).expect_err("no password");
+        assert!(e.to_string().contains("run.auth_password"), "{e}");
+        let e = Config::load(
+            None,
+            env(&[("POIROT_RUN__METRICS_TOKEN", "t"), ("POIROT_RUN__METRICS_TOKEN_FILE", "/f")]),
+        )
+        .expect_err("both");
+        assert!(e.to_string().contains("not both"), "{e}");
+
+        let missing = "/nonexistent/poirot/metrics_token";
+        let c = Config::load(None, env(&[("POIROT_RUN__METRICS_TOKEN_FILE", missing)])).expect("valid");
+        let e = c.run.web_security().expect_err("missing file");
+        let line = e.to_string();
+        assert!(line.contains("run.metrics_token_file") && line.contains(missing), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn metrics_take_the_page_credentials_unless_they_have_their_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "page-token\n").expect("write");
+        let page_file = token.display().to_string();
+        let c = Config::load(None, env(&[("POIROT_RUN__AUTH_TOKEN_FILE", &page_file)])).expect("valid");
+        let s = c.run.web_security().expect("readable");
+        assert!(s.page.allows(Some(b"Bearer page-token")), "trimmed");
+        assert!(!s.metrics.allows(None));
+        assert!(s.metrics.allows(Some(b"Bearer page-token")));
+        let c = Config::load(
+            None,
+            env(&[("POIROT_RUN__AUTH_TOKEN_FILE", &page_file), ("POIROT_RUN__METRICS_TOKEN", "scrape")]),
+        )
+        .expect("valid");
+        let s = c.run.web_security().expect("readable");
+        assert!(s.metrics.allows(Some(b"Bearer scrape")));
+        assert!(!s.metrics.allows(Some(b"Bearer page-token")));
+        assert!(!s.page.allows(Some(b"Bearer scrape")));
+        let open = Config::default().run.web_security().expect("nothing to read");
+        assert!(open.tls.is_none() && open.page.is_open() && open.metrics.is_open());
+        std::fs::write(&token, "\n").expect("write");
+        let e = c.run.web_security().expect_err("empty token file");
+        assert!(e.to_string().contains("is empty"), "{e}");
     }
 
     #[test]

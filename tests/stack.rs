@@ -186,7 +186,8 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> Result<()
 }
 
 /// simulate (with lost messages and loops) → Kafka → `poirot run` with both sinks → the
-/// harness Prometheus on the stack's scrape job and rules.
+/// harness Prometheus on the stack's scrape job and rules. `/metrics` wants the scrape job's
+/// bearer token, as in the stack.
 fn start_poirot(dir: &Path, topic: &str) -> Proc {
     let brokers = env("POIROT_TEST_KAFKA");
     simulate_into(topic, "300", "jaeger-proto", &dir.join("expected.ndjson"));
@@ -196,6 +197,7 @@ fn start_poirot(dir: &Path, topic: &str) -> Proc {
         neo4j_sink(&mut Command::new(env!("CARGO_BIN_EXE_poirot")))
             .args(["run", "--brokers", &brokers, "--topic", topic, "--group", &format!("{topic}-group")])
             .args(["--listen", &env("POIROT_TEST_POIROT_METRICS")])
+            .env("POIROT_RUN__METRICS_TOKEN_FILE", env("POIROT_TEST_POIROT_METRICS_TOKEN_FILE"))
             .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
             .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
             .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "3s")
@@ -245,7 +247,14 @@ fn every_dashboard_query_returns_data_and_the_message_loss_alert_reaches_alertma
     });
     std::thread::sleep(Duration::from_secs(6));
 
-    let exposition = http::get(&format!("http://{listen}/metrics")).expect("metrics").body;
+    let metrics_url = format!("http://{listen}/metrics");
+    assert_eq!(http::get(&metrics_url).expect("metrics").status, 401, "/metrics without the token");
+    let token = std::fs::read_to_string(env("POIROT_TEST_POIROT_METRICS_TOKEN_FILE")).expect("token file");
+    let bearer = format!("Bearer {}", token.trim());
+    let headers = [("Authorization", bearer.as_str())];
+    let exposition = http::get_with(&metrics_url, http::Options { ca_pem: None, headers: &headers })
+        .expect("metrics")
+        .body;
     let exposed: BTreeSet<&str> = exposition
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())

@@ -6,6 +6,9 @@ NAME=prometheus
 POIROT_METRICS_PORT=${POIROT_METRICS_PORT:-18088}
 DIR=$POIROT_RUN/prometheus
 CONFIG=$DIR/prometheus.yml
+# The bearer token Prometheus sends to poirot's /metrics (the stack's poirot_metrics_token secret);
+# tests start poirot with run.metrics_token_file pointing here (POIROT_TEST_POIROT_METRICS_TOKEN_FILE).
+TOKEN_FILE=$DIR/poirot_metrics_token
 
 # Installs Debian packages without letting their maintainer scripts start services
 # (they would listen on 0.0.0.0).
@@ -40,9 +43,13 @@ install() {
 # The swarm stack's config (docker/prometheus/), with its rules, on loopback addresses.
 write_config() {
   mkdir -p "$DIR/data"
+  if [ ! -s "$TOKEN_FILE" ]; then
+    (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$TOKEN_FILE") || die "cannot write $TOKEN_FILE"
+  fi
   /usr/bin/python3 "$SERVICES_DIR/prometheus/loopback.py" prometheus "$ROOT/docker/prometheus/prometheus.yml" "$CONFIG" \
     --prometheus-port "$PROMETHEUS_PORT" --alertmanager-port "$ALERTMANAGER_PORT" \
-    --poirot "127.0.0.1:$POIROT_METRICS_PORT" || die "cannot adapt docker/prometheus/prometheus.yml"
+    --poirot "127.0.0.1:$POIROT_METRICS_PORT" --poirot-metrics-token-file "$TOKEN_FILE" \
+    || die "cannot adapt docker/prometheus/prometheus.yml"
   promtool check config "$CONFIG" >"$DIR/promtool.log" 2>&1 || {
     cat "$DIR/promtool.log" >&2
     die "promtool rejects $CONFIG"

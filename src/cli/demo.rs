@@ -11,6 +11,7 @@ use crate::pipeline::Pipeline;
 use crate::sink::live::{self, RecentAnomalies};
 use crate::sink::web;
 use crate::source::simulator::{SimConfig, Simulator, EXTRA_TAGS};
+use crate::telemetry::health::Health;
 use anyhow::Context as _;
 use clap::Args;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,7 +92,9 @@ pub fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
     let addr: std::net::SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:8080"))?;
-    let shared = web::shared("demo", crate::sink::process::ProcessMetrics::new());
+    let security = config.run.web_security()?;
+    // Nothing to wait for: the demo is always ready.
+    let shared = web::shared("demo", crate::sink::process::ProcessMetrics::new(), Health::new());
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(tokio::sync::Notify::new());
     let worker = {
@@ -105,9 +108,10 @@ pub fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
         duration: args.duration.map(|d| Duration::from_secs_f64(d.max(0.0))),
         pipeline_done: done,
     };
-    let result = web::serve(addr, shared, until, |bound| {
+    let scheme = security.scheme();
+    let result = web::serve(addr, shared, security, until, |bound| {
         tracing::info!(
-            "poirot demo: page http://{bound}/  metrics http://{bound}/metrics  (s3={:?}, {} workflows/s; Ctrl-C stops)",
+            "poirot demo: page {scheme}://{bound}/  metrics {scheme}://{bound}/metrics  (s3={:?}, {} workflows/s; Ctrl-C stops)",
             config.demo.s3_behaviour,
             config.demo.publisher_rate
         );

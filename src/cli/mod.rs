@@ -40,7 +40,7 @@ pub enum Command {
     Deps(deps::DepsArgs),
     /// Write simulated traces of the demo pipeline to a file in any supported format.
     Simulate(simulate::SimulateArgs),
-    /// Exit 0 when a running poirot answers on /healthz (for container HEALTHCHECKs).
+    /// Exit 0 when a running poirot is ready (/readyz answers 200; for container HEALTHCHECKs).
     Healthcheck(healthcheck::HealthcheckArgs),
 }
 

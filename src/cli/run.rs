@@ -161,6 +161,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     let topic = args.topic.clone().unwrap_or_else(|| k.topic.clone());
     let group = args.group.clone().unwrap_or_else(|| k.group.clone());
     let mode = Mode::from_name(&k.repartition).unwrap_or(Mode::Auto);
+    let security = config.run.web_security()?;
     let self_tracing = SelfTracing::start(&config.self_tracing)?;
     let process = ProcessMetrics::new();
     let mut topics = vec![topic.clone()];
@@ -203,7 +204,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     let mut source = KafkaSource::start(&source_config, process.clone())
         .with_context(|| format!("cannot consume {topic} from {}", source_config.brokers))?;
 
-    let shared = web::shared("run", process.clone());
+    let shared = web::shared("run", process.clone(), crate::telemetry::health::Health::new());
     let done = Arc::new(tokio::sync::Notify::new());
     let server = {
         let (shared, done, stop) = (shared.clone(), done.clone(), stop.clone());
@@ -212,9 +213,10 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
             .name("http".into())
             .spawn(move || {
                 let until = web::Until { duration: None, pipeline_done: done };
-                let r = web::serve(addr, shared, until, |bound| {
+                let scheme = security.scheme();
+                let r = web::serve(addr, shared, security, until, |bound| {
                     tracing::info!(
-                        "poirot run: consuming {topic}; page http://{bound}/  metrics http://{bound}/metrics"
+                        "poirot run: consuming {topic}; page {scheme}://{bound}/  metrics {scheme}://{bound}/metrics"
                     );
                 });
                 stop.store(true, Ordering::Relaxed);

@@ -9,3 +9,4 @@ pub mod neo4j;
 pub mod process;
 pub mod prometheus;
 pub mod web;
+pub mod web_security;

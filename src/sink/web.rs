@@ -1,15 +1,19 @@
 //! The HTTP face of a running pipeline: the live page at `/`, Prometheus text at
 //! `/metrics`, the snapshot as JSON at `/api/snapshot`, the dependency graph at
-//! `/graph.svg` and `/healthz`. The pipeline thread publishes snapshots; the
-//! server only reads them.
+//! `/graph.svg`, liveness at `/healthz` and readiness at `/readyz`. The pipeline
+//! thread publishes snapshots and the sources and sinks set their [`Health`];
+//! the server only reads them. TLS and credentials: [`super::web_security`].
 
 use super::exposition::{openmetrics_to_text, ExpoFormat};
 use super::live::{self, Snapshot};
 use super::process::ProcessMetrics;
+use super::web_security::{Access, WebSecurity};
+use crate::telemetry::health::Health;
 use anyhow::Context as _;
-use axum::extract::State;
-use axum::http::{header, HeaderMap};
-use axum::response::{Html, IntoResponse};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use std::net::SocketAddr;
@@ -20,13 +24,15 @@ use std::time::Duration;
 pub struct Published {
     pub snapshot: RwLock<Snapshot>,
     pub process: ProcessMetrics,
+    /// What `/readyz` reports.
+    pub health: Health,
 }
 
 pub type Shared = Arc<Published>;
 
 const PAGE: &str = include_str!("page.html");
 
-pub fn shared(mode: &str, process: ProcessMetrics) -> Shared {
+pub fn shared(mode: &str, process: ProcessMetrics, health: Health) -> Shared {
     Arc::new(Published {
         snapshot: RwLock::new(Snapshot {
             mode: mode.into(),
@@ -34,6 +40,7 @@ pub fn shared(mode: &str, process: ProcessMetrics) -> Shared {
             ..Snapshot::default()
         }),
         process,
+        health,
     })
 }
 
@@ -74,6 +81,45 @@ async fn health() -> &'static str {
     "ok\n"
 }
 
+/// 200 with the readiness report when every component works, else 503 with it.
+async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
+    let report = s.health.report();
+    let status = if report.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(report))
+}
+
+/// Lets requests with the credentials of `access` through; 401 otherwise.
+async fn guard(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+    let authorization = request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+    if access.allows(authorization) {
+        return next.run(request).await;
+    }
+    let mut response = (StatusCode::UNAUTHORIZED, "credentials required\n").into_response();
+    for challenge in access.challenges() {
+        response.headers_mut().append(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    response
+}
+
+/// `routes` behind `access` (unchanged when it is open).
+fn protect(routes: Router<Shared>, access: &Access) -> Router<Shared> {
+    if access.is_open() {
+        return routes;
+    }
+    routes.route_layer(middleware::from_fn_with_state(Arc::new(access.clone()), guard))
+}
+
+/// Every route, each group behind its credentials.
+pub fn router(shared: Shared, security: &WebSecurity) -> Router {
+    let page = Router::new()
+        .route("/", get(page))
+        .route("/api/snapshot", get(snapshot))
+        .route("/graph.svg", get(graph));
+    let metrics = Router::new().route("/metrics", get(metrics));
+    let open = Router::new().route("/healthz", get(health)).route("/readyz", get(readyz));
+    protect(page, &security.page).merge(protect(metrics, &security.metrics)).merge(open).with_state(shared)
+}
+
 /// SIGTERM (what `docker stop` sends), where there is one.
 async fn terminated() {
     #[cfg(unix)]
@@ -92,11 +138,12 @@ pub struct Until {
     pub pipeline_done: Arc<tokio::sync::Notify>,
 }
 
-/// Serves `shared` on `addr` until Ctrl-C, SIGTERM or `until`; calls `ready` with
-/// the bound address once listening.
+/// Serves `shared` on `addr` with `security` until Ctrl-C, SIGTERM or `until`;
+/// calls `ready` with the bound address once listening.
 pub fn serve(
     addr: SocketAddr,
     shared: Shared,
+    security: WebSecurity,
     until: Until,
     ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
@@ -109,13 +156,8 @@ pub fn serve(
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         ready(listener.local_addr().unwrap_or(addr));
-        let app = Router::new()
-            .route("/", get(page))
-            .route("/metrics", get(metrics))
-            .route("/api/snapshot", get(snapshot))
-            .route("/graph.svg", get(graph))
-            .route("/healthz", get(health))
-            .with_state(shared);
+        tracing::info!("http listener: {}", security.describe());
+        let app = router(shared, &security);
         let shutdown = async move {
             let timer = async {
                 match until.duration {
@@ -130,6 +172,87 @@ pub fn serve(
                 _ = until.pipeline_done.notified() => {}
             }
         };
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("web server failed")
+        match security.tls {
+            Some(tls) => serve_tls(listener, app, tls, shutdown).await,
+            None => {
+                axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("web server failed")
+            }
+        }
     })
+}
+
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open connections may take to finish after a stop.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// HTTP/1.1 over TLS: accepts until `shutdown`, then lets open connections finish
+/// their requests (for at most [`DRAIN_TIMEOUT`]). A client that does not speak
+/// TLS gets its connection closed.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        // Finished connections' results, so the set does not grow.
+        while connections.try_join_next().is_some() {}
+        let (acceptor, app, mut stop) = (acceptor.clone(), app.clone(), stop_rx.clone());
+        connections.spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!("TLS handshake with {peer} failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake with {peer} timed out");
+                    return;
+                }
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            // Stopping (or the server gone): the value's guard is dropped in here.
+            let stopping = async move {
+                let _ = stop.wait_for(|&stop| stop).await;
+            };
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = stopping => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!("connection from {peer}: {e}");
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained =
+        tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        connections.abort_all();
+    }
+    Ok(())
 }

@@ -7,6 +7,10 @@
 //! ([`crate::pipeline::Pipeline::ignore_service`]), so even a collector that
 //! writes poirot's spans back into the topic poirot reads cannot make it trace
 //! the analysis of its own traces.
+//!
+//! [`health`] is poirot's readiness (`/readyz`).
+
+pub mod health;
 
 use crate::config::SelfTracingSection;
 use opentelemetry::global::{self, BoxedSpan};
