@@ -2,5 +2,6 @@
 
 pub mod file;
 pub mod kafka;
+pub mod kafka_check;
 pub mod repartition;
 pub mod simulator;
