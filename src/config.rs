@@ -29,6 +29,8 @@
 //! repartition = "auto"        # auto | always | never: re-key unkeyed input via <group>-repartition
 //! [kafka.properties]          # passed to librdkafka as they are
 //! # "security.protocol" = "SASL_SSL"
+//! # "sasl.mechanism" = "SCRAM-SHA-512"
+//! # "ssl.ca.location" = "/run/secrets/kafka_ca.pem"
 //!
 //! [run]
 //! listen = "127.0.0.1:9464"   # page, /metrics, /healthz, /readyz
@@ -64,7 +66,9 @@
 //! ```
 //!
 //! Any key can be overridden by `POIROT_<SECTION>__<KEY>` (for example
-//! `POIROT_ASSEMBLY__INACTIVITY_GAP=2s`); the demo also reads the seed pipeline's
+//! `POIROT_ASSEMBLY__INACTIVITY_GAP=2s`), a librdkafka property by
+//! `POIROT_KAFKA__PROPERTIES__<NAME>` with `_` for `.` (`POIROT_KAFKA__PROPERTIES__SASL_PASSWORD`
+//! sets `sasl.password`); the demo also reads the seed pipeline's
 //! own `PUBLISHER_RATE` and `SIMULATE_S3_BEHAVIOUR`.
 
 use serde::{Deserialize, Deserializer};
@@ -237,6 +241,9 @@ pub struct KafkaSection {
     /// whose key is not the trace id of all their spans), `always` or `never`.
     pub repartition: String,
     /// Passed to librdkafka as they are: `security.protocol`, `sasl.mechanism`, `ssl.ca.location`, ...
+    /// (numbers and booleans are written as librdkafka reads them). From the environment:
+    /// `POIROT_KAFKA__PROPERTIES__SASL_MECHANISM` sets `sasl.mechanism` (`_` stands for `.`).
+    #[serde(deserialize_with = "string_map")]
     pub properties: std::collections::BTreeMap<String, String>,
 }
 
@@ -548,6 +555,33 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     (0.0..1e9).contains(&secs).then(|| Duration::from_secs_f64(secs))
 }
 
+/// A table of scalars as strings: librdkafka takes `linger.ms = 5` as "5".
+fn string_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Integer(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    let raw = std::collections::BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Scalar::Text(t) => t,
+                Scalar::Integer(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Bool(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
+}
+
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -589,9 +623,17 @@ impl Config {
             let Some((section, key)) = env_key(&name) else { continue };
             let section_table =
                 table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(t) = section_table {
-                t.insert(key.clone(), env_value(&value));
+            let toml::Value::Table(t) = section_table else { continue };
+            if let Some(property) = kafka_property(&section, &key) {
+                // A librdkafka property: always a string, under [kafka.properties].
+                let map = t.entry("properties").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let toml::Value::Table(m) = map {
+                    m.insert(property.clone(), toml::Value::String(value));
+                }
+                origins.push((format!("kafka.properties.{property}"), name));
+                continue;
             }
+            t.insert(key.clone(), env_value(&value));
             origins.push((format!("{section}.{key}"), name));
         }
         let origin_of = |key: &str| {
@@ -777,6 +819,14 @@ fn env_key(name: &str) -> Option<(String, String)> {
     Some((section.to_ascii_lowercase(), key.to_ascii_lowercase()))
 }
 
+/// `POIROT_KAFKA__PROPERTIES__SASL_MECHANISM` (section `kafka`, key
+/// `properties__sasl_mechanism`) → `sasl.mechanism`: librdkafka's settable properties
+/// are written with dots, which environment variable names rarely allow.
+fn kafka_property(section: &str, key: &str) -> Option<String> {
+    let name = key.strip_prefix("properties__").filter(|_| section == "kafka")?;
+    (!name.is_empty()).then(|| name.replace('_', "."))
+}
+
 /// An environment value as TOML if it parses as a scalar, else as a string.
 fn env_value(v: &str) -> toml::Value {
     match format!("v = {v}").parse::<toml::Table>() {
@@ -905,6 +955,41 @@ mod tests {
         std::fs::write(&token, "\n").expect("write");
         let e = c.run.web_security().expect_err("empty token file");
         assert!(e.to_string().contains("is empty"), "{e}");
+    }
+
+    #[test]
+    fn kafka_properties_come_from_the_file_and_the_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("poirot.toml");
+        std::fs::write(
+            &p,
+            "[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"linger.ms\" = 5\n\"enable.idempotence\" = true\n",
+        )
+        .expect("write");
+        let c = Config::load(
+            Some(&p),
+            env(&[
+                ("POIROT_KAFKA__PROPERTIES__SASL_MECHANISM", "SCRAM-SHA-512"),
+                ("POIROT_KAFKA__PROPERTIES__SASL_PASSWORD", "1234"),
+                ("POIROT_KAFKA__PROPERTIES__ssl.ca.location", "/ca.pem"),
+                ("POIROT_KAFKA__TOPIC", "spans"),
+            ]),
+        )
+        .expect("valid");
+        let props: Vec<(&str, &str)> =
+            c.kafka.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            props,
+            [
+                ("enable.idempotence", "true"),
+                ("linger.ms", "5"),
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("sasl.password", "1234"),
+                ("security.protocol", "SASL_SSL"),
+                ("ssl.ca.location", "/ca.pem"),
+            ]
+        );
+        assert_eq!(c.kafka.topic, "spans");
     }
 
     #[test]

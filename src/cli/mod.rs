@@ -76,7 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => run::run(a, &config),
         Command::Replay(a) => replay::run(a, &config),
         Command::Demo(a) => demo::run(a, &config),
-        Command::Simulate(a) => simulate::run(a),
+        Command::Simulate(a) => simulate::run(a, &config),
         Command::Deps(a) => deps::run(a, &config),
         Command::Healthcheck(a) => healthcheck::run(a, &config),
     }

@@ -161,6 +161,9 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     let topic = args.topic.clone().unwrap_or_else(|| k.topic.clone());
     let group = args.group.clone().unwrap_or_else(|| k.group.clone());
     let mode = Mode::from_name(&k.repartition).unwrap_or(Mode::Auto);
+    // Before anything uses Kafka: wrong credentials or TLS end poirot with one line naming
+    // them; unreachable brokers are waited for (backoff up to 30 s, one log line per try).
+    crate::source::kafka_check::startup_check(&brokers, &k.properties)?;
     let security = config.run.web_security()?;
     let self_tracing = SelfTracing::start(&config.self_tracing)?;
     let process = ProcessMetrics::new();

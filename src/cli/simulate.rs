@@ -1,9 +1,10 @@
 //! `poirot simulate`: the demo pipeline's traces, written to a file in any format.
 
-use crate::config::S3Behaviour;
+use crate::config::{Config, S3Behaviour};
 use crate::decode::{jaeger_json, jaeger_proto, jaeger_ui, otlp, Format};
 use crate::model::{Interner, Span};
 use crate::source::file::write_delimited;
+use crate::source::kafka_check;
 use crate::source::simulator::{SimConfig, Simulator, EXTRA_TAGS};
 use anyhow::Context as _;
 use clap::Args;
@@ -22,6 +23,7 @@ pub struct SimulateArgs {
     pub out: Option<PathBuf>,
     /// Produce to Kafka instead: one message per span (jaeger-proto, jaeger-json) keyed by
     /// trace id as the Jaeger collector does, or 50-span OTLP requests without a key.
+    /// The client settings (TLS, SASL) are `[kafka.properties]` of the configuration.
     #[arg(long)]
     pub brokers: Option<String>,
     /// Topic to produce to, with --brokers.
@@ -94,18 +96,19 @@ pub fn encode_file(format: Format, spans: &[Span], names: &Interner) -> Vec<u8> 
 /// Produces spans to Kafka as a Jaeger collector would, and waits until all are delivered.
 fn produce(
     brokers: &str,
+    properties: &std::collections::BTreeMap<String, String>,
     topic: &str,
     format: Format,
     spans: &[Span],
     names: &Interner,
 ) -> anyhow::Result<()> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-    let producer: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("client.id", "poirot-simulate")
-        .set("linger.ms", "5")
-        .create()
-        .context("cannot create a Kafka producer")?;
+    let mut cc = rdkafka::ClientConfig::new();
+    cc.set("bootstrap.servers", brokers).set("client.id", "poirot-simulate").set("linger.ms", "5");
+    for (k, v) in properties {
+        cc.set(k, v);
+    }
+    let producer: BaseProducer = cc.create().context("cannot create a Kafka producer")?;
     let send = |key: Option<String>, payload: Vec<u8>| -> anyhow::Result<()> {
         loop {
             let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(&payload[..]);
@@ -153,23 +156,27 @@ fn produce(
     Ok(())
 }
 
-pub fn run(a: SimulateArgs) -> anyhow::Result<()> {
+pub fn run(a: SimulateArgs, config: &Config) -> anyhow::Result<()> {
     anyhow::ensure!(a.rate > 0.0, "--rate must be greater than zero");
     anyhow::ensure!((0.0..=1.0).contains(&a.loss_rate), "--loss-rate must be in [0, 1]");
     anyhow::ensure!((0.0..=1.0).contains(&a.loop_rate), "--loop-rate must be in [0, 1]");
+    if let Some(brokers) = &a.brokers {
+        // A wrong password or CA is one line naming it, not a delivery timeout a minute later.
+        kafka_check::check(brokers, &config.kafka.properties, kafka_check::CHECK_TIMEOUT)?;
+    }
     let start = chrono::DateTime::parse_from_rfc3339(&a.start)
         .with_context(|| format!("--start {:?} is not an RFC 3339 time", a.start))?
         .timestamp_micros();
     let mut names = Interner::new();
-    let config = SimConfig { s3: a.s3, message_loss_rate: a.loss_rate, ping_pong_rate: a.loop_rate };
-    let mut sim = Simulator::new(config, a.seed);
+    let sim_config = SimConfig { s3: a.s3, message_loss_rate: a.loss_rate, ping_pong_rate: a.loop_rate };
+    let mut sim = Simulator::new(sim_config, a.seed);
     let (spans, expected) = sim.batch(a.traces, start, (1e6 / a.rate) as i64, &mut names);
     if let Some(out) = &a.out {
         std::fs::write(out, encode_file(a.format, &spans, &names))
             .with_context(|| format!("cannot write {}", out.display()))?;
     }
     if let Some(brokers) = &a.brokers {
-        produce(brokers, &a.topic, a.format, &spans, &names)?;
+        produce(brokers, &config.kafka.properties, &a.topic, a.format, &spans, &names)?;
     }
     if let Some(path) = &a.expected {
         let mut text = String::new();

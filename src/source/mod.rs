@@ -2,6 +2,7 @@
 
 pub mod file;
 pub mod kafka;
+pub mod kafka_check;
 pub mod kafka_log;
 pub mod repartition;
 pub mod simulator;

@@ -1,0 +1,311 @@
+//! Kafka with TLS and SCRAM: the harness's SASL_SSL and SSL listeners (a test CA made by
+//! `scripts/services/kafka.sh`, SCRAM users created at format time).
+//!
+//! `make test` brings the servers up and runs these with `--ignored`; by hand:
+//! `scripts/services/services.sh up kafka && . .cache/run/env && cargo test --test security -- --ignored`.
+
+mod common;
+
+use common::http;
+use common::servers::{env, now_us, Proc};
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const POIROT: &str = env!("CARGO_BIN_EXE_poirot");
+const WRONG_PASSWORD: &str = "not-the-password-5f3a9c";
+
+/// The librdkafka settings of a SCRAM client of the SASL_SSL listener.
+fn scram(mechanism: &str, password: &str) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("security.protocol", "SASL_SSL".to_owned()),
+        ("sasl.mechanism", mechanism.to_owned()),
+        ("sasl.username", env("POIROT_TEST_KAFKA_SCRAM_USER")),
+        ("sasl.password", password.to_owned()),
+        ("ssl.ca.location", env("POIROT_TEST_KAFKA_CA")),
+    ])
+}
+
+/// How the settings reach poirot: a `--config` file, or `POIROT_KAFKA__PROPERTIES__...`.
+#[derive(Clone, Copy)]
+enum Via {
+    File,
+    Environment,
+}
+
+/// Adds `props` to a poirot command the way `via` says (the file goes into `dir`).
+fn with_props(cmd: &mut Command, props: &BTreeMap<&str, String>, via: Via, dir: &Path) {
+    match via {
+        Via::File => {
+            let mut text = String::from("[kafka.properties]\n");
+            for (k, v) in props {
+                text.push_str(&format!("{k:?} = {v:?}\n"));
+            }
+            let path = dir.join("poirot.toml");
+            std::fs::write(&path, text).expect("write the config file");
+            cmd.arg("--config").arg(path);
+        }
+        Via::Environment => {
+            for (k, v) in props {
+                let name = format!("POIROT_KAFKA__PROPERTIES__{}", k.replace('.', "_").to_uppercase());
+                cmd.env(name, v);
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn metric(addr: &str, name: &str) -> f64 {
+    http::get(&format!("http://{addr}/metrics"))
+        .map(|r| r.body)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+/// The anomalies of an ndjson file (whole lines only), as sorted comparable keys.
+fn anomalies(path: &Path) -> Vec<(String, String, String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    let mut v: Vec<_> = whole
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            let span = if s("kind") == "message_loss" { s("span_id") } else { String::new() };
+            (s("kind"), s("trace_id"), span, s("destination"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `poirot simulate` of `traces` traces (10 % lost messages, 10 % loops) into `topic`
+/// through `brokers` with `props`; the anomalies they must produce go to `expected`.
+fn simulate(brokers: &str, topic: &str, traces: usize, props: &BTreeMap<&str, String>, via: Via, dir: &Path) {
+    let start = poirot::decode::time_fmt::format_rfc3339_us(now_us() / 1_000_000 * 1_000_000);
+    let mut cmd = Command::new(POIROT);
+    with_props(&mut cmd, props, via, dir);
+    let out = cmd
+        .args(["simulate", "--traces", &traces.to_string(), "--rate", "100"])
+        .args(["--loss-rate", "0.1", "--loop-rate", "0.1", "--seed", &std::process::id().to_string()])
+        .args(["--brokers", brokers, "--topic", topic, "--start", &start])
+        .arg("--expected")
+        .arg(dir.join("expected.ndjson"))
+        .env("POIROT_LOG", "warn")
+        .output()
+        .expect("simulate runs");
+    assert!(out.status.success(), "simulate: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// simulate → SASL_SSL → `poirot run --out` → exactly the simulated anomalies.
+fn round_trip(mechanism: &str, traces: usize, via: Via) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tag = mechanism.to_ascii_lowercase();
+    let topic = format!("poirot-sec-{tag}-{}", std::process::id());
+    let brokers = env("POIROT_TEST_KAFKA_SASL_SSL");
+    let props = scram(mechanism, &env("POIROT_TEST_KAFKA_SCRAM_PASSWORD"));
+    simulate(&brokers, &topic, traces, &props, via, dir.path());
+    let expected = anomalies(&dir.path().join("expected.ndjson"));
+    assert!(expected.len() > traces / 20, "{} anomalies simulated", expected.len());
+
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out = dir.path().join("out");
+    let mut cmd = Command::new(POIROT);
+    with_props(&mut cmd, &props, via, dir.path());
+    cmd.args(["run", "--brokers", &brokers, "--topic", &topic, "--group", &format!("{topic}-group")])
+        .args(["--listen", &listen])
+        .arg("--out")
+        .arg(&out)
+        .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
+        .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
+        .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "3s")
+        .env("POIROT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut run = Proc(cmd.spawn().expect("poirot run starts"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&listen, "poirot_traces_closed_total") < traces as f64 {
+        if let Some(status) = run.0.try_wait().expect("wait") {
+            panic!("poirot run exited: {status:?}");
+        }
+        assert!(Instant::now() < deadline, "{mechanism}: not every trace closed within 60 s");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while anomalies(&out.join("anomalies.ndjson")).len() < expected.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(anomalies(&out.join("anomalies.ndjson")), expected, "{mechanism}");
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn simulate_and_run_through_sasl_ssl_with_scram_sha_512_find_exactly_the_simulated_anomalies() {
+    round_trip("SCRAM-SHA-512", 300, Via::File);
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn scram_sha_256_from_the_environment_works_too() {
+    round_trip("SCRAM-SHA-256", 60, Via::Environment);
+}
+
+/// Runs a poirot command to its end (at most `limit`), returning its output and how long it took.
+fn run_to_end(cmd: &mut Command, limit: Duration) -> (Output, Duration) {
+    let started = Instant::now();
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("poirot starts");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still ran after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = started.elapsed();
+    let stderr = reader.join().expect("stderr reader");
+    (Output { status, stdout: Vec::new(), stderr }, took)
+}
+
+/// The only line of stderr; fails when it is not exactly one, or names a password.
+fn one_line(what: &str, out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{what} succeeded: {text}");
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{what}: one line expected:\n{text}");
+    for secret in [WRONG_PASSWORD.to_owned(), env("POIROT_TEST_KAFKA_SCRAM_PASSWORD")] {
+        assert!(!text.contains(&secret), "{what} shows a password: {text}");
+    }
+    lines[0].to_owned()
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn a_wrong_password_ends_run_and_simulate_with_one_line_naming_authentication() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let brokers = env("POIROT_TEST_KAFKA_SASL_SSL");
+    let topic = format!("poirot-sec-wrong-{}", std::process::id());
+    let props = scram("SCRAM-SHA-512", WRONG_PASSWORD);
+    let listen = format!("127.0.0.1:{}", free_port());
+
+    let mut run = Command::new(POIROT);
+    with_props(&mut run, &props, Via::Environment, dir.path());
+    run.args(["run", "--brokers", &brokers, "--topic", &topic, "--group", &format!("{topic}-group")])
+        .args(["--listen", &listen])
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .env("POIROT_LOG", "info");
+    let (out, took) = run_to_end(&mut run, Duration::from_secs(30));
+    let line = one_line("poirot run", &out);
+    assert!(line.contains("authentication failed") && line.contains(&brokers), "{line}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
+
+    let mut sim = Command::new(POIROT);
+    with_props(&mut sim, &props, Via::File, dir.path());
+    sim.args(["simulate", "--traces", "5", "--brokers", &brokers, "--topic", &topic])
+        .env("POIROT_LOG", "info");
+    let (out, took) = run_to_end(&mut sim, Duration::from_secs(30));
+    let line = one_line("poirot simulate", &out);
+    assert!(line.contains("authentication failed") && line.contains(&brokers), "{line}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn the_ssl_listener_works_with_the_ca_and_fails_with_one_tls_line_without_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let brokers = env("POIROT_TEST_KAFKA_SSL");
+    let topic = format!("poirot-sec-ssl-{}", std::process::id());
+    let with_ca = BTreeMap::from([
+        ("security.protocol", "SSL".to_owned()),
+        ("ssl.ca.location", env("POIROT_TEST_KAFKA_CA")),
+    ]);
+    simulate(&brokers, &topic, 5, &with_ca, Via::Environment, dir.path());
+
+    // Without the test CA the broker's certificate does not verify.
+    let without_ca = BTreeMap::from([("security.protocol", "SSL".to_owned())]);
+    let mut sim = Command::new(POIROT);
+    with_props(&mut sim, &without_ca, Via::Environment, dir.path());
+    sim.args(["simulate", "--traces", "5", "--brokers", &brokers, "--topic", &topic])
+        .env("POIROT_LOG", "info");
+    let (out, _) = run_to_end(&mut sim, Duration::from_secs(30));
+    let line = one_line("poirot simulate", &out);
+    assert!(line.contains("TLS handshake") && line.contains("certificate"), "{line}");
+}
+
+/// Forwards connections on `listener` to `target` (a broker's bootstrap address).
+fn forward(listener: std::net::TcpListener, target: String) {
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(&target) else { continue };
+            for (mut from, mut to) in
+                [(client.try_clone().expect("clone"), server.try_clone().expect("clone")), (server, client)]
+            {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn run_waits_for_an_unreachable_broker_with_one_line_per_try_then_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let topic = format!("poirot-sec-wait-{}", std::process::id());
+    let log = dir.path().join("stderr.log");
+    let mut run = Proc(
+        Command::new(POIROT)
+            .args(["run", "--brokers", &brokers, "--topic", &topic, "--group", &format!("{topic}-group")])
+            .args(["--listen", &listen])
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .env("POIROT_KAFKA__REPARTITION", "never")
+            .env("POIROT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("poirot run starts"),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(run.0.try_wait().expect("wait").is_none(), "poirot run gave up on an unreachable broker");
+    let text = std::fs::read_to_string(&log).expect("stderr");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!((1..=4).contains(&lines.len()), "one line per try, with backoff:\n{text}");
+    assert!(lines.iter().all(|l| l.contains(&format!("cannot reach Kafka at {brokers}: "))), "{text}");
+
+    // The broker comes (a forwarder to the real one on that address): poirot starts serving.
+    let listener = std::net::TcpListener::bind(&brokers).expect("the broker's port is still free");
+    forward(listener, env("POIROT_TEST_KAFKA"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http::get(&format!("http://{listen}/healthz")).map(|r| r.status).unwrap_or(0) != 200 {
+        assert!(run.0.try_wait().expect("wait").is_none(), "poirot run exited");
+        assert!(Instant::now() < deadline, "poirot run did not start once the broker answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
