@@ -496,6 +496,10 @@ mod tests {
         p.push_decoded_at(1, 0, &mut vec![span(2, 10)]);
         p.push_decoded_at(1, 1, &mut vec![span(4, 20)]);
         assert_eq!(p.analyzer.stats.late_spans, 0);
-        assert_eq!(p.open_traces(), 2, "trace 3 on partition 0, trace 4 on partition 1 (trace 2 closed whole)");
+        assert_eq!(
+            p.open_traces(),
+            2,
+            "trace 3 on partition 0, trace 4 on partition 1 (trace 2 closed whole)"
+        );
     }
 }

@@ -187,11 +187,12 @@ fn run_to_end(cmd: &mut Command, limit: Duration) -> (Output, Duration) {
     (Output { status, stdout: Vec::new(), stderr }, took)
 }
 
-/// The only line of stderr; fails when it is not exactly one, or names a password.
+/// The only problem line of stderr (informational lines, such as the address the
+/// page is served on, aside); fails when there is not exactly one, or a password shows.
 fn one_line(what: &str, out: &Output) -> String {
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{what} succeeded: {text}");
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty() && !l.contains(" INFO ")).collect();
     assert_eq!(lines.len(), 1, "{what}: one line expected:\n{text}");
     for secret in [WRONG_PASSWORD.to_owned(), env("POIROT_TEST_KAFKA_SCRAM_PASSWORD")] {
         assert!(!text.contains(&secret), "{what} shows a password: {text}");
@@ -295,15 +296,21 @@ fn run_waits_for_an_unreachable_broker_with_one_line_per_try_then_starts() {
     std::thread::sleep(Duration::from_secs(4));
     assert!(run.0.try_wait().expect("wait").is_none(), "poirot run gave up on an unreachable broker");
     let text = std::fs::read_to_string(&log).expect("stderr");
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.contains(" INFO ")).collect();
     assert!((1..=4).contains(&lines.len()), "one line per try, with backoff:\n{text}");
     assert!(lines.iter().all(|l| l.contains(&format!("cannot reach Kafka at {brokers}: "))), "{text}");
+    // Alive, not ready, and saying why.
+    let status = |path: &str| http::get(&format!("http://{listen}{path}")).map(|r| r.status).unwrap_or(0);
+    assert_eq!(status("/healthz"), 200);
+    let ready = http::get(&format!("http://{listen}/readyz")).expect("/readyz answers");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("kafka"), "{}", ready.body);
 
-    // The broker comes (a forwarder to the real one on that address): poirot starts serving.
+    // The broker comes (a forwarder to the real one on that address): poirot gets ready.
     let listener = std::net::TcpListener::bind(&brokers).expect("the broker's port is still free");
     forward(listener, env("POIROT_TEST_KAFKA"));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while http::get(&format!("http://{listen}/healthz")).map(|r| r.status).unwrap_or(0) != 200 {
+    while status("/readyz") != 200 {
         assert!(run.0.try_wait().expect("wait").is_none(), "poirot run exited");
         assert!(Instant::now() < deadline, "poirot run did not start once the broker answered");
         std::thread::sleep(Duration::from_millis(200));

@@ -168,7 +168,9 @@ impl TraceAssembler {
         let watermark = part.watermark.map_or(watermark, |w| w.max(watermark));
         part.watermark = Some(watermark);
         // Closes traces due, re-queuing those whose deadline moved.
-        while let Some((_, id)) = self.partitions.get_mut(&partition).and_then(|p| p.timers.pop_due(watermark)) {
+        while let Some((_, id)) =
+            self.partitions.get_mut(&partition).and_then(|p| p.timers.pop_due(watermark))
+        {
             let Some(t) = self.open.get(&id) else { continue };
             if t.partition != partition {
                 continue; // stale: the trace was dropped and opened again elsewhere

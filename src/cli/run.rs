@@ -17,6 +17,7 @@ use crate::sink::{files, web};
 use crate::source::kafka::{split_id, Connection, KafkaRecord, KafkaSource, KafkaSourceConfig, SourceEvent};
 use crate::source::kafka_log::QuietContext;
 use crate::source::repartition::{self, Mode, Rekeyer};
+use crate::telemetry::health::{Component, Health};
 use crate::telemetry::{work, SelfTracing};
 use anyhow::Context as _;
 use clap::Args;
@@ -161,53 +162,19 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     let topic = args.topic.clone().unwrap_or_else(|| k.topic.clone());
     let group = args.group.clone().unwrap_or_else(|| k.group.clone());
     let mode = Mode::from_name(&k.repartition).unwrap_or(Mode::Auto);
-    // Before anything uses Kafka: wrong credentials or TLS end poirot with one line naming
-    // them; unreachable brokers are waited for (backoff up to 30 s, one log line per try).
-    crate::source::kafka_check::startup_check(&brokers, &k.properties)?;
     let security = config.run.web_security()?;
-    let self_tracing = SelfTracing::start(&config.self_tracing)?;
-    let process = ProcessMetrics::new();
-    let mut topics = vec![topic.clone()];
-    let mut rekeyer = None;
-    if mode != Mode::Never {
-        let internal = repartition::topic_name(&group);
-        let partitions = repartition::ensure_topic(&brokers, &k.properties, &topic, &internal)
-            .with_context(|| format!("cannot set up the repartition topic {internal}"))?;
-        let idle_us = config.assembly.idle_timeout.as_micros() as i64;
-        rekeyer = Some(Rekeyer::new(&brokers, &k.properties, &internal, partitions, idle_us)?);
-        topics.push(internal);
-    }
-    let source_config = KafkaSourceConfig { brokers, topics, group, properties: k.properties.clone() };
     let listen = args.listen.clone().unwrap_or_else(|| config.run.listen.clone());
     let addr: std::net::SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:9464"))?;
-    let format = format_of(&k.encoding);
-    let mut dlq = if k.dead_letter {
-        Some(DeadLetters::new(&source_config.brokers, &source_config.topics, &k.properties, &process)?)
-    } else {
-        None
-    };
-    let mut file_sink = args.out.clone().map(FileSink::open).transpose()?;
+    let self_tracing = SelfTracing::start(&config.self_tracing)?;
+    let process = ProcessMetrics::new();
+    // The page, /metrics, /healthz and /readyz answer from the start: while poirot
+    // waits for Kafka or a sink, /readyz says which one.
+    let health = Health::new();
+    health.register(Component::Kafka);
+    let shared = web::shared("run", process.clone(), health.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let mut neo4j = match config.neo4j.sink_config()? {
-        Some(c) => Some(
-            Neo4jSink::connect(&c, &source_config.group, &topic, &process, &stop)
-                .with_context(|| format!("cannot set up Neo4j at {}", c.uri))?,
-        ),
-        None => None,
-    };
-    let mut es = match config.elasticsearch.sink_config()? {
-        Some(c) => Some(
-            EsSink::connect(&c, &process, &stop)
-                .with_context(|| format!("cannot set up Elasticsearch at {}", c.url))?,
-        ),
-        None => None,
-    };
-    let mut source = KafkaSource::start(&source_config, process.clone())
-        .with_context(|| format!("cannot consume {topic} from {}", source_config.brokers))?;
-
-    let shared = web::shared("run", process.clone(), crate::telemetry::health::Health::new());
     let done = Arc::new(tokio::sync::Notify::new());
     let server = {
         let (shared, done, stop) = (shared.clone(), done.clone(), stop.clone());
@@ -227,6 +194,43 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
             })
             .context("cannot start the http thread")?
     };
+    // Before anything uses Kafka: wrong credentials or TLS end poirot with one line naming
+    // them; unreachable brokers are waited for (backoff up to 30 s, one log line per try).
+    crate::source::kafka_check::startup_check(&brokers, &k.properties)?;
+    let mut topics = vec![topic.clone()];
+    let mut rekeyer = None;
+    if mode != Mode::Never {
+        let internal = repartition::topic_name(&group);
+        let partitions = repartition::ensure_topic(&brokers, &k.properties, &topic, &internal)
+            .with_context(|| format!("cannot set up the repartition topic {internal}"))?;
+        let idle_us = config.assembly.idle_timeout.as_micros() as i64;
+        rekeyer = Some(Rekeyer::new(&brokers, &k.properties, &internal, partitions, idle_us)?);
+        topics.push(internal);
+    }
+    let source_config = KafkaSourceConfig { brokers, topics, group, properties: k.properties.clone() };
+    let format = format_of(&k.encoding);
+    let mut dlq = if k.dead_letter {
+        Some(DeadLetters::new(&source_config.brokers, &source_config.topics, &k.properties, &process)?)
+    } else {
+        None
+    };
+    let mut file_sink = args.out.clone().map(FileSink::open).transpose()?;
+    let mut neo4j = match config.neo4j.sink_config()? {
+        Some(c) => Some(
+            Neo4jSink::connect(&c, &source_config.group, &topic, &process, &health, &stop)
+                .with_context(|| format!("cannot set up Neo4j at {}", c.uri))?,
+        ),
+        None => None,
+    };
+    let mut es = match config.elasticsearch.sink_config()? {
+        Some(c) => Some(
+            EsSink::connect(&c, &process, &health, &stop)
+                .with_context(|| format!("cannot set up Elasticsearch at {}", c.url))?,
+        ),
+        None => None,
+    };
+    let mut source = KafkaSource::start(&source_config, process.clone())
+        .with_context(|| format!("cannot consume {topic} from {}", source_config.brokers))?;
 
     // Documents are stamped with wall time; idleness is measured on the source's
     // reading clock, which stands still while poirot cannot read (a sink that
@@ -339,12 +343,22 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                 break;
             }
         }
-        if let Connection::Refused { reason } = source.connection() {
-            result = Err(anyhow::anyhow!(
-                "kafka at {} refused poirot (authentication or TLS): {reason}",
-                source_config.brokers
-            ));
-            break;
+        match source.connection() {
+            Connection::Up => health.ok(Component::Kafka),
+            Connection::Starting => {}
+            Connection::Unreachable { reason } => health.failing(
+                Component::Kafka,
+                format!("cannot reach kafka at {}: {reason}", source_config.brokers),
+            ),
+            Connection::Refused { reason } => {
+                let line = format!(
+                    "kafka at {} refused poirot (authentication or TLS): {reason}",
+                    source_config.brokers
+                );
+                health.failing(Component::Kafka, line.clone());
+                result = Err(anyhow::anyhow!(line));
+                break;
+            }
         }
         pipeline.tick();
         if let Some(rk) = rekeyer.as_mut() {

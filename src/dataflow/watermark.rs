@@ -98,7 +98,12 @@ impl WatermarkTracker {
     /// The least watermark over the partitions with data (for people to read:
     /// how far behind the slowest partition is).
     pub fn current(&self) -> EventTime {
-        self.partitions.values().map(|p| p.emitted).filter(|&w| w != EventTime::MIN).min().unwrap_or(EventTime::MIN)
+        self.partitions
+            .values()
+            .map(|p| p.emitted)
+            .filter(|&w| w != EventTime::MIN)
+            .min()
+            .unwrap_or(EventTime::MIN)
     }
 
     fn partition(&mut self, p: u32, now: i64) -> &mut Partition {

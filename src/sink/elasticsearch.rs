@@ -12,6 +12,7 @@
 
 use super::process::{ProcessMetrics, SinkMetrics};
 use crate::analysis::Anomaly;
+use crate::telemetry::health::{Component, Health};
 use elasticsearch::auth::Credentials;
 use elasticsearch::http::request::JsonBody;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
@@ -80,6 +81,8 @@ pub struct EsSink {
     metrics: SinkMetrics,
     indexed: Counter,
     rejected: Counter,
+    /// Where its state is reported for `/readyz`.
+    health: Health,
 }
 
 /// Elasticsearch refuses an `_id` longer than this many bytes.
@@ -149,8 +152,10 @@ impl EsSink {
     pub fn connect(
         config: &EsConfig,
         metrics: &ProcessMetrics,
+        health: &Health,
         stop: &AtomicBool,
     ) -> Result<EsSink, EsError> {
+        health.register(Component::Elasticsearch);
         let url = Url::parse(&config.url).map_err(|e| EsError::Url(config.url.clone(), e.to_string()))?;
         let mut builder =
             TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(Duration::from_secs(30));
@@ -176,13 +181,21 @@ impl EsSink {
             metrics: metrics.sink("elasticsearch"),
             indexed: metrics.es_indexed.clone(),
             rejected: metrics.es_rejected.clone(),
+            health: health.clone(),
         };
         let mut backoff = Duration::from_millis(500);
         loop {
             match sink.put_template() {
-                Ok(()) => return Ok(sink),
-                Err(e) if !e.retryable() || stop.load(Ordering::Relaxed) => return Err(e),
+                Ok(()) => {
+                    health.ok(Component::Elasticsearch);
+                    return Ok(sink);
+                }
+                Err(e) if !e.retryable() || stop.load(Ordering::Relaxed) => {
+                    health.failing(Component::Elasticsearch, e.to_string());
+                    return Err(e);
+                }
                 Err(e) => {
+                    health.failing(Component::Elasticsearch, format!("cannot reach {}: {e}", config.url));
                     tracing::warn!(
                         "cannot reach elasticsearch at {}: {e}; trying again in {backoff:?}",
                         config.url
@@ -299,14 +312,17 @@ impl EsSink {
             match self.bulk_once() {
                 Ok(()) => {
                     self.metrics.written(started.elapsed());
+                    self.health.ok(Component::Elasticsearch);
                     break;
                 }
                 Err(e) if e.refused() => {
                     self.metrics.failures.inc();
+                    self.health.failing(Component::Elasticsearch, e.to_string());
                     return Err(e);
                 }
                 Err(e) if e.retryable() && !stop.load(Ordering::Relaxed) => {
                     self.metrics.retried();
+                    self.health.failing(Component::Elasticsearch, e.to_string());
                     tracing::warn!("{e}; retrying in {backoff:?}");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(30));

@@ -19,6 +19,7 @@ use super::process::{ProcessMetrics, SinkMetrics};
 use crate::analysis::Edges;
 use crate::model::{Interner, TraceId};
 use crate::pipeline::FinishedTrace;
+use crate::telemetry::health::{Component, Health};
 use neo4rs::{query, BoltType, Graph, Query};
 use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
@@ -70,6 +71,8 @@ pub struct Neo4jSink {
     source: String,
     metrics: SinkMetrics,
     finished_traces: Counter,
+    /// Where its state is reported for `/readyz`.
+    health: Health,
 }
 
 type Row = HashMap<String, BoltType>;
@@ -138,8 +141,10 @@ impl Neo4jSink {
         group: &str,
         topic: &str,
         metrics: &ProcessMetrics,
+        health: &Health,
         stop: &AtomicBool,
     ) -> Result<Neo4jSink, Neo4jError> {
+        health.register(Component::Neo4j);
         let bolt = neo4rs::ConfigBuilder::default()
             .uri(config.uri.as_str())
             .user(config.user.as_str())
@@ -166,13 +171,21 @@ impl Neo4jSink {
                     source: source.clone(),
                     metrics: metrics.sink("neo4j"),
                     finished_traces: metrics.neo4j_finished_traces.clone(),
+                    health: health.clone(),
                 };
                 sink.create_constraints().map(|()| sink)
             });
             match tried {
-                Ok(sink) => return Ok(sink),
-                Err(e) if e.refused() || stop.load(Ordering::Relaxed) => return Err(e),
+                Ok(sink) => {
+                    health.ok(Component::Neo4j);
+                    return Ok(sink);
+                }
+                Err(e) if e.refused() || stop.load(Ordering::Relaxed) => {
+                    health.failing(Component::Neo4j, e.to_string());
+                    return Err(e);
+                }
                 Err(e) => {
+                    health.failing(Component::Neo4j, format!("cannot reach {}: {e}", config.uri));
                     tracing::warn!("cannot reach neo4j at {}: {e}; trying again in {backoff:?}", config.uri);
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -206,6 +219,7 @@ impl Neo4jSink {
             match self.load_finished_traces(partition) {
                 Err(e) if !e.refused() && !stop.load(Ordering::Relaxed) => {
                     self.metrics.retried();
+                    self.health.failing(Component::Neo4j, e.to_string());
                     tracing::warn!("neo4j: cannot load the finished traces of partition {partition}: {e}; retrying in {backoff:?}");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -402,14 +416,17 @@ impl Neo4jSink {
                 Ok(()) => {
                     self.metrics.written(started.elapsed());
                     self.finished_traces.inc_by(finished.len() as u64);
+                    self.health.ok(Component::Neo4j);
                     return Ok(true);
                 }
                 Err(e) if e.refused() => {
                     self.metrics.failures.inc();
+                    self.health.failing(Component::Neo4j, e.to_string());
                     return Err(e);
                 }
                 Err(e) if !stop.load(Ordering::Relaxed) => {
                     self.metrics.retried();
+                    self.health.failing(Component::Neo4j, e.to_string());
                     tracing::warn!("neo4j write failed: {e}; retrying in {backoff:?}");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(30));

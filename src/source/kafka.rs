@@ -128,8 +128,9 @@ struct State {
     at_end: BTreeSet<u32>,
     /// Time spent in rebalance callbacks since the poll thread last looked.
     rebalancing: Duration,
-    /// A partition was assigned while the assignment is paused.
-    repause: bool,
+    /// The assignment changed: the pause state is applied to all of it again
+    /// (librdkafka keeps a partition paused across a revoke and a new assignment).
+    assignment_changed: bool,
 }
 
 struct Context {
@@ -407,7 +408,7 @@ impl ConsumerContext for Context {
                 self.metrics.assigned_partitions.inc_by(ps.len() as i64);
                 if let Ok(mut s) = self.state.lock() {
                     s.assigned.extend(ps.iter().copied());
-                    s.repause = true;
+                    s.assignment_changed = true;
                     // The new leaders' state is known with the next statistics.
                     s.leaders_up = false;
                 }
@@ -568,8 +569,8 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
         // A pipeline blocked on a sink: pause the assignment and keep polling, so
         // the group keeps this member and nothing piles up in memory.
         let pause = stalled_for >= PAUSE_AFTER;
-        let repause = pause && context.state.lock().is_ok_and(|mut s| std::mem::take(&mut s.repause));
-        if pause != paused || repause {
+        let changed = context.state.lock().is_ok_and(|mut s| std::mem::take(&mut s.assignment_changed));
+        if pause != paused || changed {
             set_paused(&consumer, pause);
             paused = pause;
         }
