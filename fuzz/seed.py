@@ -7,12 +7,13 @@
 batch, and one with lost messages, recursive chains and failed steps); each
 record of those files becomes a seed of its format's target, a few of every
 format seed `auto_detect`, and small whole files seed `pipeline` (which reads a
-file as `poirot replay` does). Seeds are files named `seed-*` in
-CORPUS_DIR/<target>/, rewritten on every run; what libFuzzer adds beside them
-is kept.
+file as `poirot replay` does); `spans` gets two span programs written here.
+Seeds are files named `seed-*` in CORPUS_DIR/<target>/, rewritten on every
+run; what libFuzzer adds beside them is kept.
 """
 
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -90,6 +91,30 @@ def write(corpus, target, name, data, counts):
         f.write(data)
 
 
+def span(trace, span_id, parent=0, kind=2, service=0, op=0, dest=0, partition=0, start=0, dur=5,
+         error=False, follows=False):
+    """One span of the `spans` target's program (see poirot_fuzz::span_program)."""
+    b0 = trace | kind << 2 | error << 5 | follows << 6
+    return struct.pack("<BBBBHH", b0, span_id - 1 | parent << 4, service | op << 3 | dest << 6, partition,
+                       start, dur)
+
+
+def span_programs():
+    """A clean workflow and one with a lost message and a recursive chain."""
+    # SERVER root on svc0 calls svc1 (CLIENT/SERVER), which publishes to topic-a; svc2 consumes it.
+    clean = (span(0, 1, service=0, start=0, dur=200)
+             + span(0, 2, parent=1, kind=3, service=0, op=1, start=10, dur=50)
+             + span(0, 3, parent=2, kind=2, service=1, op=1, start=11, dur=40)
+             + span(0, 4, parent=3, kind=4, service=1, op=2, dest=1, start=20, dur=1)
+             + span(0, 5, parent=4, kind=5, service=2, op=3, dest=1, start=30, dur=20, follows=True))
+    # A producer nobody consumes, and svc0 -> svc1 -> svc0 -> svc1 -> svc0 in another trace.
+    faulty = span(1, 1, kind=4, service=3, dest=2, start=100, dur=1)
+    for i in range(2, 7):
+        faulty += span(2, i, parent=i - 1 if i > 2 else 0, kind=2, service=i % 2, op=i % 2,
+                       start=200 + i, dur=50 - i, error=i == 6)
+    return {"clean": clean, "faulty": faulty}
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -115,6 +140,8 @@ def main():
                     write(corpus, "auto_detect", f"{fmt}-{batch}-{i:03}", r, counts)
                 whole = simulate(poirot, fmt, PIPELINE_TRACES, extra + ["--seed", str(seed)], path)
                 write(corpus, "pipeline", f"{fmt}-{batch}", whole, counts)
+    for name, program in span_programs().items():
+        write(corpus, "spans", name, program, counts)
     print("seeds: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
 
 

@@ -66,6 +66,7 @@ mkdir -p fuzz/artifacts
 started=$(date +%s)
 for t in "${targets[@]}"; do
     log=fuzz/artifacts/$t.log
+    mkdir -p "fuzz/corpus/$t"
     # -timeout: one input taking over 10 s is a hang, and a failure.
     if "${fuzz[@]}" run "${flags[@]}" "$t" "fuzz/corpus/$t" -- \
         -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1; then

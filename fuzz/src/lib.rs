@@ -8,8 +8,10 @@
 
 use poirot::analysis::{AnalysisConfig, AssemblyConfig, DetectedAt, DocLimits};
 use poirot::dataflow::{ManualClock, WatermarkConfig};
-use poirot::decode::{detect, jaeger_json, jaeger_proto, jaeger_ui, otlp, Format, MAX_DETAIL_BYTES};
-use poirot::model::{Interner, Span, Sym};
+use poirot::decode::{
+    detect, jaeger_json, jaeger_proto, jaeger_ui, otlp, DecodeError, Format, MAX_DETAIL_BYTES,
+};
+use poirot::model::{Interner, RefKind, Span, SpanId, SpanKind, SpanRef, Sym, TraceId};
 use poirot::pipeline::{Pipeline, PipelineConfig};
 use poirot::sink::{elasticsearch, files, prometheus};
 use poirot::source::file::{detect_input, framing_for, RecordReader};
@@ -149,25 +151,33 @@ fn sorted(spans: &[Span]) -> Vec<String> {
 /// pipeline, the end of the input closes every trace, and the outputs replay
 /// writes (anomaly documents, dependency rows, metrics) are rendered.
 pub fn replay(input: &[u8], limits: Limits) {
+    let head = &input[..input.len().min(64 << 10)];
+    let records: Vec<_> = match detect_input(head) {
+        Some(format) => RecordReader::new(input, framing_for(format)).map(|r| (0, Some(format), r)).collect(),
+        None => Vec::new(),
+    };
+    run(records, limits);
+}
+
+/// Pushes `records` (partition, format, record or framing error) through a
+/// pipeline, finishes it, checks it and renders its outputs.
+fn run(records: Vec<(u32, Option<Format>, Result<Vec<u8>, DecodeError>)>, limits: Limits) {
     let mut p = pipeline(limits);
     let mut anomalies = Vec::new();
-    let mut records = 0u64;
-    let head = &input[..input.len().min(64 << 10)];
-    if let Some(format) = detect_input(head) {
-        for record in RecordReader::new(input, framing_for(format)) {
-            match record {
-                Ok(bytes) => {
-                    records += 1;
-                    p.push_record(0, Some(format), &bytes);
-                }
-                Err(e) => p.reject(e),
+    let mut pushed = 0u64;
+    for (partition, format, record) in records {
+        match record {
+            Ok(bytes) => {
+                pushed += 1;
+                p.push_record(partition, format, &bytes);
             }
-            anomalies.extend(p.drain_anomalies());
+            Err(e) => p.reject(e),
         }
+        anomalies.extend(p.drain_anomalies());
     }
     p.finish();
     anomalies.extend(p.drain_anomalies());
-    assert_eq!(p.input.records, records);
+    assert_eq!(p.input.records, pushed);
     assert_eq!(p.open_traces(), 0, "a trace still open after the end of the input");
     assert_eq!(p.buffered_spans(), 0, "spans still buffered after the end of the input");
     assert!(p.analyzer.stats.spans <= p.input.spans, "more spans analysed than decoded");
@@ -190,5 +200,86 @@ pub fn replay(input: &[u8], limits: Limits) {
     }
     serde_json::to_string(&p.analyzer.edges.service_rows(&p.names)).expect("service rows serialise");
     serde_json::to_string(&p.analyzer.edges.operation_rows(&p.names)).expect("operation rows serialise");
-    let _ = prometheus::render_red(&p);
+    if matches!(limits, Limits::Small) {
+        // The costliest output to render; the small caps leave the fewest series.
+        let _ = prometheus::render_red(&p);
+    }
+}
+
+/// Bytes of one span in [`span_program`].
+const SPAN_BYTES: usize = 8;
+
+/// Reads `input` as a compact program of spans, 8 bytes each, so that every
+/// input is a trace shape (the decoders' fuzz targets cover the bytes of the
+/// wire formats): a few traces, a few span ids each, references to any of them
+/// (missing, cyclic, self, cross-trace, follows_from), duplicates, producers and
+/// consumers of a few destinations, errors, start times spread over minutes so
+/// that traces close and spans come late, on four partitions. Each span is
+/// encoded as Jaeger protobuf and pushed as a record, as a Kafka source would.
+///
+/// | byte | bits |
+/// |---|---|
+/// | 0 | trace (0-1), span kind (2-4), error (5), reference is follows_from (6), reference is to the next trace (7) |
+/// | 1 | span id 1..=16 (0-3), referenced span id (4-7; 0: none) |
+/// | 2 | service (0-2), operation (3-5), destination (6-7; 0: none) |
+/// | 3 | partition (0-1), a second reference to span id (2-5; 0: none), duplicate this span (6), peer.service (7) |
+/// | 4-5 | start, 10 ms steps after 2026-01-01 |
+/// | 6-7 | duration, ms |
+pub fn span_program(input: &[u8]) -> Vec<(u32, Option<Format>, Result<Vec<u8>, DecodeError>)> {
+    const T0_US: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
+    let mut names = Interner::new();
+    let services: Vec<Sym> = (0..8).map(|i| names.intern(&format!("svc{i}"))).collect();
+    let operations: Vec<Sym> = (0..8).map(|i| names.intern(&format!("op{i}"))).collect();
+    let destinations =
+        [Sym::default(), names.intern("topic-a"), names.intern("topic-b"), names.intern("topic-c")];
+    let kinds = [
+        SpanKind::Unspecified,
+        SpanKind::Internal,
+        SpanKind::Server,
+        SpanKind::Client,
+        SpanKind::Producer,
+        SpanKind::Consumer,
+        SpanKind::Producer,
+        SpanKind::Consumer,
+    ];
+    let trace = |t: u8| TraceId::new(0x5eed, u64::from(t & 3) + 1);
+    let mut records = Vec::new();
+    for b in input.chunks_exact(SPAN_BYTES) {
+        let trace_id = trace(b[0]);
+        let mut span = Span {
+            trace_id,
+            span_id: SpanId(u64::from(b[1] & 0xf) + 1),
+            start_us: T0_US + i64::from(u16::from_le_bytes([b[4], b[5]])) * 10_000,
+            duration_us: u64::from(u16::from_le_bytes([b[6], b[7]])) * 1000,
+            service: services[usize::from(b[2] & 7)],
+            operation: operations[usize::from((b[2] >> 3) & 7)],
+            destination: destinations[usize::from(b[2] >> 6)],
+            peer_service: if b[3] & 0x80 != 0 { services[usize::from(b[2] & 7) ^ 1] } else { Sym::default() },
+            kind: kinds[usize::from((b[0] >> 2) & 7)],
+            error: b[0] & 0x20 != 0,
+            ..Span::default()
+        };
+        let kind = if b[0] & 0x40 != 0 { RefKind::FollowsFrom } else { RefKind::ChildOf };
+        if b[1] >> 4 != 0 {
+            let to = if b[0] & 0x80 != 0 { trace(b[0].wrapping_add(1)) } else { trace_id };
+            span.refs.push(SpanRef { trace_id: to, span_id: SpanId(u64::from(b[1] >> 4)), kind });
+        }
+        if (b[3] >> 2) & 0xf != 0 {
+            span.refs.push(SpanRef { trace_id, span_id: SpanId(u64::from((b[3] >> 2) & 0xf)), kind });
+        }
+        let partition = u32::from(b[3] & 3);
+        let record = jaeger_proto::encode(&span, &names, &[]);
+        if b[3] & 0x40 != 0 {
+            records.push((partition, Some(Format::JaegerProto), Ok(record.clone())));
+        }
+        records.push((partition, Some(Format::JaegerProto), Ok(record)));
+    }
+    records
+}
+
+/// Runs [`span_program`] through the pipeline, with both limits.
+pub fn spans(input: &[u8]) {
+    let records = span_program(input);
+    run(records.clone(), Limits::Default);
+    run(records, Limits::Small);
 }
