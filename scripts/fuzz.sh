@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Builds the cargo-fuzz targets of fuzz/ and runs each of them for a while.
 #
-#   scripts/fuzz.sh smoke            every target for FUZZ_SECONDS (default 10) s: `make fuzz-smoke`
-#   scripts/fuzz.sh long             every target for FUZZ_SECONDS (default 600) s: `make fuzz`
+#   scripts/fuzz.sh smoke            every target for FUZZ_SECONDS (default 10) s from its seeds: `make fuzz-smoke`
+#   scripts/fuzz.sh long             every target for FUZZ_SECONDS (default 600) s from its whole
+#                                    corpus, which it grows: `make fuzz`
 #   scripts/fuzz.sh long TARGET...   only those targets
 #
 # Needs a nightly Rust toolchain that is already installed (libFuzzer and the
 # sanitizers are nightly-only; FUZZ_TOOLCHAIN picks one, else the first nightly
 # `rustup toolchain list` shows) and cargo-fuzz (installed from crates.io when
 # missing). Seeds come from `poirot simulate` (fuzz/seed.py) into the
-# git-ignored fuzz/corpus/<target>/, which libFuzzer grows from run to run.
+# git-ignored fuzz/corpus/<target>/, which the long runs grow.
 # A crash stops the run with a non-zero exit; its input is in
 # fuzz/artifacts/<target>/ (`cargo +nightly fuzz run TARGET FILE` replays it).
 set -euo pipefail
@@ -62,17 +63,29 @@ else
 fi
 echo "fuzz: built ${#targets[@]} targets in $(($(date +%s) - built)) s with $toolchain"
 
+# The targets are run directly, as `cargo fuzz run` would run them, without its rebuild check.
+triple=$(rustc "+$toolchain" -vV | sed -n 's/^host: //p')
+bin_dir=${FUZZ_TARGET_DIR:-fuzz/target}/$triple/release
 mkdir -p fuzz/artifacts
 started=$(date +%s)
 for t in "${targets[@]}"; do
     log=fuzz/artifacts/$t.log
     mkdir -p "fuzz/corpus/$t"
+    corpus=fuzz/corpus/$t
+    if [ "$mode" = smoke ]; then
+        # Only the seeds: the grown corpus takes longer to load the more it grows,
+        # and the smoke run keeps to its time.
+        corpus=$(mktemp -d)
+        find "fuzz/corpus/$t" -maxdepth 1 -name 'seed-*' -exec cp {} "$corpus/" \;
+    fi
     # -timeout: one input taking over 10 s is a hang, and a failure.
-    if "${fuzz[@]}" run "${flags[@]}" "$t" "fuzz/corpus/$t" -- \
-        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
+    mkdir -p "fuzz/artifacts/$t"
+    if "$bin_dir/$t" -artifact_prefix="fuzz/artifacts/$t/" -max_total_time="$seconds" -timeout=10 \
+        -print_final_stats=1 "$corpus" >"$log" 2>&1; then
         # libFuzzer's last status line: runs, coverage (cov: edges, ft: features), corpus, exec/s.
         done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 | tr -s '[:space:]' ' ' || true)
         echo "fuzz: $t ${seconds} s: ${done_line:-(no status line, see $log)}"
+        if [ "$mode" = smoke ]; then rm -rf "$corpus"; fi
     else
         tail -n 60 "$log" >&2
         echo "fuzz: $t FAILED (whole output: $log; the input is in fuzz/artifacts/$t/)" >&2
