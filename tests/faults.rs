@@ -14,7 +14,7 @@ mod common;
 use common::http;
 use common::servers::{
     chrono_now, create_topic, env, free_port, metric, neo4j_calls, neo4j_clear, replay_calls, root,
-    start_run_on, Proc,
+    start_run_on, with_neo4j, Proc,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -322,4 +322,39 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(neo4j_calls(), want_calls);
     log(t0, "exact");
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn a_refused_neo4j_password_ends_run_with_one_line_and_locks_nobody_out() {
+    let topic = format!("poirot-faults-auth-{}", std::process::id());
+    create_topic(&topic, 1);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_poirot"))
+        .args(["run", "--brokers", &env("POIROT_TEST_KAFKA"), "--topic", &topic, "--listen", &listen])
+        .env("POIROT_NEO4J__URI", env("POIROT_TEST_NEO4J"))
+        .env("POIROT_NEO4J__USER", env("POIROT_TEST_NEO4J_USER"))
+        .env("POIROT_NEO4J__PASSWORD", "not-the-password")
+        .env("POIROT_KAFKA__REPARTITION", "never")
+        .env("POIROT_LOG", "warn")
+        .output()
+        .expect("poirot run");
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "poirot run went on with a refused password: {stderr}");
+    assert!(took < Duration::from_secs(20), "took {took:?}: retried instead of stopping");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line:\n{stderr}");
+    assert!(lines[0].contains("refused poirot's credentials"), "{stderr}");
+    assert!(!stderr.contains("not-the-password"), "the password shows: {stderr}");
+    // One try from one connection: Neo4j's lockout (after 3 failed attempts by default)
+    // was not tripped, so the right password works at once.
+    let one = with_neo4j(async |g| {
+        let mut rows =
+            g.execute(neo4rs::query("RETURN 1 AS one")).await.expect("the right password is not locked out");
+        let row = rows.next().await.expect("row").expect("one row");
+        row.get::<i64>("one").expect("one")
+    });
+    assert_eq!(one, 1);
 }

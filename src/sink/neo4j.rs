@@ -195,6 +195,11 @@ impl Neo4jSink {
     }
 
     fn create_constraints(&self) -> Result<(), Neo4jError> {
+        // First contact through a transaction: neo4rs retries `run` for up to a
+        // minute, refused credentials included; opening a transaction tries once.
+        self.rt
+            .block_on(async { self.graph.start_txn().await?.commit().await })
+            .map_err(|e| Neo4jError::from_bolt(&self.uri, e))?;
         for c in CONSTRAINTS {
             self.rt.block_on(self.graph.run(query(c))).map_err(|e| {
                 match Neo4jError::from_bolt(&self.uri, e) {
