@@ -97,6 +97,27 @@ impl Group {
         self.members.iter().map(|(_, p)| rss_bytes(p.0.id())).sum()
     }
 
+    /// Writes `sink` acknowledged, over the members.
+    fn sink_writes(&self, sink: &str) -> f64 {
+        let series = format!("poirot_sink_writes_total{{sink=\"{sink}\"}} ");
+        self.members
+            .iter()
+            .filter_map(|(a, _)| {
+                let body = http::get(&format!("http://{a}/metrics")).ok()?.body;
+                body.lines().find_map(|l| l.strip_prefix(&series)?.trim().parse::<f64>().ok())
+            })
+            .sum()
+    }
+
+    /// Waits until `sink` writes again after its server came back; logs how long that took.
+    fn recovered(&self, t0: Instant, sink: &str, writes_before: f64) {
+        let back = Instant::now();
+        wait_until(&format!("{sink} writes after the outage"), Duration::from_secs(120), || {
+            self.sink_writes(sink) > writes_before
+        });
+        log(t0, &format!("{sink} written again {:.1} s after it answered", back.elapsed().as_secs_f64()));
+    }
+
     fn finished_traces(&self) -> f64 {
         self.members.iter().map(|(a, _)| metric(a, "poirot_neo4j_finished_traces_total").max(0.0)).sum()
     }
@@ -232,6 +253,7 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
     // The search index down for a minute, traces coming all along.
     log(t0, "opensearch down");
     let base = group.rss();
+    let writes = group.sink_writes("elasticsearch");
     let down = Down::new("opensearch");
     batches.produce();
     let mut produced = false;
@@ -243,6 +265,7 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
     });
     drop(down);
     log(t0, &format!("opensearch up; memory {} MiB before, peak {} MiB during", base >> 20, peak >> 20));
+    group.recovered(t0, "elasticsearch", writes);
     assert!(
         peak <= base + OUTAGE_GROWTH_BYTES,
         "memory grew from {base} to {peak} bytes while the index was down"
@@ -252,6 +275,7 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
     batches.produce();
     log(t0, "neo4j down");
     let base = group.rss();
+    let writes = group.sink_writes("neo4j");
     let down = Down::new("neo4j");
     batches.produce();
     let kill_at = Duration::from_millis(5_000 + random_ms(25_000));
@@ -266,6 +290,7 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
     });
     drop(down);
     log(t0, &format!("neo4j up; memory {} MiB before, peak {} MiB during", base >> 20, peak >> 20));
+    group.recovered(t0, "neo4j", writes);
     assert!(
         peak <= base + OUTAGE_GROWTH_BYTES,
         "memory grew from {base} to {peak} bytes while Neo4j was down"

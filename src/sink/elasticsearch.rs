@@ -24,6 +24,9 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// Longest wait between two tries while the server is down: recovery comes at most this late.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum EsError {
     #[error("elasticsearch url {0:?} is not valid: {1}")]
@@ -201,7 +204,7 @@ impl EsSink {
                         config.url
                     );
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(RETRY_MAX);
                 }
             }
         }
@@ -325,7 +328,7 @@ impl EsSink {
                     self.health.failing(Component::Elasticsearch, e.to_string());
                     tracing::warn!("{e}; retrying in {backoff:?}");
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(RETRY_MAX);
                 }
                 Err(e) => {
                     self.metrics.failures.inc();

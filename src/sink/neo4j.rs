@@ -26,6 +26,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// Longest wait between two tries while the server is down: recovery comes at most this late.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum Neo4jError {
     /// Neo4j refused the credentials (or the user may not do this): retrying
@@ -188,7 +191,7 @@ impl Neo4jSink {
                     health.failing(Component::Neo4j, format!("cannot reach {}: {e}", config.uri));
                     tracing::warn!("cannot reach neo4j at {}: {e}; trying again in {backoff:?}", config.uri);
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(RETRY_MAX);
                 }
             }
         }
@@ -227,7 +230,7 @@ impl Neo4jSink {
                     self.health.failing(Component::Neo4j, e.to_string());
                     tracing::warn!("neo4j: cannot load the finished traces of partition {partition}: {e}; retrying in {backoff:?}");
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(RETRY_MAX);
                 }
                 done => return done,
             }
@@ -434,7 +437,7 @@ impl Neo4jSink {
                     self.health.failing(Component::Neo4j, e.to_string());
                     tracing::warn!("neo4j write failed: {e}; retrying in {backoff:?}");
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(RETRY_MAX);
                 }
                 Err(e) => {
                     self.metrics.failures.inc();

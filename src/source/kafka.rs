@@ -1,8 +1,8 @@
 //! The Kafka source: a consumer group member on its own thread.
 //!
 //! A `BaseConsumer` is polled on a dedicated thread into a bounded channel of
-//! events. When the pipeline falls behind, records wait in a one-batch outbox;
-//! a pipeline that takes nothing for [`PAUSE_AFTER`] (blocked on a sink that is
+//! events. When the pipeline falls behind, records wait in a one-batch outbox
+//! and the thread reads nothing more; a pipeline that takes nothing for [`PAUSE_AFTER`] (blocked on a sink that is
 //! down) gets the assigned partitions paused while the thread goes on polling,
 //! so the member stays in its group however long the outage lasts and memory
 //! stays flat. Rebalances are cooperative-sticky and reported as events, in
@@ -152,8 +152,10 @@ struct Context {
 const HANDOFF_TIMEOUT: Duration = Duration::from_secs(240);
 /// A pipeline that takes nothing for this long is stalled: reading time stops.
 const STALL_GRACE: Duration = Duration::from_millis(500);
-/// ... and after this long the assignment is paused while polling goes on.
-pub const PAUSE_AFTER: Duration = Duration::from_secs(1);
+/// ... and after this long the assignment is paused while polling goes on (well
+/// below librdkafka's `max.poll.interval.ms`; kept for real outages, since
+/// librdkafka's pause and resume are best used sparingly).
+pub const PAUSE_AFTER: Duration = Duration::from_secs(20);
 
 /// Whether a client error means the brokers refused us (credentials, TLS), or
 /// cannot be reached, or neither.
@@ -169,8 +171,8 @@ fn classify(error: &KafkaError) -> Option<bool> {
     }
 }
 
-/// Whether every record of a partition up to its end was handed to the poll
-/// thread: the application's position (or, before the first record, the
+/// Whether every record of a partition up to its end (as of the latest fetch
+/// response) was handed to the poll thread: the application's position (or, before the first record, the
 /// committed offset, or the start of an empty partition) is at the last
 /// stable offset (the high watermark outside transactions).
 fn read_to_end(part: &rdkafka::statistics::Partition) -> bool {
@@ -184,7 +186,7 @@ fn read_to_end(part: &rdkafka::statistics::Partition) -> bool {
     } else {
         return false;
     };
-    part.fetch_state == "active" && end >= 0 && position >= end
+    end >= 0 && position >= end
 }
 
 impl ClientContext for Context {
@@ -540,13 +542,27 @@ fn watermark_of(headers: &rdkafka::message::BorrowedHeaders) -> Option<(u64, i64
     Some((producer, event_time))
 }
 
-fn set_paused(consumer: &BaseConsumer<Context>, paused: bool) {
-    let Ok(assignment) = consumer.assignment() else { return };
-    let result = if paused { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
+/// Pauses the assignment, or resumes exactly what was paused (a partition
+/// revoked meanwhile included: librdkafka keeps it paused should it come back).
+fn set_paused(consumer: &BaseConsumer<Context>, pause: bool, paused: &mut Option<TopicPartitionList>) {
+    let result = match (pause, paused.take()) {
+        (true, before) => {
+            let Ok(assignment) = consumer.assignment() else { return };
+            if let Some(before) = before {
+                // Partitions revoked meanwhile must not stay paused.
+                let _ = consumer.resume(&before);
+            }
+            let r = consumer.pause(&assignment);
+            *paused = Some(assignment);
+            r
+        }
+        (false, Some(before)) => consumer.resume(&before),
+        (false, None) => Ok(()),
+    };
     if let Err(e) = result {
         tracing::warn!(
             "kafka: cannot {} the assigned partitions: {e}",
-            if paused { "pause" } else { "resume" }
+            if pause { "pause" } else { "resume" }
         );
     }
 }
@@ -556,7 +572,7 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
     let mut last_commit = Instant::now();
     let mut last_cycle = Instant::now();
     let mut stalled_since: Option<Instant> = None;
-    let mut paused = false;
+    let mut paused: Option<TopicPartitionList> = None;
     while !stop.load(Ordering::Relaxed) {
         // What was read before goes first; the pipeline may be behind.
         let Some(delivered) = context.deliver() else { break };
@@ -570,11 +586,10 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
         // the group keeps this member and nothing piles up in memory.
         let pause = stalled_for >= PAUSE_AFTER;
         let changed = context.state.lock().is_ok_and(|mut s| std::mem::take(&mut s.assignment_changed));
-        if pause != paused || changed {
-            set_paused(&consumer, pause);
-            paused = pause;
+        if pause != paused.is_some() || (pause && changed) {
+            set_paused(&consumer, pause, &mut paused);
         }
-        if !delivered && !paused {
+        if !delivered && paused.is_none() {
             // Backpressure: wait for room rather than reading more.
             std::thread::sleep(Duration::from_millis(5));
         } else {
@@ -600,7 +615,7 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
             }
         }
         let at_end = context.state.lock().map(|mut s| std::mem::take(&mut s.at_end)).unwrap_or_default();
-        if !at_end.is_empty() && !paused {
+        if !at_end.is_empty() && paused.is_none() {
             context.enqueue(SourceEvent::AtEnd(at_end.into_iter().collect()));
         }
         // Reading time: what passed in this cycle, unless the pipeline is stalled,
