@@ -10,16 +10,16 @@ use std::error::Error;
 pub fn handshake_failure(e: &(dyn Error + 'static), ca_key: &str) -> Option<String> {
     let mut next = Some(e);
     while let Some(err) = next {
-        let inner = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|i| i as &(dyn Error + 'static));
-        for candidate in [Some(err), inner].into_iter().flatten() {
-            if let Some(r) = candidate.downcast_ref::<rustls::Error>() {
-                return Some(describe(r, ca_key));
-            }
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(describe(r, ca_key));
         }
-        next = err.source();
+        // An io::Error's source() is its inner error's source, skipping the inner
+        // error itself (another io::Error, or the rustls error): step into it.
+        let inner = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        next = match inner {
+            Some(i) => Some(i as &(dyn Error + 'static)),
+            None => err.source(),
+        };
     }
     None
 }
@@ -49,6 +49,9 @@ mod tests {
         let line = handshake_failure(&io, "neo4j.ca_file").expect("a TLS failure");
         assert!(line.starts_with("TLS handshake failed: invalid peer certificate"), "{line}");
         assert!(line.contains("set neo4j.ca_file"), "{line}");
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let nested = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, tls));
+        assert!(handshake_failure(&nested, "x").is_some(), "an io::Error in an io::Error");
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(handshake_failure(&refused, "neo4j.ca_file"), None);
     }
