@@ -35,12 +35,19 @@ pub enum Neo4jError {
     /// would only lock the account out.
     #[error("neo4j at {uri} refused poirot's credentials: {detail}")]
     Refused { uri: String, detail: String },
+    /// The TLS handshake failed (untrusted or wrong certificate): a setting to
+    /// fix, not an outage to wait out.
+    #[error("neo4j at {uri}: {detail}")]
+    Tls { uri: String, detail: String },
     #[error("neo4j: {0}")]
     Failed(String),
 }
 
 impl Neo4jError {
-    fn from_bolt(uri: &str, e: neo4rs::Error) -> Neo4jError {
+    pub fn from_bolt(uri: &str, e: neo4rs::Error) -> Neo4jError {
+        if let Some(detail) = super::tls::handshake_failure(&e, "neo4j.ca_file") {
+            return Neo4jError::Tls { uri: uri.to_owned(), detail };
+        }
         let refused = match &e {
             neo4rs::Error::AuthenticationError(_) => true,
             neo4rs::Error::Neo4j(n) => n.code().starts_with("Neo.ClientError.Security."),
@@ -55,7 +62,7 @@ impl Neo4jError {
 
     /// Whether trying again cannot help.
     pub fn refused(&self) -> bool {
-        matches!(self, Neo4jError::Refused { .. })
+        matches!(self, Neo4jError::Refused { .. } | Neo4jError::Tls { .. })
     }
 }
 
@@ -64,6 +71,43 @@ pub struct Neo4jConfig {
     pub uri: String,
     pub user: String,
     pub password: String,
+    /// PEM CA certificate(s) trusted besides the system's roots (TLS uris only).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// Whether neo4rs speaks TLS to `uri`: `bolt+s://`, `neo4j+s://` (and their
+/// `+ssc` forms, which neo4rs 0.8 verifies the same way).
+pub fn is_tls_uri(uri: &str) -> bool {
+    let scheme = uri.split_once("://").map(|(s, _)| s.to_ascii_lowercase()).unwrap_or_default();
+    ["bolt+s", "bolt+ssc", "neo4j+s", "neo4j+ssc"].contains(&scheme.as_str())
+}
+
+/// A client for `config` whose first connection is made now, once: neo4rs's
+/// queries retry a failed connection for up to a minute, which would hide a
+/// refused password or a failed TLS handshake (and try the password again and
+/// again). Opening and rolling back a transaction does not retry.
+pub async fn connect_once(config: neo4rs::Config, uri: &str) -> Result<Graph, Neo4jError> {
+    let graph = Graph::connect(config).await.map_err(|e| Neo4jError::from_bolt(uri, e))?;
+    let txn = graph.start_txn().await.map_err(|e| Neo4jError::from_bolt(uri, e))?;
+    txn.rollback().await.map_err(|e| Neo4jError::from_bolt(uri, e))?;
+    Ok(graph)
+}
+
+impl Neo4jConfig {
+    /// The client settings: with a TLS uri the server's certificate is verified
+    /// against the system's roots and `ca_file`, for the uri's host name.
+    pub fn bolt(&self, max_connections: usize) -> Result<neo4rs::Config, Neo4jError> {
+        let mut builder = neo4rs::ConfigBuilder::default()
+            .uri(self.uri.as_str())
+            .user(self.user.as_str())
+            .password(self.password.as_str())
+            .max_connections(max_connections);
+        if let Some(ca) = &self.ca_file {
+            // Despite its name, the CA to trust.
+            builder = builder.with_client_certificate(ca);
+        }
+        builder.build().map_err(|e| Neo4jError::Failed(format!("{}: {e}", self.uri)))
+    }
 }
 
 pub struct Neo4jSink {
@@ -148,15 +192,9 @@ impl Neo4jSink {
         stop: &AtomicBool,
     ) -> Result<Neo4jSink, Neo4jError> {
         health.register(Component::Neo4j);
-        let bolt = neo4rs::ConfigBuilder::default()
-            .uri(config.uri.as_str())
-            .user(config.user.as_str())
-            .password(config.password.as_str())
-            // The sink writes one transaction at a time: one connection is enough,
-            // and a refused password is tried once, not by a pool of 16.
-            .max_connections(1)
-            .build()
-            .map_err(|e| Neo4jError::Failed(format!("{}: {e}", config.uri)))?;
+        // The sink writes one transaction at a time: one connection is enough,
+        // and a refused password is tried once, not by a pool of 16.
+        let bolt = config.bolt(1)?;
         let source = format!("{group}/{topic}");
         let mut backoff = Duration::from_millis(500);
         loop {
@@ -164,8 +202,7 @@ impl Neo4jSink {
                 .enable_all()
                 .build()
                 .map_err(|e| Neo4jError::Failed(e.to_string()))?;
-            let connected =
-                rt.block_on(Graph::connect(bolt.clone())).map_err(|e| Neo4jError::from_bolt(&config.uri, e));
+            let connected = rt.block_on(connect_once(bolt.clone(), &config.uri));
             let tried = connected.and_then(|graph| {
                 let sink = Neo4jSink {
                     graph,
@@ -198,11 +235,6 @@ impl Neo4jSink {
     }
 
     fn create_constraints(&self) -> Result<(), Neo4jError> {
-        // First contact through a transaction: neo4rs retries `run` for up to a
-        // minute, refused credentials included; opening a transaction tries once.
-        self.rt
-            .block_on(async { self.graph.start_txn().await?.commit().await })
-            .map_err(|e| Neo4jError::from_bolt(&self.uri, e))?;
         for c in CONSTRAINTS {
             self.rt.block_on(self.graph.run(query(c))).map_err(|e| {
                 match Neo4jError::from_bolt(&self.uri, e) {
