@@ -13,8 +13,8 @@ mod common;
 
 use common::http;
 use common::servers::{
-    chrono_now, create_topic, env, free_port, metric, neo4j_calls, neo4j_clear, replay_calls, root,
-    start_run_on, with_neo4j, Proc,
+    chrono_now, create_topic, env, free_port, group_config, metric, neo4j_calls, neo4j_clear, replay_calls,
+    root, start_run_on, with_neo4j, Proc,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -229,13 +229,7 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
     let topic = format!("poirot-faults-{}", std::process::id());
     create_topic(&topic, 6);
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("poirot.toml");
-    // Jaeger keys by trace id (no repartition stage); a dead member is noticed after 6 s.
-    std::fs::write(
-        &config,
-        "[kafka]\nrepartition = \"never\"\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
-    )
-    .expect("config");
+    let config = group_config(dir.path());
     let mut group =
         Group { topic: topic.clone(), group: format!("{topic}-group"), config, members: Vec::new() };
     for _ in 0..3 {

@@ -9,12 +9,11 @@
 mod common;
 
 use common::http;
-use common::servers::{env, free_port, metric, simulate_into, Proc};
+use common::servers::{env, free_port, metric, run_to_end, simulate_into, Proc};
 use elasticsearch::auth::Credentials;
 use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::{CountParts, Elasticsearch};
-use std::io::Read as _;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,32 +61,6 @@ fn run_cmd(topic: &str, listen: &str) -> Command {
         .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "3s")
         .env("POIROT_KAFKA__REPARTITION", "never");
     cmd
-}
-
-/// Runs a poirot command to its end (at most `limit`), returning its output and how long it took.
-fn run_to_end(cmd: &mut Command, limit: Duration) -> (Output, Duration) {
-    let started = Instant::now();
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("poirot starts");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stderr.read_to_end(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} still ran after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let took = started.elapsed();
-    let stderr = reader.join().expect("stderr reader");
-    (Output { status, stdout: Vec::new(), stderr }, took)
 }
 
 /// The only line of a failed command's stderr (run with POIROT_LOG=warn); fails when

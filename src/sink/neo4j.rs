@@ -29,6 +29,9 @@ use std::time::Duration;
 /// Longest wait between two tries while the server is down: recovery comes at most this late.
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
+/// How long the marker of a write is kept (ms): far longer than any retry of it.
+const WRITE_MARKER_KEEP_MS: i64 = 3_600_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Neo4jError {
     /// Neo4j refused the credentials (or the user may not do this): retrying
@@ -155,8 +158,9 @@ fn millis(us: i64) -> BoltType {
     BoltType::from(us / 1000)
 }
 
-const CONSTRAINTS: [&str; 5] = [
+const CONSTRAINTS: [&str; 6] = [
     "CREATE CONSTRAINT poirot_service IF NOT EXISTS FOR (s:Service) REQUIRE s.name IS UNIQUE",
+    "CREATE CONSTRAINT poirot_write IF NOT EXISTS FOR (w:PoirotWrite) REQUIRE w.id IS UNIQUE",
     "CREATE CONSTRAINT poirot_operation IF NOT EXISTS FOR (o:Operation) REQUIRE o.key IS UNIQUE",
     "CREATE CONSTRAINT poirot_destination IF NOT EXISTS FOR (d:Destination) REQUIRE d.name IS UNIQUE",
     "CREATE CONSTRAINT poirot_finished IF NOT EXISTS FOR (f:PoirotFinishedTrace) REQUIRE f.key IS UNIQUE",
@@ -424,8 +428,27 @@ impl Neo4jSink {
                 .param("rows", gc_rows)
                 .param("source", self.source.as_str()),
             );
+            qs.push(
+                query("MATCH (w:PoirotWrite {source: $source}) WHERE w.at < timestamp() - $keep DELETE w")
+                    .param("source", self.source.as_str())
+                    .param("keep", WRITE_MARKER_KEEP_MS),
+            );
         }
         qs
+    }
+
+    /// Whether the transaction that carried write `id` committed: a commit whose
+    /// answer was lost (Neo4j stopped in the middle) must not be applied twice.
+    fn committed(&self, id: &str) -> Result<bool, neo4rs::Error> {
+        self.rt.block_on(async {
+            let q = query("MATCH (w:PoirotWrite {id: $id}) RETURN count(w) AS n").param("id", id);
+            let mut rows = self.graph.execute(q).await?;
+            let n = match rows.next().await? {
+                Some(row) => row.get::<i64>("n").unwrap_or(0),
+                None => 0,
+            };
+            Ok(n > 0)
+        })
     }
 
     /// Writes `delta` and records `finished` in one transaction, deleting records
@@ -442,16 +465,32 @@ impl Neo4jSink {
     ) -> Result<bool, Neo4jError> {
         let mut backoff = Duration::from_millis(100);
         let started = std::time::Instant::now();
+        // Every write carries a marker with its own id, so that after an error whose
+        // cause may have come after the commit, a retry first asks whether it landed.
+        let id = format!("{}/{:016x}{:016x}", self.source, rand::random::<u64>(), rand::random::<u64>());
+        let mut attempted = false;
         loop {
-            let qs = self.queries(delta, names, finished, gc);
+            let mut qs = self.queries(delta, names, finished, gc);
             if qs.is_empty() {
                 return Ok(true);
             }
-            let r: Result<(), neo4rs::Error> = self.rt.block_on(async {
-                let mut txn = self.graph.start_txn().await?;
-                txn.run_queries(qs).await?;
-                txn.commit().await
-            });
+            qs.push(
+                query("CREATE (:PoirotWrite {id: $id, source: $source, at: timestamp()})")
+                    .param("id", id.as_str())
+                    .param("source", self.source.as_str()),
+            );
+            // After a failed attempt: did it land after all? (Not knowing is a failure too.)
+            let landed = if attempted { self.committed(&id) } else { Ok(false) };
+            attempted = true;
+            let r: Result<(), neo4rs::Error> = match landed {
+                Ok(true) => Ok(()),
+                Ok(false) => self.rt.block_on(async {
+                    let mut txn = self.graph.start_txn().await?;
+                    txn.run_queries(qs).await?;
+                    txn.commit().await
+                }),
+                Err(e) => Err(e),
+            };
             match r.map_err(|e| Neo4jError::from_bolt(&self.uri, e)) {
                 Ok(()) => {
                     self.metrics.written(started.elapsed());
