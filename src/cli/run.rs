@@ -425,9 +425,11 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                 }
             }
             if last_gc.elapsed() >= GC_LAG {
-                // Only what was published for commit: records above it are still needed.
+                // Only below what the coordinator acknowledged: a commit that failed
+                // (Kafka down, a rebalance) means those spans are read again, and their
+                // records must still be there to drop them.
                 gc_offsets = source
-                    .committable
+                    .committed
                     .lock()
                     .map(|m| m.iter().filter(|(p, _)| assigned.contains(p)).map(|(&p, &o)| (p, o)).collect())
                     .unwrap_or_default();

@@ -140,6 +140,8 @@ struct Context {
     /// Events waiting for room in `events`, oldest first (order is kept).
     outbox: Mutex<VecDeque<SourceEvent>>,
     committable: Committable,
+    /// Offsets the group's coordinator acknowledged as committed.
+    committed: Committable,
     stop: Arc<AtomicBool>,
     metrics: ProcessMetrics,
     state: Mutex<State>,
@@ -305,8 +307,22 @@ impl Context {
             }
         }
         if tpl.count() > 0 {
-            if let Err(e) = consumer.commit(&tpl, mode) {
-                self.limiter.error("commit", &e, &format!("kafka commit failed: {e}"));
+            match consumer.commit(&tpl, mode) {
+                Ok(()) if matches!(mode, CommitMode::Sync) => self.record_committed(&tpl),
+                Ok(()) => {}
+                Err(e) => self.limiter.error("commit", &e, &format!("kafka commit failed: {e}")),
+            }
+        }
+    }
+
+    /// Notes the offsets of `tpl` that the coordinator acknowledged.
+    fn record_committed(&self, tpl: &TopicPartitionList) {
+        let Ok(mut committed) = self.committed.lock() else { return };
+        for e in tpl.elements() {
+            let Some(t) = self.topics.iter().position(|t| t == e.topic()) else { continue };
+            if let (Ok(()), Offset::Offset(o)) = (e.error(), e.offset()) {
+                let entry = committed.entry(partition_id(t, e.partition())).or_insert(o);
+                *entry = (*entry).max(o);
             }
         }
     }
@@ -421,10 +437,12 @@ impl ConsumerContext for Context {
         }
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        if let Err(e) = result {
-            self.limiter.error("commit", &e, &format!("kafka commit failed: {e}"));
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = &result {
+            self.limiter.error("commit", e, &format!("kafka commit failed: {e}"));
         }
+        // Per partition: some may have been committed even when others failed.
+        self.record_committed(offsets);
     }
 }
 
@@ -432,6 +450,9 @@ impl ConsumerContext for Context {
 pub struct KafkaSource {
     pub events: Receiver<SourceEvent>,
     pub committable: Committable,
+    /// Offsets actually committed (acknowledged by the group coordinator): what a
+    /// new owner would start reading from.
+    pub committed: Committable,
     /// Processing time that passes only while the source is really reading.
     pub clock: ReadingClock,
     context: Arc<Context>,
@@ -451,6 +472,7 @@ impl KafkaSource {
     ) -> Result<KafkaSource, KafkaSourceError> {
         let (tx, rx) = sync_channel(IN_FLIGHT);
         let committable: Committable = Arc::default();
+        let committed: Committable = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let context = Context {
             topics: config.topics.clone(),
@@ -458,6 +480,7 @@ impl KafkaSource {
             events: tx,
             outbox: Mutex::default(),
             committable: committable.clone(),
+            committed: committed.clone(),
             stop: stop.clone(),
             metrics,
             state: Mutex::default(),
@@ -488,7 +511,7 @@ impl KafkaSource {
                 .spawn(move || poll_loop(consumer, stop, clock))
                 .map_err(KafkaSourceError::Thread)?
         };
-        Ok(KafkaSource { events: rx, committable, clock, context, stop, thread: Some(thread) })
+        Ok(KafkaSource { events: rx, committable, committed, clock, context, stop, thread: Some(thread) })
     }
 
     /// How the connection to the brokers stands now.
