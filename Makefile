@@ -3,7 +3,7 @@ CARGO ?= cargo
 DEMO_LISTEN ?= 127.0.0.1:8080
 SERVICES := scripts/services/services.sh
 
-.PHONY: run test unit lint build bench fmt clean services-up services-down services-status services-test stack-check image
+.PHONY: run test unit lint fuzz fuzz-smoke build bench fmt clean services-up services-down services-status services-test stack-check image
 
 build:
 	$(CARGO) build --release
@@ -13,9 +13,10 @@ run: build
 	@echo "poirot demo: web page http://$(DEMO_LISTEN)/  metrics http://$(DEMO_LISTEN)/metrics  (Ctrl-C stops)"
 	./target/release/poirot demo --listen $(DEMO_LISTEN)
 
-## The whole test suite: lints, unit/property/CLI tests, the real servers (which include the
-## dashboard and alerting test of the stack's configs), then the deployment checks.
-test: lint unit services-test stack-check
+## The whole test suite: lints, unit/property/CLI tests, a short run of every fuzz target, the
+## real servers (which include the dashboard and alerting test of the stack's configs), then the
+## deployment checks.
+test: lint unit fuzz-smoke services-test stack-check
 
 unit:
 	$(CARGO) test --all-targets
@@ -24,6 +25,15 @@ unit:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+## Fuzzing (cargo-fuzz, libFuzzer, on the installed nightly toolchain; README "Fuzzing").
+## fuzz-smoke: every target for FUZZ_SECONDS (10) s, failing on a crash.
+## fuzz: the long run, every target (or FUZZ_TARGETS) for FUZZ_SECONDS (600) s.
+fuzz-smoke:
+	CARGO=$(CARGO) scripts/fuzz.sh smoke
+
+fuzz:
+	CARGO=$(CARGO) scripts/fuzz.sh long $(FUZZ_TARGETS)
 
 ## Real servers (Kafka, Neo4j, OpenSearch, Prometheus, Alertmanager, Jaeger, HotROD) on 127.0.0.1.
 services-up:

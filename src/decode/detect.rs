@@ -17,19 +17,24 @@ pub fn detect(record: &[u8]) -> Option<Format> {
     })
 }
 
+/// The keys that tell the JSON formats apart; the first one in a record decides.
+const JSON_KEYS: [(&[u8], Format); 6] = [
+    (b"\"resourceSpans\"", Format::OtlpJson),
+    (b"\"resource_spans\"", Format::OtlpJson),
+    (b"\"data\"", Format::JaegerUi),
+    (b"\"traceId\"", Format::JaegerJson),
+    (b"\"trace_id\"", Format::JaegerJson),
+    (b"\"spanId\"", Format::JaegerJson),
+];
+
 fn detect_json(text: &[u8]) -> Option<Format> {
-    // The first key decides; a cheap scan instead of a full parse.
+    // The first key decides; a cheap scan instead of a full parse: one pass over
+    // the quotes of the first 4 KiB (every key starts with one).
     let head = &text[..text.len().min(4096)];
-    let find = |needle: &[u8]| head.windows(needle.len()).position(|w| w == needle);
-    let candidates = [
-        (find(b"\"resourceSpans\""), Format::OtlpJson),
-        (find(b"\"resource_spans\""), Format::OtlpJson),
-        (find(b"\"data\""), Format::JaegerUi),
-        (find(b"\"traceId\""), Format::JaegerJson),
-        (find(b"\"trace_id\""), Format::JaegerJson),
-        (find(b"\"spanId\""), Format::JaegerJson),
-    ];
-    candidates.into_iter().filter_map(|(at, f)| at.map(|a| (a, f))).min_by_key(|(a, _)| *a).map(|(_, f)| f)
+    (0..head.len()).filter(|&i| head[i] == b'"').find_map(|i| {
+        let rest = &head[i..];
+        JSON_KEYS.iter().find(|(key, _)| rest.starts_with(key)).map(|&(_, f)| f)
+    })
 }
 
 /// A Jaeger span starts with its 16-byte trace id (field 1) or another scalar
@@ -91,5 +96,14 @@ mod tests {
         assert_eq!(detect(br#"{"hello":1}"#), None);
         assert_eq!(detect(b""), None);
         assert_eq!(detect(b"\xff\xff\xff"), None);
+    }
+
+    #[test]
+    fn the_first_key_decides() {
+        assert_eq!(detect(br#"{"spanId":"AA==","data":[],"resourceSpans":[]}"#), Some(Format::JaegerJson));
+        // A key cut by the end of the 4 KiB head does not count.
+        let pad = |n: usize| format!("{{\"pad\":\"{}\",\"data\":[]}}", "x".repeat(n));
+        assert_eq!(detect(pad(4096 - 16).as_bytes()), Some(Format::JaegerUi));
+        assert_eq!(detect(pad(4096 - 15).as_bytes()), None);
     }
 }

@@ -1,0 +1,194 @@
+//! What the fuzz targets share: a pipeline set up as `poirot replay` sets it up,
+//! and the checks every decoded span and every run must pass.
+//!
+//! Each target feeds libFuzzer's bytes through the same public calls the
+//! pipeline makes ([`Pipeline::decode_record`], [`Pipeline::push_record`],
+//! [`Pipeline::finish`]); a panic, an abort, an overflow (debug assertions are on)
+//! or a failed check below is a crash.
+
+use poirot::analysis::{AnalysisConfig, AssemblyConfig, DetectedAt, DocLimits};
+use poirot::dataflow::{ManualClock, WatermarkConfig};
+use poirot::decode::{detect, jaeger_json, jaeger_proto, jaeger_ui, otlp, Format, MAX_DETAIL_BYTES};
+use poirot::model::{Interner, Span, Sym};
+use poirot::pipeline::{Pipeline, PipelineConfig};
+use poirot::sink::{elasticsearch, files, prometheus};
+use poirot::source::file::{detect_input, framing_for, RecordReader};
+use std::sync::Arc;
+
+/// 1990-01-01 and 2200-01-01 in µs since the epoch: the start times decoders accept.
+const MIN_START_US: i64 = 631_152_000_000_000;
+const MAX_START_US: i64 = 7_258_118_400_000_000;
+/// A week in µs: the longest duration decoders accept.
+const MAX_DURATION_US: u64 = 7 * 24 * 3600 * 1_000_000;
+
+/// Limits of a pipeline under test.
+#[derive(Clone, Copy)]
+pub enum Limits {
+    /// The defaults of `poirot replay`.
+    Default,
+    /// Small enough that short inputs reach every cap: spans per trace,
+    /// buffered spans, series, names, name length, document sizes.
+    Small,
+}
+
+/// A pipeline configured as `poirot replay` configures one (event time from the
+/// spans only, anomalies stamped with the trace's close time), on a manual clock
+/// so that a run depends on its input alone.
+pub fn pipeline(limits: Limits) -> Pipeline {
+    let (assembly, analysis) = match limits {
+        Limits::Default => (AssemblyConfig::default(), AnalysisConfig::default()),
+        Limits::Small => (
+            AssemblyConfig { inactivity_gap_us: 2_000_000, max_spans_per_trace: 48, max_buffered_spans: 400 },
+            AnalysisConfig {
+                min_reentries: 2,
+                max_spans_per_trace: 48,
+                max_series: 32,
+                max_names: 64,
+                max_name_bytes: 40,
+                documents: DocLimits {
+                    max_evidence_spans: 8,
+                    max_list_entries: 4,
+                    max_summary_bytes: 160,
+                    max_document_bytes: 4 << 10,
+                },
+            },
+        ),
+    };
+    let config = PipelineConfig {
+        assembly,
+        watermark: WatermarkConfig { out_of_orderness_us: 1_000_000, idle_timeout_us: i64::MAX },
+        analysis,
+        detected_at: DetectedAt::TraceClose,
+    };
+    Pipeline::new(config, Arc::new(ManualClock::new(0)))
+}
+
+/// Decodes one record (`format` `None`: detected, as `poirot run` does with
+/// `format = "auto"`), checks what came out, and checks that each decoded span
+/// survives being encoded in the same format and decoded again unchanged.
+pub fn decode_record(format: Option<Format>, record: &[u8]) {
+    let mut p = pipeline(Limits::Default);
+    let mut spans = Vec::new();
+    let outcome = p.decode_record(format, record, &mut spans);
+    assert_eq!(outcome.spans, spans.len());
+    assert_eq!(p.input.records, 1);
+    match &outcome.error {
+        Some(e) => {
+            assert!(p.input.bad_total() >= 1, "an error that was not counted: {e}");
+            assert!(e.detail.len() <= MAX_DETAIL_BYTES, "error detail of {} bytes", e.detail.len());
+        }
+        None => assert_eq!(p.input.bad_total(), 0),
+    }
+    for s in &spans {
+        check_span(s, &p.names);
+    }
+    let format = format.or_else(|| detect(record));
+    if let (Some(f), false) = (format, spans.is_empty()) {
+        round_trip(f, &spans, &mut p.names);
+    }
+}
+
+/// A span as every analysis may assume it: valid ids, plausible times, names within the cap.
+pub fn check_span(s: &Span, names: &Interner) {
+    assert!(!s.trace_id.is_zero(), "zero trace id: {s:?}");
+    assert!(!s.span_id.is_zero(), "zero span id: {s:?}");
+    assert!((MIN_START_US..MAX_START_US).contains(&s.start_us), "start out of range: {s:?}");
+    assert!(s.duration_us <= MAX_DURATION_US, "duration out of range: {s:?}");
+    for r in &s.refs {
+        assert!(!r.trace_id.is_zero() && !r.span_id.is_zero(), "zero id in a reference: {s:?}");
+    }
+    let max = names.max_name_bytes();
+    for sym in [s.service, s.operation, s.destination, s.peer_service, s.db_system] {
+        check_name(sym, names, max);
+    }
+    assert_ne!(s.service, Sym::default(), "a span without a service: {s:?}");
+}
+
+fn check_name(sym: Sym, names: &Interner, max: usize) {
+    let name = names.resolve(sym);
+    assert!(max == 0 || name.len() <= max, "name of {} bytes over the {max}-byte cap", name.len());
+}
+
+/// Encodes `spans` in `format` and decodes them again: the same spans must come back.
+fn round_trip(format: Format, spans: &[Span], names: &mut Interner) {
+    let mut again = Vec::new();
+    let mut errors = Vec::new();
+    match format {
+        Format::JaegerProto | Format::JaegerJson => {
+            for s in spans {
+                let bytes = if format == Format::JaegerProto {
+                    jaeger_proto::encode(s, names, &[])
+                } else {
+                    jaeger_json::encode(s, names, &[])
+                };
+                poirot::decode::decode(format, &bytes, names, &mut again, &mut errors);
+            }
+        }
+        Format::JaegerUi => {
+            jaeger_ui::decode(&jaeger_ui::encode(spans, names), names, &mut again, &mut errors)
+        }
+        Format::OtlpProto => {
+            otlp::decode_proto(&otlp::encode_proto(spans, names, &[]), names, &mut again, &mut errors)
+        }
+        Format::OtlpJson => {
+            otlp::decode_json(&otlp::encode_json(spans, names, &[]), names, &mut again, &mut errors)
+        }
+    }
+    assert!(errors.is_empty(), "{format}: re-encoded spans do not decode: {errors:?}");
+    assert_eq!(sorted(spans), sorted(&again), "{format}: spans changed on the way out and back");
+}
+
+fn sorted(spans: &[Span]) -> Vec<String> {
+    let mut v: Vec<String> = spans.iter().map(|s| format!("{s:?}")).collect();
+    v.sort_unstable();
+    v
+}
+
+/// Replays `input` as `poirot replay --format auto` reads a file: the first bytes
+/// pick the format and its framing, every record goes through the whole
+/// pipeline, the end of the input closes every trace, and the outputs replay
+/// writes (anomaly documents, dependency rows, metrics) are rendered.
+pub fn replay(input: &[u8], limits: Limits) {
+    let mut p = pipeline(limits);
+    let mut anomalies = Vec::new();
+    let mut records = 0u64;
+    let head = &input[..input.len().min(64 << 10)];
+    if let Some(format) = detect_input(head) {
+        for record in RecordReader::new(input, framing_for(format)) {
+            match record {
+                Ok(bytes) => {
+                    records += 1;
+                    p.push_record(0, Some(format), &bytes);
+                }
+                Err(e) => p.reject(e),
+            }
+            anomalies.extend(p.drain_anomalies());
+        }
+    }
+    p.finish();
+    anomalies.extend(p.drain_anomalies());
+    assert_eq!(p.input.records, records);
+    assert_eq!(p.open_traces(), 0, "a trace still open after the end of the input");
+    assert_eq!(p.buffered_spans(), 0, "spans still buffered after the end of the input");
+    assert!(p.analyzer.stats.spans <= p.input.spans, "more spans analysed than decoded");
+
+    files::sort_anomalies(&mut anomalies);
+    let max_document = match limits {
+        Limits::Default => AnalysisConfig::default().documents.max_document_bytes,
+        Limits::Small => 4 << 10,
+    };
+    for a in &anomalies {
+        let doc = serde_json::to_string(a).expect("an anomaly document serialises");
+        assert!(
+            doc.len() <= max_document,
+            "{} document of {} bytes over the {max_document}-byte cap",
+            a.kind.as_str(),
+            doc.len()
+        );
+        let _ = elasticsearch::document_id(a);
+        let _ = elasticsearch::index_name("poirot-anomalies", a);
+    }
+    serde_json::to_string(&p.analyzer.edges.service_rows(&p.names)).expect("service rows serialise");
+    serde_json::to_string(&p.analyzer.edges.operation_rows(&p.names)).expect("operation rows serialise");
+    let _ = prometheus::render_red(&p);
+}
