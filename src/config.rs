@@ -4,7 +4,7 @@
 //! [assembly]
 //! inactivity_gap = "10s"      # a trace closes after this much event time without spans
 //! out_of_orderness = "5s"     # how late a span may arrive without changing results
-//! idle_timeout = "30s"        # processing time after which a silent partition stops holding time
+//! idle_timeout = "30s"        # reading time after which a silent partition (read to its end) moves on
 //! max_spans_per_trace = 50000 # over it: oversized_trace, spans still count for RED
 //! max_buffered_spans = 2000000
 //!
