@@ -217,8 +217,7 @@ impl ClientContext for Context {
             let (t, p) = split_id(id);
             let part = self.topics.get(t).and_then(|name| statistics.topics.get(name)?.partitions.get(&p));
             let Some(part) = part else {
-                leaders_up = false; // not even known yet
-                continue;
+                continue; // not in these statistics yet: nothing known against it
             };
             leaders_up &= up.contains(&part.leader);
             if read_to_end(part) {
@@ -632,6 +631,12 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
                     // Those partitions delivered again: their end is no longer reported.
                     for r in &batch {
                         s.at_end.remove(&r.partition);
+                    }
+                    // Records arriving prove the brokers reachable, whatever the last
+                    // statistics or error said.
+                    if !matches!(s.connection, Some(Connection::Refused { .. })) {
+                        s.leaders_up = true;
+                        s.connection = Some(Connection::Up);
                     }
                 }
                 context.enqueue(SourceEvent::Batch(batch));
