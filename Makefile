@@ -13,10 +13,10 @@ run: build
 	@echo "poirot demo: web page http://$(DEMO_LISTEN)/  metrics http://$(DEMO_LISTEN)/metrics  (Ctrl-C stops)"
 	./target/release/poirot demo --listen $(DEMO_LISTEN)
 
-## The whole test suite: lints, unit/property/CLI tests, a short run of every fuzz target, the
-## real servers (which include the dashboard and alerting test of the stack's configs), then the
-## deployment checks.
-test: lint unit fuzz-smoke services-test stack-check
+## The whole test suite: lints, unit/property/CLI tests, the real servers (which include the
+## dashboard and alerting test of the stack's configs), then the deployment checks. The fuzz
+## targets run by `make fuzz-smoke` (not yet part of it: their sanitizer build takes minutes).
+test: lint unit services-test stack-check
 
 unit:
 	$(CARGO) test --all-targets

@@ -4,7 +4,7 @@
 //! [assembly]
 //! inactivity_gap = "10s"      # a trace closes after this much event time without spans
 //! out_of_orderness = "5s"     # how late a span may arrive without changing results
-//! idle_timeout = "30s"        # processing time after which a silent partition stops holding time
+//! idle_timeout = "30s"        # reading time after which a silent partition (read to its end) moves on
 //! max_spans_per_trace = 50000 # over it: oversized_trace, spans still count for RED
 //! max_buffered_spans = 2000000
 //!
@@ -42,15 +42,19 @@
 //!                             # unset: /metrics takes the page's credentials
 //!
 //! [neo4j]                     # service dependencies; off while uri is empty
-//! uri = "127.0.0.1:7687"
+//! uri = "127.0.0.1:7687"      # bolt+s://host:7687 (or neo4j+s://): TLS, verified
 //! user = "neo4j"
 //! password_file = "/run/secrets/neo4j_password"
+//! ca_file = ""                # PEM CA to trust besides the system's (needs a +s uri)
 //!
 //! [elasticsearch]             # anomaly documents; off while url is empty
-//! url = "http://127.0.0.1:9200"
+//! url = "http://127.0.0.1:9200" # https://...: TLS, verified
 //! index_prefix = "poirot-anomalies"
 //! username = ""               # basic auth, with password or password_file
 //! api_key = ""                # or an API key "id:key" (or api_key_file)
+//! ca_file = ""                # PEM CA to trust besides the built-in roots (needs https)
+//! client_cert = ""            # PEM client certificate (chain) and its key: mutual TLS
+//! client_key = ""
 //!
 //! [self_tracing]              # poirot's own traces over OTLP/HTTP; off while endpoint is empty
 //! endpoint = "http://127.0.0.1:4318"
@@ -128,6 +132,11 @@ pub struct Neo4jSection {
     pub password: String,
     /// A file holding the password (a docker secret), instead of `password`.
     pub password_file: String,
+    /// PEM CA certificate(s) trusted for the server's certificate, besides the
+    /// system's roots; only with a TLS `uri` (`bolt+s://`, `neo4j+s://`). The
+    /// server's name is the uri's host: neo4rs has no name override and no
+    /// client certificates.
+    pub ca_file: String,
 }
 
 impl Default for Neo4jSection {
@@ -137,6 +146,7 @@ impl Default for Neo4jSection {
             user: "neo4j".into(),
             password: String::new(),
             password_file: String::new(),
+            ca_file: String::new(),
         }
     }
 }
@@ -158,8 +168,45 @@ impl Neo4jSection {
                 }
             })?
         };
-        Ok(Some(crate::sink::neo4j::Neo4jConfig { uri: self.uri.clone(), user: self.user.clone(), password }))
+        let ca_file = if self.ca_file.is_empty() {
+            None
+        } else {
+            if !crate::sink::neo4j::is_tls_uri(&self.uri) {
+                return Err(invalid(
+                    "neo4j.ca_file",
+                    format!("needs a TLS uri (bolt+s:// or neo4j+s://), not {:?}", self.uri),
+                ));
+            }
+            pem_certificates(&self.ca_file, "neo4j.ca_file")?;
+            Some(std::path::PathBuf::from(&self.ca_file))
+        };
+        Ok(Some(crate::sink::neo4j::Neo4jConfig {
+            uri: self.uri.clone(),
+            user: self.user.clone(),
+            password,
+            ca_file,
+        }))
     }
+}
+
+fn invalid(key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), origin: String::new(), message }
+}
+
+/// The bytes of the PEM certificate file `path`, checked to hold at least one
+/// certificate; an error names `key` and the path.
+fn pem_certificates(path: &str, key: &str) -> Result<Vec<u8>, ConfigError> {
+    crate::sink::web_security::read_certificates(Path::new(path)).map_err(|e| invalid(key, e.to_string()))?;
+    std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {path}: {e}")))
+}
+
+/// The bytes of the PEM private key file `path`, checked to hold a key.
+fn pem_private_key(path: &str, key: &str) -> Result<Vec<u8>, ConfigError> {
+    use rustls::pki_types::{pem::PemObject, PrivateKeyDer};
+    let bytes = std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {path}: {e}")))?;
+    PrivateKeyDer::from_pem_slice(&bytes)
+        .map_err(|e| invalid(key, format!("no private key in {path}: {e}")))?;
+    Ok(bytes)
 }
 
 /// Where `poirot run` writes anomaly documents; off while `url` is empty.
@@ -175,6 +222,15 @@ pub struct ElasticsearchSection {
     /// An API key as `id:key`.
     pub api_key: String,
     pub api_key_file: String,
+    /// PEM CA certificate(s) trusted for the server's certificate, besides the
+    /// built-in (Mozilla) roots; only with an `https://` url. The server's name is
+    /// the url's host: the client has no name override.
+    pub ca_file: String,
+    /// PEM client certificate (chain), presented to a server that asks for one;
+    /// with `client_key`.
+    pub client_cert: String,
+    /// PEM private key of `client_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub client_key: String,
 }
 
 impl Default for ElasticsearchSection {
@@ -187,6 +243,9 @@ impl Default for ElasticsearchSection {
             password_file: String::new(),
             api_key: String::new(),
             api_key_file: String::new(),
+            ca_file: String::new(),
+            client_cert: String::new(),
+            client_key: String::new(),
         }
     }
 }
@@ -194,7 +253,7 @@ impl Default for ElasticsearchSection {
 impl ElasticsearchSection {
     /// The sink settings, reading secret files; `None` when the sink is off.
     pub fn sink_config(&self) -> Result<Option<crate::sink::elasticsearch::EsConfig>, ConfigError> {
-        use crate::sink::elasticsearch::{EsAuth, EsConfig};
+        use crate::sink::elasticsearch::{EsAuth, EsConfig, EsTls, Pem};
         if self.url.is_empty() {
             return Ok(None);
         }
@@ -222,7 +281,46 @@ impl ElasticsearchSection {
         } else {
             None
         };
-        Ok(Some(EsConfig { url: self.url.clone(), index_prefix: self.index_prefix.clone(), credentials }))
+        let https = self.url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+        for (key, value) in
+            [("elasticsearch.ca_file", &self.ca_file), ("elasticsearch.client_cert", &self.client_cert)]
+        {
+            if !value.is_empty() && !https {
+                return Err(invalid(key, format!("needs an https:// url, not {:?}", self.url)));
+            }
+        }
+        let ca = if self.ca_file.is_empty() {
+            None
+        } else {
+            Some(Pem(pem_certificates(&self.ca_file, "elasticsearch.ca_file")?))
+        };
+        let identity = match (self.client_cert.is_empty(), self.client_key.is_empty()) {
+            (true, true) => None,
+            (false, true) => {
+                return Err(invalid(
+                    "elasticsearch.client_key",
+                    "must be set with elasticsearch.client_cert".into(),
+                ))
+            }
+            (true, false) => {
+                return Err(invalid(
+                    "elasticsearch.client_cert",
+                    "must be set with elasticsearch.client_key".into(),
+                ))
+            }
+            (false, false) => {
+                let mut pem = pem_certificates(&self.client_cert, "elasticsearch.client_cert")?;
+                pem.push(b'\n');
+                pem.extend(pem_private_key(&self.client_key, "elasticsearch.client_key")?);
+                Some(Pem(pem))
+            }
+        };
+        Ok(Some(EsConfig {
+            url: self.url.clone(),
+            index_prefix: self.index_prefix.clone(),
+            credentials,
+            tls: EsTls { ca, identity },
+        }))
     }
 }
 
@@ -928,6 +1026,57 @@ mod tests {
         let line = e.to_string();
         assert!(line.contains("run.metrics_token_file") && line.contains(missing), "{line}");
         assert!(!line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn sink_tls_files_are_checked_at_start() {
+        let missing = "/nonexistent/poirot/ca.pem";
+        let c = Config::load(
+            None,
+            env(&[("POIROT_NEO4J__URI", "bolt+s://127.0.0.1:7687"), ("POIROT_NEO4J__CA_FILE", missing)]),
+        )
+        .expect("valid");
+        let line = c.neo4j.sink_config().expect_err("missing CA").to_string();
+        assert!(line.contains("neo4j.ca_file") && line.contains(missing), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        let c = Config::load(
+            None,
+            env(&[("POIROT_NEO4J__URI", "127.0.0.1:7687"), ("POIROT_NEO4J__CA_FILE", missing)]),
+        )
+        .expect("valid");
+        let line = c.neo4j.sink_config().expect_err("plain bolt").to_string();
+        assert!(line.contains("neo4j.ca_file") && line.contains("bolt+s://"), "{line}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").expect("write");
+        let junk = junk.display().to_string();
+        let es = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("POIROT_ELASTICSEARCH__URL", "https://127.0.0.1:9200")];
+            all.extend_from_slice(pairs);
+            Config::load(None, env(&all)).expect("valid").elasticsearch.sink_config().map(|_| ())
+        };
+        let line = es(&[("POIROT_ELASTICSEARCH__CA_FILE", &junk)]).expect_err("no certificate").to_string();
+        assert!(line.contains("elasticsearch.ca_file") && line.contains(&junk), "{line}");
+        let line = es(&[("POIROT_ELASTICSEARCH__CLIENT_CERT", missing)]).expect_err("no key").to_string();
+        assert!(line.contains("elasticsearch.client_key"), "{line}");
+        let line = es(&[
+            ("POIROT_ELASTICSEARCH__CLIENT_CERT", missing),
+            ("POIROT_ELASTICSEARCH__CLIENT_KEY", &junk),
+        ])
+        .expect_err("missing certificate")
+        .to_string();
+        assert!(line.contains("elasticsearch.client_cert") && line.contains(missing), "{line}");
+        let c = Config::load(
+            None,
+            env(&[
+                ("POIROT_ELASTICSEARCH__URL", "http://127.0.0.1:9200"),
+                ("POIROT_ELASTICSEARCH__CA_FILE", &junk),
+            ]),
+        )
+        .expect("valid");
+        let line = c.elasticsearch.sink_config().expect_err("plain http").to_string();
+        assert!(line.contains("elasticsearch.ca_file") && line.contains("https://"), "{line}");
     }
 
     #[test]

@@ -7,6 +7,8 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_env("POIROT_LOG").unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours for a person at a terminal, plain text for log files and collectors.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(e) = poirot::cli::run(cli) {
         // One line a person can act on.

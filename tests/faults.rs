@@ -13,8 +13,8 @@ mod common;
 
 use common::http;
 use common::servers::{
-    chrono_now, create_topic, env, free_port, metric, neo4j_calls, neo4j_clear, replay_calls, root,
-    start_run_on, Proc,
+    chrono_now, create_topic, env, free_port, group_config, metric, neo4j_calls, neo4j_clear, replay_calls,
+    root, start_run_on, with_neo4j, Proc,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -95,6 +95,27 @@ impl Group {
 
     fn rss(&self) -> u64 {
         self.members.iter().map(|(_, p)| rss_bytes(p.0.id())).sum()
+    }
+
+    /// Writes `sink` acknowledged, over the members.
+    fn sink_writes(&self, sink: &str) -> f64 {
+        let series = format!("poirot_sink_writes_total{{sink=\"{sink}\"}} ");
+        self.members
+            .iter()
+            .filter_map(|(a, _)| {
+                let body = http::get(&format!("http://{a}/metrics")).ok()?.body;
+                body.lines().find_map(|l| l.strip_prefix(&series)?.trim().parse::<f64>().ok())
+            })
+            .sum()
+    }
+
+    /// Waits until `sink` writes again after its server came back; logs how long that took.
+    fn recovered(&self, t0: Instant, sink: &str, writes_before: f64) {
+        let back = Instant::now();
+        wait_until(&format!("{sink} writes after the outage"), Duration::from_secs(120), || {
+            self.sink_writes(sink) > writes_before
+        });
+        log(t0, &format!("{sink} written again {:.1} s after it answered", back.elapsed().as_secs_f64()));
     }
 
     fn finished_traces(&self) -> f64 {
@@ -208,13 +229,7 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
     let topic = format!("poirot-faults-{}", std::process::id());
     create_topic(&topic, 6);
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("poirot.toml");
-    // Jaeger keys by trace id (no repartition stage); a dead member is noticed after 6 s.
-    std::fs::write(
-        &config,
-        "[kafka]\nrepartition = \"never\"\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
-    )
-    .expect("config");
+    let config = group_config(dir.path());
     let mut group =
         Group { topic: topic.clone(), group: format!("{topic}-group"), config, members: Vec::new() };
     for _ in 0..3 {
@@ -232,6 +247,7 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
     // The search index down for a minute, traces coming all along.
     log(t0, "opensearch down");
     let base = group.rss();
+    let writes = group.sink_writes("elasticsearch");
     let down = Down::new("opensearch");
     batches.produce();
     let mut produced = false;
@@ -243,6 +259,7 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
     });
     drop(down);
     log(t0, &format!("opensearch up; memory {} MiB before, peak {} MiB during", base >> 20, peak >> 20));
+    group.recovered(t0, "elasticsearch", writes);
     assert!(
         peak <= base + OUTAGE_GROWTH_BYTES,
         "memory grew from {base} to {peak} bytes while the index was down"
@@ -252,6 +269,7 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
     batches.produce();
     log(t0, "neo4j down");
     let base = group.rss();
+    let writes = group.sink_writes("neo4j");
     let down = Down::new("neo4j");
     batches.produce();
     let kill_at = Duration::from_millis(5_000 + random_ms(25_000));
@@ -266,6 +284,7 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
     });
     drop(down);
     log(t0, &format!("neo4j up; memory {} MiB before, peak {} MiB during", base >> 20, peak >> 20));
+    group.recovered(t0, "neo4j", writes);
     assert!(
         peak <= base + OUTAGE_GROWTH_BYTES,
         "memory grew from {base} to {peak} bytes while Neo4j was down"
@@ -322,4 +341,39 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(neo4j_calls(), want_calls);
     log(t0, "exact");
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn a_refused_neo4j_password_ends_run_with_one_line_and_locks_nobody_out() {
+    let topic = format!("poirot-faults-auth-{}", std::process::id());
+    create_topic(&topic, 1);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_poirot"))
+        .args(["run", "--brokers", &env("POIROT_TEST_KAFKA"), "--topic", &topic, "--listen", &listen])
+        .env("POIROT_NEO4J__URI", env("POIROT_TEST_NEO4J"))
+        .env("POIROT_NEO4J__USER", env("POIROT_TEST_NEO4J_USER"))
+        .env("POIROT_NEO4J__PASSWORD", "not-the-password")
+        .env("POIROT_KAFKA__REPARTITION", "never")
+        .env("POIROT_LOG", "warn")
+        .output()
+        .expect("poirot run");
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "poirot run went on with a refused password: {stderr}");
+    assert!(took < Duration::from_secs(20), "took {took:?}: retried instead of stopping");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line:\n{stderr}");
+    assert!(lines[0].contains("refused poirot's credentials"), "{stderr}");
+    assert!(!stderr.contains("not-the-password"), "the password shows: {stderr}");
+    // One try from one connection: Neo4j's lockout (after 3 failed attempts by default)
+    // was not tripped, so the right password works at once.
+    let one = with_neo4j(async |g| {
+        let mut rows =
+            g.execute(neo4rs::query("RETURN 1 AS one")).await.expect("the right password is not locked out");
+        let row = rows.next().await.expect("row").expect("one row");
+        row.get::<i64>("one").expect("one")
+    });
+    assert_eq!(one, 1);
 }

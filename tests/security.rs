@@ -7,9 +7,8 @@
 mod common;
 
 use common::http;
-use common::servers::{env, now_us, Proc};
+use common::servers::{env, free_port, metric, now_us, run_to_end, Proc};
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -54,23 +53,6 @@ fn with_props(cmd: &mut Command, props: &BTreeMap<&str, String>, via: Via, dir: 
             }
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn metric(addr: &str, name: &str) -> f64 {
-    http::get(&format!("http://{addr}/metrics"))
-        .map(|r| r.body)
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(-1.0)
 }
 
 /// The anomalies of an ndjson file (whole lines only), as sorted comparable keys.
@@ -159,32 +141,6 @@ fn simulate_and_run_through_sasl_ssl_with_scram_sha_512_find_exactly_the_simulat
 #[ignore = "needs the real servers: `make test` starts them"]
 fn scram_sha_256_from_the_environment_works_too() {
     round_trip("SCRAM-SHA-256", 60, Via::Environment);
-}
-
-/// Runs a poirot command to its end (at most `limit`), returning its output and how long it took.
-fn run_to_end(cmd: &mut Command, limit: Duration) -> (Output, Duration) {
-    let started = Instant::now();
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("poirot starts");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stderr.read_to_end(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} still ran after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let took = started.elapsed();
-    let stderr = reader.join().expect("stderr reader");
-    (Output { status, stdout: Vec::new(), stderr }, took)
 }
 
 /// The only problem line of stderr (informational lines, such as the address the

@@ -7,8 +7,8 @@ mod common;
 
 use common::http;
 use common::servers::{
-    chrono_now, clean_calls, create_topic, env, free_port, metric, neo4j_calls, neo4j_clear, neo4j_sink,
-    now_us, produce_junk, root, simulate_into, start_run_on, urlencode, Proc,
+    chrono_now, clean_calls, create_topic, env, free_port, group_config, metric, neo4j_calls, neo4j_clear,
+    neo4j_sink, now_us, produce_junk, root, simulate_into, start_run_on, urlencode, Proc,
 };
 use poirot::decode::{self, Format};
 use poirot::model::Interner;
@@ -732,16 +732,8 @@ fn three_processes_one_killed_one_joining_end_as_a_single_run() {
     let c = consumer(&format!("{}-meta", w.topic));
     let md = c.fetch_metadata(Some(&w.topic), Duration::from_secs(10)).expect("metadata");
     assert_eq!(md.topics()[0].partitions().len(), 6, "the topic has 6 partitions");
-    // A dead member is noticed after 6 s instead of librdkafka's 45 s default.
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("poirot.toml");
-    std::fs::write(
-        &config,
-        // Jaeger keys by trace id: like the stack, no repartition stage, so the group balances
-        // exactly the topic's 6 partitions over the three members.
-        "[kafka]\nrepartition = \"never\"\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
-    )
-    .expect("config");
+    let config = group_config(dir.path());
     let group = format!("{}-group", w.topic);
     let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
     let mut runs: Vec<Proc> = addrs.iter().map(|a| start_run(&w, &group, a, Some(&config))).collect();

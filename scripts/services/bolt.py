@@ -7,12 +7,14 @@
       Logs in and runs CYPHER with the JSON object PARAMS_JSON as parameters; prints one
       JSON array per record. Credentials from the environment: NEO4J_USER, NEO4J_PASSWORD;
       NEO4J_AUTH=none sends no credentials.
+With NEO4J_CA (a PEM file) set, it speaks TLS and verifies the server against that CA.
 
 Exits 1 with a one-line message on any failure (refused, bad credentials, Cypher error).
 """
 import json
 import os
 import socket
+import ssl
 import struct
 import sys
 
@@ -155,6 +157,10 @@ class Connection:
     def __init__(self, host, port, timeout=10.0):
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
+            ca = os.environ.get("NEO4J_CA")
+            if ca:
+                context = ssl.create_default_context(cafile=ca)
+                self.sock = context.wrap_socket(self.sock, server_hostname=host)
         except OSError as e:
             raise BoltError(f"cannot connect to {host}:{port}: {e}") from None
         self.sock.sendall(MAGIC + PROPOSALS)

@@ -31,6 +31,9 @@ NEO4J_BOLT_PORT=${NEO4J_BOLT_PORT:-17687}
 NEO4J_USER=${NEO4J_USER:-neo4j}
 NEO4J_PASSWORD=${NEO4J_PASSWORD:-poirot-test-pw}
 OPENSEARCH_PORT=${OPENSEARCH_PORT:-19200}
+OPENSEARCH_SECURE_PORT=${OPENSEARCH_SECURE_PORT:-19202} # security plugin: HTTPS + basic auth
+OPENSEARCH_SECURE_USER=${OPENSEARCH_SECURE_USER:-poirot}
+OPENSEARCH_SECURE_PASSWORD=${OPENSEARCH_SECURE_PASSWORD:-poirot-search-pw}
 PROMETHEUS_PORT=${PROMETHEUS_PORT:-19090}
 ALERTMANAGER_PORT=${ALERTMANAGER_PORT:-19094}
 JAEGER_OTLP_GRPC_PORT=${JAEGER_OTLP_GRPC_PORT:-14317}
@@ -208,4 +211,55 @@ already_up() {
   done
   rm -f "$(pid_file "$name")"
   return 1
+}
+
+# make_certs DIR LOG NAME:KIND...: a test CA (DIR/ca.pem, DIR/ca.key) and, for each NAME,
+# DIR/NAME.pem and DIR/NAME.key (PKCS#8) signed by it, subject CN=NAME. KIND is `server`
+# (SANs 127.0.0.1 and localhost), `client`, or `node` (both: a cluster node's transport).
+# Made once per DIR (a .complete marker); openssl's output goes to LOG.
+make_certs() {
+  local dir=$1 log=$2 spec name kind eku
+  shift 2
+  if [ -f "$dir/.complete" ]; then
+    return 0
+  fi
+  need openssl "install OpenSSL: apt-get install openssl"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  chmod 700 "$dir"
+  : >"$log"
+  # One chain of && (set -e does not apply inside a command whose status is tested).
+  if ! (cd "$dir" &&
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 \
+      -subj "/CN=poirot test CA" -addext basicConstraints=critical,CA:TRUE \
+      -addext keyUsage=critical,keyCertSign,cRLSign) >>"$log" 2>&1; then
+    cat "$log" >&2
+    die "making the test CA in $dir failed (log: $log)"
+  fi
+  for spec in "$@"; do
+    name=${spec%%:*}
+    kind=${spec#*:}
+    case $kind in
+      server) eku=serverAuth ;;
+      client) eku=clientAuth ;;
+      node) eku=serverAuth,clientAuth ;;
+      *) die "make_certs: unknown kind $kind" ;;
+    esac
+    {
+      echo basicConstraints=CA:FALSE
+      echo keyUsage=critical,digitalSignature,keyEncipherment
+      echo "extendedKeyUsage=$eku"
+      [ "$kind" = client ] || echo subjectAltName=IP:127.0.0.1,DNS:localhost
+    } >"$dir/$name.ext"
+    if ! (cd "$dir" &&
+      openssl req -newkey rsa:2048 -nodes -keyout "$name.key" -out "$name.csr" -subj "/CN=$name" &&
+      openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 \
+        -extfile "$name.ext" -out "$name.pem") >>"$log" 2>&1; then
+      cat "$log" >&2
+      die "making the test certificate $name in $dir failed (log: $log)"
+    fi
+  done
+  chmod 600 "$dir"/*.key
+  chmod 644 "$dir"/*.pem
+  touch "$dir/.complete"
 }

@@ -4,7 +4,7 @@
 # Writes $POIROT_RUN/env with the address of every server for tests and local runs.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ALL=(kafka neo4j opensearch elasticsearch prometheus alertmanager jaeger hotrod)
+ALL=(kafka neo4j opensearch opensearch-secure elasticsearch prometheus alertmanager jaeger hotrod)
 action=${1:-status}
 shift || true
 names=("$@")
@@ -21,7 +21,14 @@ export POIROT_TEST_KAFKA_SCRAM_PASSWORD=$KAFKA_SCRAM_PASSWORD
 export POIROT_TEST_NEO4J=127.0.0.1:$NEO4J_BOLT_PORT
 export POIROT_TEST_NEO4J_USER=$NEO4J_USER
 export POIROT_TEST_NEO4J_PASSWORD=$NEO4J_PASSWORD
+export POIROT_TEST_NEO4J_CA=$POIROT_RUN/neo4j/tls/ca.pem
 export POIROT_TEST_OPENSEARCH=http://127.0.0.1:$OPENSEARCH_PORT
+export POIROT_TEST_OPENSEARCH_SECURE=https://127.0.0.1:$OPENSEARCH_SECURE_PORT
+export POIROT_TEST_OPENSEARCH_SECURE_CA=$POIROT_RUN/opensearch-secure/tls/ca.pem
+export POIROT_TEST_OPENSEARCH_SECURE_USER=$OPENSEARCH_SECURE_USER
+export POIROT_TEST_OPENSEARCH_SECURE_PASSWORD=$OPENSEARCH_SECURE_PASSWORD
+export POIROT_TEST_OPENSEARCH_SECURE_CLIENT_CERT=$POIROT_RUN/opensearch-secure/tls/poirot-client.pem
+export POIROT_TEST_OPENSEARCH_SECURE_CLIENT_KEY=$POIROT_RUN/opensearch-secure/tls/poirot-client.key
 export POIROT_TEST_ELASTICSEARCH=http://127.0.0.1:${ELASTICSEARCH_PORT:-19201}
 export POIROT_TEST_PROMETHEUS=http://127.0.0.1:$PROMETHEUS_PORT
 export POIROT_TEST_ALERTMANAGER=http://127.0.0.1:$ALERTMANAGER_PORT

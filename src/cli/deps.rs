@@ -4,7 +4,7 @@
 use crate::config::Config;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use neo4rs::{query, Graph};
+use neo4rs::query;
 use serde::Serialize;
 
 #[derive(Args, Debug)]
@@ -80,7 +80,7 @@ pub fn run(args: DepsArgs, config: &Config) -> anyhow::Result<()> {
     })?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let rows = rt.block_on(async {
-        let graph = Graph::new(c.uri.clone(), c.user.clone(), c.password.clone())
+        let graph = crate::sink::neo4j::connect_once(c.bolt(1)?, &c.uri)
             .await
             .with_context(|| format!("cannot connect to Neo4j at {}", c.uri))?;
         let mut q = query(&cypher(&args.query));

@@ -163,6 +163,10 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     let group = args.group.clone().unwrap_or_else(|| k.group.clone());
     let mode = Mode::from_name(&k.repartition).unwrap_or(Mode::Auto);
     let security = config.run.web_security()?;
+    // Secrets and certificates of the sinks are read now: a missing file ends poirot
+    // with one line naming its key before anything connects.
+    let neo4j_config = config.neo4j.sink_config()?;
+    let es_config = config.elasticsearch.sink_config()?;
     let listen = args.listen.clone().unwrap_or_else(|| config.run.listen.clone());
     let addr: std::net::SocketAddr = listen
         .parse()
@@ -215,14 +219,14 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         None
     };
     let mut file_sink = args.out.clone().map(FileSink::open).transpose()?;
-    let mut neo4j = match config.neo4j.sink_config()? {
+    let mut neo4j = match neo4j_config {
         Some(c) => Some(
             Neo4jSink::connect(&c, &source_config.group, &topic, &process, &health, &stop)
                 .with_context(|| format!("cannot set up Neo4j at {}", c.uri))?,
         ),
         None => None,
     };
-    let mut es = match config.elasticsearch.sink_config()? {
+    let mut es = match es_config {
         Some(c) => Some(
             EsSink::connect(&c, &process, &health, &stop)
                 .with_context(|| format!("cannot set up Elasticsearch at {}", c.url))?,
@@ -421,9 +425,11 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                 }
             }
             if last_gc.elapsed() >= GC_LAG {
-                // Only what was published for commit: records above it are still needed.
+                // Only below what the coordinator acknowledged: a commit that failed
+                // (Kafka down, a rebalance) means those spans are read again, and their
+                // records must still be there to drop them.
                 gc_offsets = source
-                    .committable
+                    .committed
                     .lock()
                     .map(|m| m.iter().filter(|(p, _)| assigned.contains(p)).map(|(&p, &o)| (p, o)).collect())
                     .unwrap_or_default();

@@ -25,6 +25,10 @@ pub struct WatermarkConfig {
     pub idle_timeout_us: i64,
 }
 
+/// How many idle timeouts a gated partition whose end was never reported stays
+/// silent before it moves on all the same.
+const GATE_PATIENCE: i64 = 4;
+
 #[derive(Clone, Copy, Debug)]
 struct Partition {
     max_event: EventTime,
@@ -58,7 +62,15 @@ impl Partition {
         }
         let w = self.max_event.saturating_sub(config.out_of_orderness_us);
         let silent = (now - self.last_active_us).max(0);
-        let idle = self.ended || ((!self.gated || self.at_end) && silent >= config.idle_timeout_us);
+        // A gated partition waits for its end to be reported; should that report never
+        // come (the source's statistics can miss it), a much longer silence of reading
+        // time still lets it move on, so its last traces close.
+        let waited = if !self.gated || self.at_end {
+            config.idle_timeout_us
+        } else {
+            GATE_PATIENCE * config.idle_timeout_us
+        };
+        let idle = self.ended || silent >= waited;
         if idle {
             w.saturating_add(silent)
         } else {
@@ -233,7 +245,7 @@ mod tests {
         let mut w = tracker(&clock);
         w.register_gated(1);
         assert_eq!(w.observe(1, 1000), Some(995));
-        clock.advance(500);
+        clock.advance(300);
         assert_eq!(w.tick(), vec![], "never read to its end: its backlog may be on its way");
         w.at_end(1);
         clock.advance(99);
@@ -242,8 +254,14 @@ mod tests {
         assert_eq!(w.tick(), vec![(1, 995 + 101)]);
         // New data: it waits for its end again.
         assert_eq!(w.observe(1, 2000), Some(1995));
-        clock.advance(1000);
+        clock.advance(300);
         assert_eq!(w.tick(), vec![]);
+        clock.advance(101);
+        assert_eq!(
+            w.tick(),
+            vec![(1, 1995 + 401)],
+            "its end never reported: it moves on after 4 idle timeouts"
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@
 use super::process::{ProcessMetrics, SinkMetrics};
 use crate::analysis::Anomaly;
 use crate::telemetry::health::{Component, Health};
-use elasticsearch::auth::Credentials;
+use elasticsearch::auth::{ClientCertificate, Credentials};
+use elasticsearch::cert::{Certificate, CertificateValidation};
+use elasticsearch::http::headers::{HeaderValue, AUTHORIZATION};
 use elasticsearch::http::request::JsonBody;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::http::Url;
@@ -23,6 +25,9 @@ use prometheus_client::metrics::counter::Counter;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// Longest wait between two tries while the server is down: recovery comes at most this late.
+const RETRY_MAX: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EsError {
@@ -34,6 +39,30 @@ pub enum EsError {
     Status { what: &'static str, status: u16, body: String },
     #[error("cannot read the elasticsearch secret {path}: {source}")]
     Secret { path: String, source: std::io::Error },
+    /// The TLS handshake failed (untrusted or wrong certificate): a setting to
+    /// fix, not an outage to wait out.
+    #[error("elasticsearch: {0}")]
+    Tls(String),
+}
+
+impl EsError {
+    /// A failed request: the TLS handshake, or the client's error with its causes
+    /// (reqwest's own message leaves them out).
+    fn request(e: elasticsearch::Error) -> EsError {
+        if let Some(detail) = super::tls::handshake_failure(&e, "elasticsearch.ca_file") {
+            return EsError::Tls(detail);
+        }
+        let mut line = e.to_string();
+        let mut next = std::error::Error::source(&e);
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !line.contains(&text) {
+                line = format!("{line}: {text}");
+            }
+            next = cause.source();
+        }
+        EsError::Client(line)
+    }
 }
 
 impl EsError {
@@ -42,14 +71,15 @@ impl EsError {
         match self {
             EsError::Client(_) => true,
             EsError::Status { status, .. } => *status == 429 || *status >= 500,
-            EsError::Url(..) | EsError::Secret { .. } => false,
+            EsError::Url(..) | EsError::Secret { .. } | EsError::Tls(_) => false,
         }
     }
 
-    /// Whether the server refused poirot's credentials (401) or rights (403):
-    /// retrying cannot help, and dropping the documents would lose them.
+    /// Whether the server refused poirot's credentials (401) or rights (403), or
+    /// the TLS handshake failed: retrying cannot help, and dropping the documents
+    /// would lose them.
     pub fn refused(&self) -> bool {
-        matches!(self, EsError::Status { status: 401 | 403, .. })
+        matches!(self, EsError::Status { status: 401 | 403, .. } | EsError::Tls(_))
     }
 }
 
@@ -58,6 +88,26 @@ pub struct EsConfig {
     pub url: String,
     pub index_prefix: String,
     pub credentials: Option<EsAuth>,
+    pub tls: EsTls,
+}
+
+/// TLS settings beyond the built-in roots, as PEM read at start.
+#[derive(Clone, Debug, Default)]
+pub struct EsTls {
+    /// CA certificate(s) to trust.
+    pub ca: Option<Pem>,
+    /// The client certificate (chain) followed by its private key.
+    pub identity: Option<Pem>,
+}
+
+/// PEM bytes; never printed (a private key may be among them).
+#[derive(Clone, Default)]
+pub struct Pem(pub Vec<u8>);
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pem({} bytes)", self.0.len())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -145,6 +195,21 @@ fn template(prefix: &str) -> Value {
     })
 }
 
+/// The `Authorization` header of basic or API-key credentials, marked sensitive.
+fn authorization(c: &Credentials) -> Result<HeaderValue, EsError> {
+    use base64::Engine as _;
+    let b64 = |s: String| base64::engine::general_purpose::STANDARD.encode(s);
+    let value = match c {
+        Credentials::Basic(user, password) => format!("Basic {}", b64(format!("{user}:{password}"))),
+        Credentials::ApiKey(id, key) => format!("ApiKey {}", b64(format!("{id}:{key}"))),
+        _ => return Err(EsError::Client("unsupported credentials with a client certificate".into())),
+    };
+    let mut header = HeaderValue::from_str(&value)
+        .map_err(|_| EsError::Client("the credentials are not valid in an HTTP header".into()))?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
 impl EsSink {
     /// Connects and puts the index template; counts into `metrics`. While the
     /// server cannot be reached it tries again with backoff until `stop`; a
@@ -159,14 +224,30 @@ impl EsSink {
         let url = Url::parse(&config.url).map_err(|e| EsError::Url(config.url.clone(), e.to_string()))?;
         let mut builder =
             TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(Duration::from_secs(30));
-        match &config.credentials {
+        let credentials = match &config.credentials {
             Some(EsAuth::Basic { username, password }) => {
-                builder = builder.auth(Credentials::Basic(username.clone(), password.clone()))
+                Some(Credentials::Basic(username.clone(), password.clone()))
             }
-            Some(EsAuth::ApiKey { id, key }) => {
-                builder = builder.auth(Credentials::ApiKey(id.clone(), key.clone()))
+            Some(EsAuth::ApiKey { id, key }) => Some(Credentials::ApiKey(id.clone(), key.clone())),
+            None => None,
+        };
+        if let Some(ca) = &config.tls.ca {
+            let certs = Certificate::from_pem(&ca.0).map_err(|e| EsError::Client(format!("ca_file: {e}")))?;
+            builder = builder.cert_validation(CertificateValidation::Full(certs));
+        }
+        match (&config.tls.identity, credentials) {
+            // The client holds one credential: a certificate as well as a password
+            // or key goes as a default Authorization header.
+            (Some(identity), Some(c)) => {
+                builder = builder
+                    .auth(Credentials::Certificate(ClientCertificate::Pem(identity.0.clone())))
+                    .header(AUTHORIZATION, authorization(&c)?);
             }
-            None => {}
+            (Some(identity), None) => {
+                builder = builder.auth(Credentials::Certificate(ClientCertificate::Pem(identity.0.clone())))
+            }
+            (None, Some(c)) => builder = builder.auth(c),
+            (None, None) => {}
         }
         let transport = builder.build().map_err(|e| EsError::Client(e.to_string()))?;
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -201,7 +282,7 @@ impl EsSink {
                         config.url
                     );
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(RETRY_MAX);
                 }
             }
         }
@@ -217,7 +298,7 @@ impl EsSink {
                 .body(template(&self.prefix))
                 .send()
                 .await
-                .map_err(|e| EsError::Client(e.to_string()))?;
+                .map_err(EsError::request)?;
             let status = r.status_code().as_u16();
             if status >= 300 {
                 let body = r.text().await.unwrap_or_default();
@@ -251,13 +332,7 @@ impl EsSink {
             body.push(serde_json::to_value(a).unwrap_or(Value::Null).into());
         }
         let sent = self.rt.block_on(async {
-            let r = self
-                .client
-                .bulk(BulkParts::None)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| EsError::Client(e.to_string()))?;
+            let r = self.client.bulk(BulkParts::None).body(body).send().await.map_err(EsError::request)?;
             let status = r.status_code().as_u16();
             if status >= 300 {
                 let body = r.text().await.unwrap_or_default();
@@ -325,7 +400,7 @@ impl EsSink {
                     self.health.failing(Component::Elasticsearch, e.to_string());
                     tracing::warn!("{e}; retrying in {backoff:?}");
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(RETRY_MAX);
                 }
                 Err(e) => {
                     self.metrics.failures.inc();

@@ -8,5 +8,6 @@ pub mod live;
 pub mod neo4j;
 pub mod process;
 pub mod prometheus;
+pub mod tls;
 pub mod web;
 pub mod web_security;

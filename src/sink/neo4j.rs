@@ -26,18 +26,31 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// Longest wait between two tries while the server is down: recovery comes at most this late.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// How long the marker of a write is kept (ms): far longer than any retry of it.
+const WRITE_MARKER_KEEP_MS: i64 = 3_600_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Neo4jError {
     /// Neo4j refused the credentials (or the user may not do this): retrying
     /// would only lock the account out.
     #[error("neo4j at {uri} refused poirot's credentials: {detail}")]
     Refused { uri: String, detail: String },
+    /// The TLS handshake failed (untrusted or wrong certificate): a setting to
+    /// fix, not an outage to wait out.
+    #[error("neo4j at {uri}: {detail}")]
+    Tls { uri: String, detail: String },
     #[error("neo4j: {0}")]
     Failed(String),
 }
 
 impl Neo4jError {
-    fn from_bolt(uri: &str, e: neo4rs::Error) -> Neo4jError {
+    pub fn from_bolt(uri: &str, e: neo4rs::Error) -> Neo4jError {
+        if let Some(detail) = super::tls::handshake_failure(&e, "neo4j.ca_file") {
+            return Neo4jError::Tls { uri: uri.to_owned(), detail };
+        }
         let refused = match &e {
             neo4rs::Error::AuthenticationError(_) => true,
             neo4rs::Error::Neo4j(n) => n.code().starts_with("Neo.ClientError.Security."),
@@ -52,7 +65,7 @@ impl Neo4jError {
 
     /// Whether trying again cannot help.
     pub fn refused(&self) -> bool {
-        matches!(self, Neo4jError::Refused { .. })
+        matches!(self, Neo4jError::Refused { .. } | Neo4jError::Tls { .. })
     }
 }
 
@@ -61,6 +74,43 @@ pub struct Neo4jConfig {
     pub uri: String,
     pub user: String,
     pub password: String,
+    /// PEM CA certificate(s) trusted besides the system's roots (TLS uris only).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// Whether neo4rs speaks TLS to `uri`: `bolt+s://`, `neo4j+s://` (and their
+/// `+ssc` forms, which neo4rs 0.8 verifies the same way).
+pub fn is_tls_uri(uri: &str) -> bool {
+    let scheme = uri.split_once("://").map(|(s, _)| s.to_ascii_lowercase()).unwrap_or_default();
+    ["bolt+s", "bolt+ssc", "neo4j+s", "neo4j+ssc"].contains(&scheme.as_str())
+}
+
+/// A client for `config` whose first connection is made now, once: neo4rs's
+/// queries retry a failed connection for up to a minute, which would hide a
+/// refused password or a failed TLS handshake (and try the password again and
+/// again). Opening and rolling back a transaction does not retry.
+pub async fn connect_once(config: neo4rs::Config, uri: &str) -> Result<Graph, Neo4jError> {
+    let graph = Graph::connect(config).await.map_err(|e| Neo4jError::from_bolt(uri, e))?;
+    let txn = graph.start_txn().await.map_err(|e| Neo4jError::from_bolt(uri, e))?;
+    txn.rollback().await.map_err(|e| Neo4jError::from_bolt(uri, e))?;
+    Ok(graph)
+}
+
+impl Neo4jConfig {
+    /// The client settings: with a TLS uri the server's certificate is verified
+    /// against the system's roots and `ca_file`, for the uri's host name.
+    pub fn bolt(&self, max_connections: usize) -> Result<neo4rs::Config, Neo4jError> {
+        let mut builder = neo4rs::ConfigBuilder::default()
+            .uri(self.uri.as_str())
+            .user(self.user.as_str())
+            .password(self.password.as_str())
+            .max_connections(max_connections);
+        if let Some(ca) = &self.ca_file {
+            // Despite its name, the CA to trust.
+            builder = builder.with_client_certificate(ca);
+        }
+        builder.build().map_err(|e| Neo4jError::Failed(format!("{}: {e}", self.uri)))
+    }
 }
 
 pub struct Neo4jSink {
@@ -108,8 +158,9 @@ fn millis(us: i64) -> BoltType {
     BoltType::from(us / 1000)
 }
 
-const CONSTRAINTS: [&str; 5] = [
+const CONSTRAINTS: [&str; 6] = [
     "CREATE CONSTRAINT poirot_service IF NOT EXISTS FOR (s:Service) REQUIRE s.name IS UNIQUE",
+    "CREATE CONSTRAINT poirot_write IF NOT EXISTS FOR (w:PoirotWrite) REQUIRE w.id IS UNIQUE",
     "CREATE CONSTRAINT poirot_operation IF NOT EXISTS FOR (o:Operation) REQUIRE o.key IS UNIQUE",
     "CREATE CONSTRAINT poirot_destination IF NOT EXISTS FOR (d:Destination) REQUIRE d.name IS UNIQUE",
     "CREATE CONSTRAINT poirot_finished IF NOT EXISTS FOR (f:PoirotFinishedTrace) REQUIRE f.key IS UNIQUE",
@@ -145,15 +196,9 @@ impl Neo4jSink {
         stop: &AtomicBool,
     ) -> Result<Neo4jSink, Neo4jError> {
         health.register(Component::Neo4j);
-        let bolt = neo4rs::ConfigBuilder::default()
-            .uri(config.uri.as_str())
-            .user(config.user.as_str())
-            .password(config.password.as_str())
-            // The sink writes one transaction at a time: one connection is enough,
-            // and a refused password is tried once, not by a pool of 16.
-            .max_connections(1)
-            .build()
-            .map_err(|e| Neo4jError::Failed(format!("{}: {e}", config.uri)))?;
+        // The sink writes one transaction at a time: one connection is enough,
+        // and a refused password is tried once, not by a pool of 16.
+        let bolt = config.bolt(1)?;
         let source = format!("{group}/{topic}");
         let mut backoff = Duration::from_millis(500);
         loop {
@@ -161,8 +206,7 @@ impl Neo4jSink {
                 .enable_all()
                 .build()
                 .map_err(|e| Neo4jError::Failed(e.to_string()))?;
-            let connected =
-                rt.block_on(Graph::connect(bolt.clone())).map_err(|e| Neo4jError::from_bolt(&config.uri, e));
+            let connected = rt.block_on(connect_once(bolt.clone(), &config.uri));
             let tried = connected.and_then(|graph| {
                 let sink = Neo4jSink {
                     graph,
@@ -188,7 +232,7 @@ impl Neo4jSink {
                     health.failing(Component::Neo4j, format!("cannot reach {}: {e}", config.uri));
                     tracing::warn!("cannot reach neo4j at {}: {e}; trying again in {backoff:?}", config.uri);
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(RETRY_MAX);
                 }
             }
         }
@@ -222,7 +266,7 @@ impl Neo4jSink {
                     self.health.failing(Component::Neo4j, e.to_string());
                     tracing::warn!("neo4j: cannot load the finished traces of partition {partition}: {e}; retrying in {backoff:?}");
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(RETRY_MAX);
                 }
                 done => return done,
             }
@@ -384,8 +428,27 @@ impl Neo4jSink {
                 .param("rows", gc_rows)
                 .param("source", self.source.as_str()),
             );
+            qs.push(
+                query("MATCH (w:PoirotWrite {source: $source}) WHERE w.at < timestamp() - $keep DELETE w")
+                    .param("source", self.source.as_str())
+                    .param("keep", WRITE_MARKER_KEEP_MS),
+            );
         }
         qs
+    }
+
+    /// Whether the transaction that carried write `id` committed: a commit whose
+    /// answer was lost (Neo4j stopped in the middle) must not be applied twice.
+    fn committed(&self, id: &str) -> Result<bool, neo4rs::Error> {
+        self.rt.block_on(async {
+            let q = query("MATCH (w:PoirotWrite {id: $id}) RETURN count(w) AS n").param("id", id);
+            let mut rows = self.graph.execute(q).await?;
+            let n = match rows.next().await? {
+                Some(row) => row.get::<i64>("n").unwrap_or(0),
+                None => 0,
+            };
+            Ok(n > 0)
+        })
     }
 
     /// Writes `delta` and records `finished` in one transaction, deleting records
@@ -402,16 +465,32 @@ impl Neo4jSink {
     ) -> Result<bool, Neo4jError> {
         let mut backoff = Duration::from_millis(100);
         let started = std::time::Instant::now();
+        // Every write carries a marker with its own id, so that after an error whose
+        // cause may have come after the commit, a retry first asks whether it landed.
+        let id = format!("{}/{:016x}{:016x}", self.source, rand::random::<u64>(), rand::random::<u64>());
+        let mut attempted = false;
         loop {
-            let qs = self.queries(delta, names, finished, gc);
+            let mut qs = self.queries(delta, names, finished, gc);
             if qs.is_empty() {
                 return Ok(true);
             }
-            let r: Result<(), neo4rs::Error> = self.rt.block_on(async {
-                let mut txn = self.graph.start_txn().await?;
-                txn.run_queries(qs).await?;
-                txn.commit().await
-            });
+            qs.push(
+                query("CREATE (:PoirotWrite {id: $id, source: $source, at: timestamp()})")
+                    .param("id", id.as_str())
+                    .param("source", self.source.as_str()),
+            );
+            // After a failed attempt: did it land after all? (Not knowing is a failure too.)
+            let landed = if attempted { self.committed(&id) } else { Ok(false) };
+            attempted = true;
+            let r: Result<(), neo4rs::Error> = match landed {
+                Ok(true) => Ok(()),
+                Ok(false) => self.rt.block_on(async {
+                    let mut txn = self.graph.start_txn().await?;
+                    txn.run_queries(qs).await?;
+                    txn.commit().await
+                }),
+                Err(e) => Err(e),
+            };
             match r.map_err(|e| Neo4jError::from_bolt(&self.uri, e)) {
                 Ok(()) => {
                     self.metrics.written(started.elapsed());
@@ -429,7 +508,7 @@ impl Neo4jSink {
                     self.health.failing(Component::Neo4j, e.to_string());
                     tracing::warn!("neo4j write failed: {e}; retrying in {backoff:?}");
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    backoff = (backoff * 2).min(RETRY_MAX);
                 }
                 Err(e) => {
                     self.metrics.failures.inc();

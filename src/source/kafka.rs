@@ -1,8 +1,8 @@
 //! The Kafka source: a consumer group member on its own thread.
 //!
 //! A `BaseConsumer` is polled on a dedicated thread into a bounded channel of
-//! events. When the pipeline falls behind, records wait in a one-batch outbox;
-//! a pipeline that takes nothing for [`PAUSE_AFTER`] (blocked on a sink that is
+//! events. When the pipeline falls behind, records wait in a one-batch outbox
+//! and the thread reads nothing more; a pipeline that takes nothing for [`PAUSE_AFTER`] (blocked on a sink that is
 //! down) gets the assigned partitions paused while the thread goes on polling,
 //! so the member stays in its group however long the outage lasts and memory
 //! stays flat. Rebalances are cooperative-sticky and reported as events, in
@@ -140,6 +140,8 @@ struct Context {
     /// Events waiting for room in `events`, oldest first (order is kept).
     outbox: Mutex<VecDeque<SourceEvent>>,
     committable: Committable,
+    /// Offsets the group's coordinator acknowledged as committed.
+    committed: Committable,
     stop: Arc<AtomicBool>,
     metrics: ProcessMetrics,
     state: Mutex<State>,
@@ -152,8 +154,10 @@ struct Context {
 const HANDOFF_TIMEOUT: Duration = Duration::from_secs(240);
 /// A pipeline that takes nothing for this long is stalled: reading time stops.
 const STALL_GRACE: Duration = Duration::from_millis(500);
-/// ... and after this long the assignment is paused while polling goes on.
-pub const PAUSE_AFTER: Duration = Duration::from_secs(1);
+/// ... and after this long the assignment is paused while polling goes on (well
+/// below librdkafka's `max.poll.interval.ms`; kept for real outages, since
+/// librdkafka's pause and resume are best used sparingly).
+pub const PAUSE_AFTER: Duration = Duration::from_secs(20);
 
 /// Whether a client error means the brokers refused us (credentials, TLS), or
 /// cannot be reached, or neither.
@@ -169,8 +173,8 @@ fn classify(error: &KafkaError) -> Option<bool> {
     }
 }
 
-/// Whether every record of a partition up to its end was handed to the poll
-/// thread: the application's position (or, before the first record, the
+/// Whether every record of a partition up to its end (as of the latest fetch
+/// response) was handed to the poll thread: the application's position (or, before the first record, the
 /// committed offset, or the start of an empty partition) is at the last
 /// stable offset (the high watermark outside transactions).
 fn read_to_end(part: &rdkafka::statistics::Partition) -> bool {
@@ -184,7 +188,7 @@ fn read_to_end(part: &rdkafka::statistics::Partition) -> bool {
     } else {
         return false;
     };
-    part.fetch_state == "active" && end >= 0 && position >= end
+    end >= 0 && position >= end
 }
 
 impl ClientContext for Context {
@@ -213,8 +217,7 @@ impl ClientContext for Context {
             let (t, p) = split_id(id);
             let part = self.topics.get(t).and_then(|name| statistics.topics.get(name)?.partitions.get(&p));
             let Some(part) = part else {
-                leaders_up = false; // not even known yet
-                continue;
+                continue; // not in these statistics yet: nothing known against it
             };
             leaders_up &= up.contains(&part.leader);
             if read_to_end(part) {
@@ -303,8 +306,22 @@ impl Context {
             }
         }
         if tpl.count() > 0 {
-            if let Err(e) = consumer.commit(&tpl, mode) {
-                self.limiter.error("commit", &e, &format!("kafka commit failed: {e}"));
+            match consumer.commit(&tpl, mode) {
+                Ok(()) if matches!(mode, CommitMode::Sync) => self.record_committed(&tpl),
+                Ok(()) => {}
+                Err(e) => self.limiter.error("commit", &e, &format!("kafka commit failed: {e}")),
+            }
+        }
+    }
+
+    /// Notes the offsets of `tpl` that the coordinator acknowledged.
+    fn record_committed(&self, tpl: &TopicPartitionList) {
+        let Ok(mut committed) = self.committed.lock() else { return };
+        for e in tpl.elements() {
+            let Some(t) = self.topics.iter().position(|t| t == e.topic()) else { continue };
+            if let (Ok(()), Offset::Offset(o)) = (e.error(), e.offset()) {
+                let entry = committed.entry(partition_id(t, e.partition())).or_insert(o);
+                *entry = (*entry).max(o);
             }
         }
     }
@@ -419,10 +436,12 @@ impl ConsumerContext for Context {
         }
     }
 
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        if let Err(e) = result {
-            self.limiter.error("commit", &e, &format!("kafka commit failed: {e}"));
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = &result {
+            self.limiter.error("commit", e, &format!("kafka commit failed: {e}"));
         }
+        // Per partition: some may have been committed even when others failed.
+        self.record_committed(offsets);
     }
 }
 
@@ -430,6 +449,9 @@ impl ConsumerContext for Context {
 pub struct KafkaSource {
     pub events: Receiver<SourceEvent>,
     pub committable: Committable,
+    /// Offsets actually committed (acknowledged by the group coordinator): what a
+    /// new owner would start reading from.
+    pub committed: Committable,
     /// Processing time that passes only while the source is really reading.
     pub clock: ReadingClock,
     context: Arc<Context>,
@@ -449,6 +471,7 @@ impl KafkaSource {
     ) -> Result<KafkaSource, KafkaSourceError> {
         let (tx, rx) = sync_channel(IN_FLIGHT);
         let committable: Committable = Arc::default();
+        let committed: Committable = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let context = Context {
             topics: config.topics.clone(),
@@ -456,6 +479,7 @@ impl KafkaSource {
             events: tx,
             outbox: Mutex::default(),
             committable: committable.clone(),
+            committed: committed.clone(),
             stop: stop.clone(),
             metrics,
             state: Mutex::default(),
@@ -486,7 +510,7 @@ impl KafkaSource {
                 .spawn(move || poll_loop(consumer, stop, clock))
                 .map_err(KafkaSourceError::Thread)?
         };
-        Ok(KafkaSource { events: rx, committable, clock, context, stop, thread: Some(thread) })
+        Ok(KafkaSource { events: rx, committable, committed, clock, context, stop, thread: Some(thread) })
     }
 
     /// How the connection to the brokers stands now.
@@ -540,13 +564,27 @@ fn watermark_of(headers: &rdkafka::message::BorrowedHeaders) -> Option<(u64, i64
     Some((producer, event_time))
 }
 
-fn set_paused(consumer: &BaseConsumer<Context>, paused: bool) {
-    let Ok(assignment) = consumer.assignment() else { return };
-    let result = if paused { consumer.pause(&assignment) } else { consumer.resume(&assignment) };
+/// Pauses the assignment, or resumes exactly what was paused (a partition
+/// revoked meanwhile included: librdkafka keeps it paused should it come back).
+fn set_paused(consumer: &BaseConsumer<Context>, pause: bool, paused: &mut Option<TopicPartitionList>) {
+    let result = match (pause, paused.take()) {
+        (true, before) => {
+            let Ok(assignment) = consumer.assignment() else { return };
+            if let Some(before) = before {
+                // Partitions revoked meanwhile must not stay paused.
+                let _ = consumer.resume(&before);
+            }
+            let r = consumer.pause(&assignment);
+            *paused = Some(assignment);
+            r
+        }
+        (false, Some(before)) => consumer.resume(&before),
+        (false, None) => Ok(()),
+    };
     if let Err(e) = result {
         tracing::warn!(
             "kafka: cannot {} the assigned partitions: {e}",
-            if paused { "pause" } else { "resume" }
+            if pause { "pause" } else { "resume" }
         );
     }
 }
@@ -556,7 +594,7 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
     let mut last_commit = Instant::now();
     let mut last_cycle = Instant::now();
     let mut stalled_since: Option<Instant> = None;
-    let mut paused = false;
+    let mut paused: Option<TopicPartitionList> = None;
     while !stop.load(Ordering::Relaxed) {
         // What was read before goes first; the pipeline may be behind.
         let Some(delivered) = context.deliver() else { break };
@@ -570,11 +608,10 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
         // the group keeps this member and nothing piles up in memory.
         let pause = stalled_for >= PAUSE_AFTER;
         let changed = context.state.lock().is_ok_and(|mut s| std::mem::take(&mut s.assignment_changed));
-        if pause != paused || changed {
-            set_paused(&consumer, pause);
-            paused = pause;
+        if pause != paused.is_some() || (pause && changed) {
+            set_paused(&consumer, pause, &mut paused);
         }
-        if !delivered && !paused {
+        if !delivered && paused.is_none() {
             // Backpressure: wait for room rather than reading more.
             std::thread::sleep(Duration::from_millis(5));
         } else {
@@ -595,12 +632,18 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
                     for r in &batch {
                         s.at_end.remove(&r.partition);
                     }
+                    // Records arriving prove the brokers reachable, whatever the last
+                    // statistics or error said.
+                    if !matches!(s.connection, Some(Connection::Refused { .. })) {
+                        s.leaders_up = true;
+                        s.connection = Some(Connection::Up);
+                    }
                 }
                 context.enqueue(SourceEvent::Batch(batch));
             }
         }
         let at_end = context.state.lock().map(|mut s| std::mem::take(&mut s.at_end)).unwrap_or_default();
-        if !at_end.is_empty() && !paused {
+        if !at_end.is_empty() && paused.is_none() {
             context.enqueue(SourceEvent::AtEnd(at_end.into_iter().collect()));
         }
         // Reading time: what passed in this cycle, unless the pipeline is stalled,

@@ -223,3 +223,46 @@ pub fn start_run_on(topic: &str, group: &str, listen: &str, config: Option<&Path
         .stdout(std::process::Stdio::null());
     Proc(cmd.spawn().expect("poirot run starts"))
 }
+
+/// Runs a poirot command to its end (at most `limit`), returning its output and how long it took.
+pub fn run_to_end(cmd: &mut Command, limit: Duration) -> (std::process::Output, Duration) {
+    let started = std::time::Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("poirot starts");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut s);
+        s
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} still ran after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let took = started.elapsed();
+    let stderr = reader.join().expect("stderr reader");
+    (std::process::Output { status, stdout: Vec::new(), stderr }, took)
+}
+
+/// A `poirot run` config for several members of one group on keyed input: no
+/// repartition stage (like the stack, so the group balances exactly the topic's
+/// partitions), and a dead member noticed after 6 s instead of librdkafka's 45 s.
+pub fn group_config(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("poirot.toml");
+    std::fs::write(
+        &config,
+        "[kafka]\nrepartition = \"never\"\n[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
+    )
+    .expect("config");
+    config
+}

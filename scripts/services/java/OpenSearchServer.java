@@ -8,6 +8,14 @@
 // Single-node discovery, no replicas by default, no disk watermarks (tests must not turn read-only on a full disk).
 // Prints "opensearch ready" once the cluster is yellow, and runs until SIGTERM/SIGINT, when
 // it closes the node cleanly.
+//
+// From the environment (scripts/services/opensearch-secure.sh):
+//   OPENSEARCH_SETTINGS_FILE   a YAML file of more node settings (the security plugin's TLS, ...)
+//   OPENSEARCH_SECURITY=1      load the security plugin (org.opensearch.security.OpenSearchSecurityPlugin,
+//                              its jars on the class path). The plugin refuses the node's own
+//                              client (no user), so the launcher neither sets the replica default
+//                              nor waits for yellow: the script waits on the HTTPS API.
+import java.nio.file.Path;
 import java.util.concurrent.CountDownLatch;
 import org.codelibs.opensearch.runner.OpenSearchRunner;
 import org.opensearch.common.settings.Settings;
@@ -24,6 +32,8 @@ public final class OpenSearchServer {
         int httpPort = Integer.parseInt(args[1]);
         String transportPorts = args[2];
         String clusterName = args[3];
+        String settingsFile = System.getenv("OPENSEARCH_SETTINGS_FILE");
+        boolean security = "1".equals(System.getenv("OPENSEARCH_SECURITY"));
 
         OpenSearchRunner runner = new OpenSearchRunner();
         // Take http.port as given: do not probe for a free one below 9300 (the runner's default).
@@ -38,6 +48,13 @@ public final class OpenSearchServer {
             settings.put("cluster.routing.allocation.disk.threshold_enabled", false);
             settings.put("action.auto_create_index", true);
             settings.put("bootstrap.memory_lock", false);
+            if (settingsFile != null && !settingsFile.isEmpty()) {
+                try {
+                    settings.put(Settings.builder().loadFromPath(Path.of(settingsFile)).build());
+                } catch (java.io.IOException e) {
+                    throw new IllegalStateException("cannot read " + settingsFile + ": " + e, e);
+                }
+            }
         });
 
         CountDownLatch stopped = new CountDownLatch(1);
@@ -55,12 +72,21 @@ public final class OpenSearchServer {
         }, "opensearch-shutdown"));
 
         try {
-            runner.build(OpenSearchRunner.newConfigs()
+            OpenSearchRunner.Configs configs = OpenSearchRunner.newConfigs()
                     .basePath(basePath)
                     .clusterName(clusterName)
                     .numOfNode(1)
                     .baseHttpPort(httpPort - 1)
-                    .printOnFailure());
+                    .printOnFailure();
+            if (security) {
+                configs.pluginTypes("org.opensearch.security.OpenSearchSecurityPlugin");
+                runner.build(configs);
+                System.out.println("opensearch started with the security plugin: https://127.0.0.1:" + httpPort);
+                System.out.flush();
+                stopped.await();
+                return;
+            }
+            runner.build(configs);
             // One node cannot hold replicas: new indices get none, so they can turn green.
             // (Read from the cluster state only, so a persistent cluster setting, not a node one.)
             runner.client().admin().cluster().prepareUpdateSettings()
