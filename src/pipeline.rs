@@ -61,6 +61,11 @@ pub struct Pipeline {
     finished: Vec<FinishedTrace>,
     /// Traces a previous owner already finished: their spans up to the offset are dropped.
     skip: FxHashMap<TraceId, (u32, i64)>,
+    /// Traces this pipeline finished whose records are not all below the partition's
+    /// committed offset, per partition: should the partition be taken away and given
+    /// back, its re-read copies are dropped whatever sinks run (a Neo4j registry
+    /// covers other owners too). Kept across a revocation; pruned by commits.
+    own_finished: FxHashMap<u32, Vec<(TraceId, i64)>>,
     /// poirot's own service when it traces itself: its spans are not analysed.
     own_service: Option<Sym>,
     /// Event-time progress of shuffled partitions, from their producers' watermark records.
@@ -85,6 +90,10 @@ pub struct RecordOutcome {
 }
 
 const RECENT_ERRORS: usize = 20;
+/// Finished traces remembered per partition above its committed offset (24 bytes
+/// each); past it, copies of the oldest are analysed again should the partition
+/// come back.
+const MAX_OWN_FINISHED: usize = 20_000;
 
 impl Pipeline {
     pub fn new(config: PipelineConfig, clock: Arc<dyn Clock>) -> Self {
@@ -107,6 +116,7 @@ impl Pipeline {
             offsets: OffsetTracker::default(),
             finished: Vec::new(),
             skip: FxHashMap::default(),
+            own_finished: FxHashMap::default(),
             own_service: None,
             upstream: UpstreamWatermarks::default(),
             idle_timeout_us: config.watermark.idle_timeout_us,
@@ -327,6 +337,10 @@ impl Pipeline {
         for a in assembled.drain(..) {
             if let Assembled::Trace(t) = &a {
                 if let Some((partition, last_offset)) = self.offsets.trace_closed(&t.trace_id) {
+                    let own = self.own_finished.entry(partition).or_default();
+                    if own.len() < MAX_OWN_FINISHED {
+                        own.push((t.trace_id, last_offset));
+                    }
                     if self.analyzer.delta.is_some() {
                         self.finished.push(FinishedTrace { trace_id: t.trace_id, partition, last_offset });
                     }
@@ -378,6 +392,26 @@ impl Pipeline {
     /// towards idleness.
     pub fn reached_end(&mut self, partition: u32) {
         self.tracker.at_end(partition);
+    }
+
+    /// The group coordinator acknowledged `offset` as `partition`'s committed offset:
+    /// what lies below it is never read again, so finished traces that ended there
+    /// need no remembering.
+    pub fn committed(&mut self, partition: u32, offset: i64) {
+        if let Some(own) = self.own_finished.get_mut(&partition) {
+            own.retain(|&(_, last)| last >= offset);
+        }
+        self.skip.retain(|_, &mut (p, last)| p != partition || last >= offset);
+    }
+
+    /// `partition` came back to this pipeline after it was taken away: the traces
+    /// it had finished from there are skipped when their records are read again.
+    pub fn regained(&mut self, partition: u32) {
+        if let Some(own) = self.own_finished.get(&partition) {
+            for &(t, last) in own {
+                self.skip.insert(t, (partition, last));
+            }
+        }
     }
 
     /// `partition` was taken away: its open traces are dropped unanalysed (the new
@@ -501,5 +535,35 @@ mod tests {
             2,
             "trace 3 on partition 0, trace 4 on partition 1 (trace 2 closed whole)"
         );
+    }
+
+    #[test]
+    fn a_partition_given_back_skips_the_traces_this_process_finished_from_it() {
+        let clock = ManualClock::new(0);
+        let mut p = pipeline(&clock);
+        let second = |trace: u64, end_s: i64| Span { span_id: SpanId(100 + trace), ..span(trace, end_s) };
+        let read = |p: &mut Pipeline| {
+            p.push_decoded_at(0, 0, &mut vec![span(1, 10)]);
+            p.push_decoded_at(0, 1, &mut vec![span(2, 10)]);
+            p.push_decoded_at(0, 2, &mut vec![second(2, 10)]);
+            p.push_decoded_at(0, 3, &mut vec![second(1, 13)]);
+            p.push_decoded_at(0, 4, &mut vec![span(3, 13)]);
+        };
+        p.assign(0);
+        read(&mut p);
+        // Trace 2 closed (12 s ≤ 12.1 s); trace 1 is open and holds offset 0.
+        assert_eq!((p.analyzer.stats.traces, p.open_traces()), (1, 2));
+        assert_eq!(p.committable(0), Some(0));
+        p.committed(0, 0);
+        // Taken away and given back: read again from offset 0. Trace 2's copies are
+        // dropped; traces 1 and 3 are assembled whole.
+        p.revoke(0);
+        p.assign(0);
+        p.regained(0);
+        read(&mut p);
+        assert_eq!(p.input.replayed_spans, 2);
+        p.finish();
+        assert_eq!(p.analyzer.stats.traces, 3, "traces 2, then 1 and 3, each once");
+        assert_eq!(p.analyzer.stats.spans, 2 + 2 + 1, "trace 2's spans counted once");
     }
 }

@@ -13,8 +13,8 @@ mod common;
 
 use common::http;
 use common::servers::{
-    chrono_now, create_topic, env, free_port, group_config, metric, neo4j_calls, neo4j_clear, replay_calls,
-    root, start_run_on, with_neo4j, Proc,
+    assert_same, chrono_now, create_topic, env, free_port, group_config, metric, neo4j_calls, neo4j_clear,
+    replay_calls, root, start_run_on, with_neo4j, Proc,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -339,7 +339,7 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
     }
     // Nothing may be counted twice afterwards.
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(neo4j_calls(), want_calls);
+    assert_same(&neo4j_calls(), &want_calls, "calls");
     log(t0, "exact");
 }
 

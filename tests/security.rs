@@ -7,7 +7,7 @@
 mod common;
 
 use common::http;
-use common::servers::{env, free_port, metric, now_us, run_to_end, Proc};
+use common::servers::{assert_same, diagnostics, env, free_port, metric, now_us, run_to_end, Proc};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -112,23 +112,31 @@ fn round_trip(mechanism: &str, traces: usize, via: Via) {
         .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
         .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
         .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "3s")
-        .env("POIROT_LOG", "warn")
+        .env("POIROT_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(dir.path().join("run.log")).expect("log file"));
     let mut run = Proc(cmd.spawn().expect("poirot run starts"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while metric(&listen, "poirot_traces_closed_total") < traces as f64 {
         if let Some(status) = run.0.try_wait().expect("wait") {
             panic!("poirot run exited: {status:?}");
         }
-        assert!(Instant::now() < deadline, "{mechanism}: not every trace closed within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "{mechanism}: not every trace closed within 60 s\n{}",
+            diagnostics(&listen, &dir.path().join("run.log"))
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while anomalies(&out.join("anomalies.ndjson")).len() < expected.len() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(anomalies(&out.join("anomalies.ndjson")), expected, "{mechanism}");
+    let found = anomalies(&out.join("anomalies.ndjson"));
+    if found != expected {
+        eprintln!("{}", diagnostics(&listen, &dir.path().join("run.log")));
+    }
+    assert_same(&found, &expected, mechanism);
 }
 
 #[test]

@@ -7,8 +7,8 @@ mod common;
 
 use common::http;
 use common::servers::{
-    chrono_now, clean_calls, create_topic, env, free_port, group_config, metric, neo4j_calls, neo4j_clear,
-    neo4j_sink, now_us, produce_junk, root, simulate_into, start_run_on, urlencode, Proc,
+    assert_same, chrono_now, clean_calls, create_topic, env, free_port, group_config, metric, neo4j_calls,
+    neo4j_clear, neo4j_sink, now_us, produce_junk, root, simulate_into, start_run_on, urlencode, Proc,
 };
 use poirot::decode::{self, Format};
 use poirot::model::Interner;
@@ -337,7 +337,7 @@ fn run_end_to_end(search: &str, tag: &str, format: &str) {
     while read(&out.join("anomalies.ndjson")).len() < want.len() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert_eq!(read(&out.join("anomalies.ndjson")), want);
+    assert_same(&read(&out.join("anomalies.ndjson")), &want, "anomalies");
 
     // Unkeyed input went through `<group>-repartition`, made with the input's partition count;
     // keyed input did not.
@@ -658,7 +658,7 @@ fn assert_as_clean_run(w: &Workload) {
     }
     // Give late writes a moment: nothing may be counted twice afterwards.
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(neo4j_calls(), w.want_calls);
+    assert_same(&neo4j_calls(), &w.want_calls, "calls");
 }
 
 #[test]

@@ -309,8 +309,11 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                     if let (Some(rk), INPUT) = (rekeyer.as_mut(), topic) {
                         rk.assigned(p, reading.now_us());
                     }
+                    // Spans of traces this process finished before the partition was
+                    // taken away are dropped when read again; so are those a previous
+                    // owner recorded in Neo4j.
+                    pipeline.regained(p);
                     if let Some(n) = &neo4j {
-                        // Spans of traces a previous owner already counted are dropped when read again.
                         let finished =
                             n.finished_traces(p, &stop).with_context(|| format!("partition {p}"))?;
                         pipeline.skip_finished(p, finished);
@@ -424,17 +427,23 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                     }
                 }
             }
-            if last_gc.elapsed() >= GC_LAG {
-                // Only below what the coordinator acknowledged: a commit that failed
-                // (Kafka down, a rebalance) means those spans are read again, and their
-                // records must still be there to drop them.
-                gc_offsets = source
-                    .committed
-                    .lock()
-                    .map(|m| m.iter().filter(|(p, _)| assigned.contains(p)).map(|(&p, &o)| (p, o)).collect())
-                    .unwrap_or_default();
-                last_gc = Instant::now();
+        }
+        if last_gc.elapsed() >= GC_LAG {
+            // Only below what the coordinator acknowledged: a commit that failed
+            // (Kafka down, a rebalance) means those spans are read again, and their
+            // records must still be there to drop them.
+            gc_offsets = source
+                .committed
+                .lock()
+                .map(|m| m.iter().filter(|(p, _)| assigned.contains(p)).map(|(&p, &o)| (p, o)).collect())
+                .unwrap_or_default();
+            for &(p, o) in &gc_offsets {
+                pipeline.committed(p, o);
             }
+            if neo4j.is_none() {
+                gc_offsets.clear();
+            }
+            last_gc = Instant::now();
         }
         // What open traces no longer need may be committed (after the file sink wrote
         // it, and for re-keyed input after the repartition topic acknowledged it).

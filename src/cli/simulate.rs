@@ -104,7 +104,12 @@ fn produce(
 ) -> anyhow::Result<()> {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let mut cc = rdkafka::ClientConfig::new();
-    cc.set("bootstrap.servers", brokers).set("client.id", "poirot-simulate").set("linger.ms", "5");
+    // Idempotent: a retried batch neither repeats nor overtakes spans, so what is
+    // expected is exactly what was written.
+    cc.set("bootstrap.servers", brokers)
+        .set("client.id", "poirot-simulate")
+        .set("linger.ms", "5")
+        .set("enable.idempotence", "true");
     for (k, v) in properties {
         cc.set(k, v);
     }

@@ -266,3 +266,51 @@ pub fn group_config(dir: &Path) -> std::path::PathBuf {
     .expect("config");
     config
 }
+
+/// Asserts that `got` and `want` hold the same items (as multisets) and, when they
+/// do not, names only what is missing and what is extra rather than both lists whole.
+pub fn assert_same<T: Ord + Clone + std::fmt::Debug>(got: &[T], want: &[T], what: &str) {
+    let count = |v: &[T]| {
+        let mut m = std::collections::BTreeMap::<T, usize>::new();
+        for x in v {
+            *m.entry(x.clone()).or_default() += 1;
+        }
+        m
+    };
+    let (g, w) = (count(got), count(want));
+    let diff = |a: &std::collections::BTreeMap<T, usize>, b: &std::collections::BTreeMap<T, usize>| {
+        a.iter()
+            .filter_map(|(k, n)| {
+                let m = b.get(k).copied().unwrap_or(0);
+                (n > &m).then(|| (k.clone(), n - m))
+            })
+            .collect::<Vec<_>>()
+    };
+    let (missing, extra) = (diff(&w, &g), diff(&g, &w));
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: {} expected, {} found\nmissing (item, times): {missing:?}\nextra (item, times): {extra:?}",
+        want.len(),
+        got.len()
+    );
+}
+
+/// What a failed exactness check needs to be explained from a CI log alone: poirot's
+/// own counters (histogram buckets left out) from `listen`, and the last lines of its
+/// log at `log` (assignments, revocations, warnings).
+pub fn diagnostics(listen: &str, log: &Path) -> String {
+    let page = http::get(&format!("http://{listen}/metrics")).map(|r| r.body).unwrap_or_default();
+    let counters: Vec<&str> = page
+        .lines()
+        .filter(|l| l.starts_with("poirot_") && !l.contains("_bucket") && !l.contains("{service="))
+        .collect();
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.contains("anomaly") && !l.contains("kind=")).collect();
+    let tail = &lines[lines.len().saturating_sub(60)..];
+    format!(
+        "poirot's counters:\n{}\nits log (last {} lines):\n{}",
+        counters.join("\n"),
+        tail.len(),
+        tail.join("\n")
+    )
+}
