@@ -319,6 +319,8 @@ impl Pipeline {
             if let Some(wm) = self.tracker.observe_at(partition, event, now) {
                 self.assembler.advance(partition, wm, &mut assembled);
             }
+        } else {
+            self.tracker.saw(partition, event, now);
         }
         self.analyse(&mut assembled);
         self.assembled = assembled;
@@ -565,5 +567,27 @@ mod tests {
         p.finish();
         assert_eq!(p.analyzer.stats.traces, 3, "traces 2, then 1 and 3, each once");
         assert_eq!(p.analyzer.stats.spans, 2 + 2 + 1, "trace 2's spans counted once");
+    }
+
+    #[test]
+    fn a_shuffled_partition_whose_producer_never_bounded_it_still_closes_its_traces() {
+        // The producer re-keyed its whole input while its other input partitions were
+        // still "nothing known", and all of them turned idle together: its watermark
+        // records went from MIN straight to "bounds nothing".
+        let clock = ManualClock::new(0);
+        let mut p = pipeline(&clock);
+        p.assign_gated(7);
+        p.upstream_watermark(7, 0, 1, EventTime::MIN);
+        p.push_shuffled_at(7, 1, &mut vec![span(1, 10), span(2, 11)]);
+        p.upstream_watermark(7, 2, 1, EventTime::MAX);
+        assert_eq!(p.watermark(), 10 * S, "idle at once, from the spans it saw less the out-of-orderness");
+        assert_eq!(p.open_traces(), 2);
+        clock.advance(2 * S);
+        p.tick();
+        assert_eq!(p.open_traces(), 1, "trace 1: 10 s + 2 s gap");
+        clock.advance(S);
+        p.tick();
+        assert_eq!(p.open_traces(), 0, "trace 2: 11 s + 2 s gap");
+        assert_eq!(p.analyzer.stats.late_spans, 0);
     }
 }

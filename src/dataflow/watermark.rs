@@ -32,6 +32,10 @@ const GATE_PATIENCE: i64 = 4;
 #[derive(Clone, Copy, Debug)]
 struct Partition {
     max_event: EventTime,
+    /// The largest event time of elements that do not move the watermark while a
+    /// bound is known (spans of a shuffled partition, whose upstream producers
+    /// bound it): where its event time stands once nothing bounds it.
+    max_seen: EventTime,
     last_active_us: i64,
     /// Delivers nothing more (end of a file, or no upstream bounds it): idle now.
     ended: bool,
@@ -47,6 +51,7 @@ impl Partition {
     fn new(now: i64) -> Self {
         Partition {
             max_event: EventTime::MIN,
+            max_seen: EventTime::MIN,
             last_active_us: now,
             ended: false,
             gated: false,
@@ -57,10 +62,6 @@ impl Partition {
 
     /// Its watermark at processing time `now`.
     fn watermark(&self, config: &WatermarkConfig, now: i64) -> EventTime {
-        if self.max_event == EventTime::MIN {
-            return EventTime::MIN;
-        }
-        let w = self.max_event.saturating_sub(config.out_of_orderness_us);
         let silent = (now - self.last_active_us).max(0);
         // A gated partition waits for its end to be reported; should that report never
         // come (the source's statistics can miss it), a much longer silence of reading
@@ -71,6 +72,11 @@ impl Partition {
             GATE_PATIENCE * config.idle_timeout_us
         };
         let idle = self.ended || silent >= waited;
+        let base = if idle { self.max_event.max(self.max_seen) } else { self.max_event };
+        if base == EventTime::MIN {
+            return EventTime::MIN;
+        }
+        let w = base.saturating_sub(config.out_of_orderness_us);
         if idle {
             w.saturating_add(silent)
         } else {
@@ -142,6 +148,17 @@ impl WatermarkTracker {
         }
         part.max_event = event_time;
         part.advance(&config, now)
+    }
+
+    /// Notes an element of `partition` with `event_time` that does not move its
+    /// watermark while something bounds it (a shuffled span): it counts once the
+    /// partition is idle, so that a partition whose upstream went from "nothing
+    /// known" straight to "bounds nothing" still closes its traces. Silence is
+    /// counted from it.
+    pub fn saw(&mut self, partition: u32, event_time: EventTime, now: i64) {
+        let part = self.partition(partition, now);
+        part.max_seen = part.max_seen.max(event_time);
+        part.last_active_us = part.last_active_us.max(now);
     }
 
     /// Processing time passed: the partitions whose watermark idleness moved on.

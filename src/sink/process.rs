@@ -60,6 +60,10 @@ pub struct ProcessMetrics {
     pub rebalances: Family<EventLabels, Counter>,
     pub dead_letters: Counter,
     pub repartitioned_spans: Counter<u64, AtomicU64>,
+    /// The Kafka source's reading clock ([`crate::dataflow::ReadingClock`]), in seconds.
+    pub reading_seconds: Gauge<f64, AtomicU64>,
+    /// 1 while the brokers leading the assigned partitions answer, else 0.
+    pub kafka_reachable: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 impl std::fmt::Debug for ProcessMetrics {
@@ -91,6 +95,8 @@ impl ProcessMetrics {
         let rebalances = Family::<EventLabels, Counter>::default();
         let dead_letters = Counter::default();
         let repartitioned_spans = Counter::default();
+        let reading_seconds = Gauge::<f64, AtomicU64>::default();
+        let kafka_reachable = Gauge::default();
         let build_info = Family::<VersionLabels, Gauge>::default();
         build_info.get_or_create(&VersionLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
 
@@ -120,7 +126,7 @@ impl ProcessMetrics {
         );
         r.register(
             "poirot_kafka_consumer_lag",
-            "Messages behind the end of the partition (librdkafka statistics, every 5 s)",
+            "Messages behind the end of the partition (librdkafka statistics, every second)",
             consumer_lag.clone(),
         );
         r.register(
@@ -144,6 +150,16 @@ impl ProcessMetrics {
             "Spans of unkeyed input re-keyed by trace id into the repartition topic",
             repartitioned_spans.clone(),
         );
+        r.register(
+            "poirot_kafka_reading_seconds",
+            "Time the Kafka source could read (brokers reachable, pipeline not stalled, no rebalance): the time idleness is measured in",
+            reading_seconds.clone(),
+        );
+        r.register(
+            "poirot_kafka_reachable",
+            "1 while the brokers leading the assigned partitions answer",
+            kafka_reachable.clone(),
+        );
         ProcessMetrics {
             registry: Arc::new(r),
             sink_writes,
@@ -159,6 +175,8 @@ impl ProcessMetrics {
             rebalances,
             dead_letters,
             repartitioned_spans,
+            reading_seconds,
+            kafka_reachable,
         }
     }
 

@@ -653,9 +653,12 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
         last_cycle = now;
         let rebalancing =
             context.state.lock().map(|mut s| std::mem::take(&mut s.rebalancing)).unwrap_or_default();
-        if stalled_for < STALL_GRACE && context.reading_possible() {
+        let reachable = context.reading_possible();
+        if stalled_for < STALL_GRACE && reachable {
             clock.advance(cycle.saturating_sub(rebalancing).as_micros() as i64);
         }
+        context.metrics.kafka_reachable.set(i64::from(reachable));
+        context.metrics.reading_seconds.set(crate::dataflow::Clock::now_us(&clock) as f64 / 1e6);
         if last_commit.elapsed() >= COMMIT_EVERY {
             context.commit(&consumer, None, CommitMode::Async);
             last_commit = Instant::now();
