@@ -3,7 +3,7 @@ CARGO ?= cargo
 DEMO_LISTEN ?= 127.0.0.1:8080
 SERVICES := scripts/services/services.sh
 
-.PHONY: run test unit lint fuzz fuzz-smoke build bench fmt clean services-up services-down services-status services-test stack-check image
+.PHONY: run test unit lint fuzz fuzz-smoke fuzz-check build bench fmt clean services-up services-down services-status services-test stack-check image
 
 build:
 	$(CARGO) build --release
@@ -13,10 +13,10 @@ run: build
 	@echo "poirot demo: web page http://$(DEMO_LISTEN)/  metrics http://$(DEMO_LISTEN)/metrics  (Ctrl-C stops)"
 	./target/release/poirot demo --listen $(DEMO_LISTEN)
 
-## The whole test suite: lints, unit/property/CLI tests, the real servers (which include the
-## dashboard and alerting test of the stack's configs), then the deployment checks. The fuzz
-## targets run by `make fuzz-smoke` (not yet part of it: their sanitizer build takes minutes).
-test: lint unit services-test stack-check
+## The whole test suite: lints, unit/property/CLI tests, every fuzz target for 5 s, the real
+## servers (which include the dashboard and alerting test of the stack's configs), then the
+## deployment checks.
+test: lint unit fuzz-check services-test stack-check
 
 unit:
 	$(CARGO) test --all-targets
@@ -31,6 +31,10 @@ lint:
 ## fuzz: the long run, every target (or FUZZ_TARGETS) for FUZZ_SECONDS (600) s.
 fuzz-smoke:
 	CARGO=$(CARGO) scripts/fuzz.sh smoke
+
+## The short run `make test` includes: every target for 5 s from its seeds.
+fuzz-check:
+	FUZZ_SECONDS=5 CARGO=$(CARGO) scripts/fuzz.sh smoke
 
 fuzz:
 	CARGO=$(CARGO) scripts/fuzz.sh long $(FUZZ_TARGETS)

@@ -151,6 +151,7 @@ impl Default for Neo4jSection {
     }
 }
 
+#[cfg(feature = "servers")]
 impl Neo4jSection {
     /// The sink settings, reading the password file; `None` when the sink is off.
     pub fn sink_config(&self) -> Result<Option<crate::sink::neo4j::Neo4jConfig>, ConfigError> {
@@ -189,10 +190,12 @@ impl Neo4jSection {
     }
 }
 
+#[cfg(feature = "servers")]
 fn invalid(key: &str, message: String) -> ConfigError {
     ConfigError::Invalid { key: key.into(), origin: String::new(), message }
 }
 
+#[cfg(feature = "servers")]
 /// The bytes of the PEM certificate file `path`, checked to hold at least one
 /// certificate; an error names `key` and the path.
 fn pem_certificates(path: &str, key: &str) -> Result<Vec<u8>, ConfigError> {
@@ -200,6 +203,7 @@ fn pem_certificates(path: &str, key: &str) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {path}: {e}")))
 }
 
+#[cfg(feature = "servers")]
 /// The bytes of the PEM private key file `path`, checked to hold a key.
 fn pem_private_key(path: &str, key: &str) -> Result<Vec<u8>, ConfigError> {
     use rustls::pki_types::{pem::PemObject, PrivateKeyDer};
@@ -251,6 +255,7 @@ impl Default for ElasticsearchSection {
 }
 
 impl ElasticsearchSection {
+    #[cfg(feature = "servers")]
     /// The sink settings, reading secret files; `None` when the sink is off.
     pub fn sink_config(&self) -> Result<Option<crate::sink::elasticsearch::EsConfig>, ConfigError> {
         use crate::sink::elasticsearch::{EsAuth, EsConfig, EsTls, Pem};
@@ -408,6 +413,7 @@ impl Default for RunSection {
     }
 }
 
+#[cfg(feature = "servers")]
 /// `value`, or the content of `file` (trimmed) when `file` is set; `key` names `file`.
 fn secret_value(value: &str, file: &str, key: &str) -> Result<String, ConfigError> {
     if file.is_empty() {
@@ -430,6 +436,7 @@ fn secret_value(value: &str, file: &str, key: &str) -> Result<String, ConfigErro
 }
 
 impl RunSection {
+    #[cfg(feature = "servers")]
     /// The listener's protections, reading the secret and certificate files (a
     /// missing or unreadable one is an error naming its key and path).
     pub fn web_security(&self) -> Result<crate::sink::web_security::WebSecurity, ConfigError> {

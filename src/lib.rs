@@ -2,6 +2,7 @@
 //! for the definitions its analyses implement.
 
 pub mod analysis;
+#[cfg(feature = "servers")]
 pub mod cli;
 pub mod config;
 pub mod dataflow;
@@ -10,4 +11,5 @@ pub mod model;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
+#[cfg(feature = "servers")]
 pub mod telemetry;

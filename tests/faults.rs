@@ -173,7 +173,7 @@ fn replay(dumps: &[PathBuf]) -> (Calls, BTreeSet<String>) {
         let docs = std::fs::read_to_string(out.path().join("anomalies.ndjson")).expect("anomalies");
         for line in docs.lines() {
             let a: poirot::analysis::Anomaly = serde_json::from_str(line).expect("anomaly json");
-            ids.insert(poirot::sink::elasticsearch::document_id(&a));
+            ids.insert(poirot::sink::documents::document_id(&a));
         }
     }
     (calls.into_iter().map(|((s, t, r), (c, e))| (s, t, r, c, e)).collect(), ids)

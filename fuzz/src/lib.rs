@@ -13,7 +13,7 @@ use poirot::decode::{
 };
 use poirot::model::{Interner, RefKind, Span, SpanId, SpanKind, SpanRef, Sym, TraceId};
 use poirot::pipeline::{Pipeline, PipelineConfig};
-use poirot::sink::{elasticsearch, files, prometheus};
+use poirot::sink::{documents, files, prometheus};
 use poirot::source::file::{detect_input, framing_for, RecordReader};
 use std::sync::Arc;
 
@@ -195,8 +195,8 @@ fn run(records: Vec<(u32, Option<Format>, Result<Vec<u8>, DecodeError>)>, limits
             a.kind.as_str(),
             doc.len()
         );
-        let _ = elasticsearch::document_id(a);
-        let _ = elasticsearch::index_name("poirot-anomalies", a);
+        let _ = documents::document_id(a);
+        let _ = documents::index_name("poirot-anomalies", a);
     }
     serde_json::to_string(&p.analyzer.edges.service_rows(&p.names)).expect("service rows serialise");
     serde_json::to_string(&p.analyzer.edges.operation_rows(&p.names)).expect("operation rows serialise");

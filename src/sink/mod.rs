@@ -1,13 +1,20 @@
 //! Where results go: files for replay, Prometheus text for scrapers, and the
 //! live snapshot the demo page shows.
 
+pub mod documents;
+#[cfg(feature = "servers")]
 pub mod elasticsearch;
 pub mod exposition;
 pub mod files;
 pub mod live;
+#[cfg(feature = "servers")]
 pub mod neo4j;
+#[cfg(feature = "servers")]
 pub mod process;
 pub mod prometheus;
+#[cfg(feature = "servers")]
 pub mod tls;
+#[cfg(feature = "servers")]
 pub mod web;
+#[cfg(feature = "servers")]
 pub mod web_security;
