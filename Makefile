@@ -25,6 +25,7 @@ unit:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --lib --no-default-features -- -D warnings
 
 ## Fuzzing (cargo-fuzz, libFuzzer, on the installed nightly toolchain; README "Fuzzing").
 ## fuzz-smoke: every target for FUZZ_SECONDS (10) s, failing on a crash.

@@ -6,10 +6,10 @@
 mod common;
 
 use common::http::{self, Options};
-use poirot::sink::process::ProcessMetrics;
 use poirot::sink::web;
 use poirot::sink::web_security::WebSecurity;
 use poirot::telemetry::health::{Component, Health};
+use poirot::telemetry::process::ProcessMetrics;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

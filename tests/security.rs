@@ -75,7 +75,7 @@ fn anomalies(path: &Path) -> Vec<(String, String, String, String)> {
 /// `poirot simulate` of `traces` traces (10 % lost messages, 10 % loops) into `topic`
 /// through `brokers` with `props`; the anomalies they must produce go to `expected`.
 fn simulate(brokers: &str, topic: &str, traces: usize, props: &BTreeMap<&str, String>, via: Via, dir: &Path) {
-    let start = poirot::decode::time_fmt::format_rfc3339_us(now_us() / 1_000_000 * 1_000_000);
+    let start = poirot::model::time::format_rfc3339_us(now_us() / 1_000_000 * 1_000_000);
     let mut cmd = Command::new(POIROT);
     with_props(&mut cmd, props, via, dir);
     let out = cmd

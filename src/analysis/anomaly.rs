@@ -1,7 +1,7 @@
 //! Anomaly documents: what poirot writes to Elasticsearch (and `anomalies.ndjson`).
 
-use crate::decode::time_fmt::format_rfc3339_us;
 use crate::model::text::{self, TRUNCATION_MARKER};
+use crate::model::time::format_rfc3339_us;
 use crate::model::{Interner, Span};
 use serde::{Deserialize, Serialize};
 use std::fmt;

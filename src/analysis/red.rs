@@ -1,5 +1,6 @@
 //! RED metrics (rate, errors, duration) per service, operation, span kind and
-//! status, named and labelled as the OpenTelemetry span-metrics connector does,
+//! status. [`crate::sink::prometheus::red`] names and labels them as the
+//! OpenTelemetry span-metrics connector does,
 //! so Jaeger's Monitor tab (SPM) can query them from Prometheus with
 //! `metric_namespace: traces_span_metrics`, `normalize_calls: true`,
 //! `normalize_duration: true` (unit `ms`):
@@ -11,11 +12,7 @@
 //! for error spans and `STATUS_CODE_UNSET` otherwise.
 
 use crate::model::{Interner, Span, SpanKind, Sym, TraceId};
-use crate::sink::exposition::{Exposition, HistogramSample, Kind};
 use rustc_hash::FxHashMap;
-
-pub const CALLS_METRIC: &str = "traces_span_metrics_calls_total";
-pub const DURATION_METRIC: &str = "traces_span_metrics_duration_milliseconds";
 
 /// Histogram bucket bounds in milliseconds (the span-metrics connector's defaults).
 pub const BUCKETS_MS: [f64; 16] = [
@@ -59,18 +56,6 @@ impl Latency {
 
     pub fn sum_ms(&self) -> f64 {
         self.sum_us as f64 / 1000.0
-    }
-
-    /// For exposition with `bounds` in a unit of `us_per_unit` microseconds.
-    pub fn sample<'a>(&'a self, bounds: &'a [f64], us_per_unit: f64) -> HistogramSample<'a> {
-        HistogramSample {
-            bounds,
-            counts: &self.buckets,
-            // Divided, as before, so replay files stay byte for byte the same.
-            sum: self.sum_us as f64 / us_per_unit,
-            exemplars: Some(&self.exemplars),
-            unit_per_us: 1.0 / us_per_unit,
-        }
     }
 }
 
@@ -153,36 +138,6 @@ impl Red {
         });
         v
     }
-
-    /// Every series, sorted, with trace-id exemplars where the format has them.
-    pub fn render(&self, names: &Interner, e: &mut Exposition) {
-        let sorted = self.sorted(names);
-        let labels = |k: &RedKey| {
-            [
-                ("service_name", names.resolve(k.service)),
-                ("span_name", names.resolve(k.operation)),
-                ("span_kind", k.kind.otlp_name()),
-                ("status_code", status_code(k.error)),
-            ]
-        };
-        e.family(CALLS_METRIC, Kind::Counter, "Spans per service, operation, span kind and status.");
-        for (k, s) in &sorted {
-            e.sample(CALLS_METRIC, &labels(k), s.calls);
-        }
-        e.family(DURATION_METRIC, Kind::Histogram, "Span durations in milliseconds.");
-        for (k, s) in &sorted {
-            let h = s.latency.sample(&BUCKETS_MS, 1e3);
-            e.histogram(DURATION_METRIC, &labels(k), &h);
-        }
-    }
-}
-
-pub fn status_code(error: bool) -> &'static str {
-    if error {
-        "STATUS_CODE_ERROR"
-    } else {
-        "STATUS_CODE_UNSET"
-    }
 }
 
 #[cfg(test)]
@@ -205,33 +160,5 @@ mod tests {
         let overflow =
             sorted.iter().find(|(k, _)| names.resolve(k.service) == OVERFLOW).expect("overflow series");
         assert_eq!(overflow.1.calls, 97);
-    }
-
-    #[test]
-    fn renders_spm_compatible_series() {
-        let mut names = Interner::new();
-        let mut red = Red::default();
-        let mut s = Span {
-            service: names.intern("frontend"),
-            operation: names.intern("HTTP GET \"/dispatch\""),
-            kind: SpanKind::Server,
-            duration_us: 3_000,
-            ..Span::default()
-        };
-        red.observe(&s);
-        s.error = true;
-        s.duration_us = 20_000_000;
-        red.observe(&s);
-        let mut e = Exposition::new(crate::sink::exposition::ExpoFormat::Text);
-        red.render(&names, &mut e);
-        let out = e.finish();
-        assert!(out.contains(
-            "traces_span_metrics_calls_total{service_name=\"frontend\",span_name=\"HTTP GET \\\"/dispatch\\\"\",span_kind=\"SPAN_KIND_SERVER\",status_code=\"STATUS_CODE_ERROR\"} 1"
-        ), "{out}");
-        assert!(out.contains("status_code=\"STATUS_CODE_UNSET\",le=\"4\"} 1"), "{out}");
-        assert!(out.contains("status_code=\"STATUS_CODE_UNSET\",le=\"2\"} 0"), "{out}");
-        assert!(out.contains("status_code=\"STATUS_CODE_ERROR\",le=\"15000\"} 0"), "{out}");
-        assert!(out.contains("status_code=\"STATUS_CODE_ERROR\",le=\"+Inf\"} 1"), "{out}");
-        assert_eq!(red.total_calls(), 2);
     }
 }

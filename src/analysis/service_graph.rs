@@ -15,26 +15,9 @@
 //! producer spans, empty for direct calls.
 
 use super::dag::TraceDag;
-use super::red::{Latency, BUCKETS_MS};
-use crate::model::{Interner, RefKind, Span, SpanKind, Sym};
-use crate::sink::exposition::{Exposition, Kind};
+use super::red::Latency;
+use crate::model::{RefKind, Span, SpanKind, Sym};
 use rustc_hash::FxHashMap;
-
-pub const REQUEST_METRIC: &str = "traces_service_graph_request_total";
-pub const FAILED_METRIC: &str = "traces_service_graph_request_failed_total";
-pub const SERVER_SECONDS_METRIC: &str = "traces_service_graph_request_server_seconds";
-pub const CLIENT_SECONDS_METRIC: &str = "traces_service_graph_request_client_seconds";
-
-/// Bucket bounds in seconds: the RED bounds, so both views bucket alike.
-const BUCKETS_S: [f64; 16] = {
-    let mut b = [0.0; 16];
-    let mut i = 0;
-    while i < 16 {
-        b[i] = BUCKETS_MS[i] / 1000.0;
-        i += 1;
-    }
-    b
-};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct GraphKey {
@@ -98,47 +81,16 @@ impl ServiceGraph {
         self.edges.is_empty()
     }
 
-    /// Every pair, sorted by client, server and connection type.
-    pub fn render(&self, names: &Interner, e: &mut Exposition) {
-        let mut sorted: Vec<_> = self.edges.iter().collect();
-        sorted.sort_by(|(a, _), (b, _)| {
-            (names.resolve(a.client), names.resolve(a.server), a.messaging).cmp(&(
-                names.resolve(b.client),
-                names.resolve(b.server),
-                b.messaging,
-            ))
-        });
-        let labels = |k: &GraphKey| {
-            [
-                ("client", names.resolve(k.client)),
-                ("server", names.resolve(k.server)),
-                ("connection_type", if k.messaging { "messaging_system" } else { "" }),
-            ]
-        };
-        e.family(REQUEST_METRIC, Kind::Counter, "Requests between two services.");
-        for (k, s) in &sorted {
-            e.sample(REQUEST_METRIC, &labels(k), s.requests);
-        }
-        e.family(FAILED_METRIC, Kind::Counter, "Failed requests between two services.");
-        for (k, s) in &sorted {
-            e.sample(FAILED_METRIC, &labels(k), s.failed);
-        }
-        e.family(SERVER_SECONDS_METRIC, Kind::Histogram, "Server-side request latency in seconds.");
-        for (k, s) in &sorted {
-            e.histogram(SERVER_SECONDS_METRIC, &labels(k), &s.server.sample(&BUCKETS_S, 1e6));
-        }
-        e.family(CLIENT_SECONDS_METRIC, Kind::Histogram, "Client-side request latency in seconds.");
-        for (k, s) in &sorted {
-            e.histogram(CLIENT_SECONDS_METRIC, &labels(k), &s.client.sample(&BUCKETS_S, 1e6));
-        }
+    /// Every pair with its counts.
+    pub fn edges(&self) -> impl Iterator<Item = (&GraphKey, &GraphStats)> {
+        self.edges.iter()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{SpanId, SpanRef, TraceId};
-    use crate::sink::exposition::ExpoFormat;
+    use crate::model::{Interner, SpanId, SpanRef, TraceId};
 
     fn span(
         names: &mut Interner,
@@ -184,17 +136,6 @@ mod tests {
         let msg = g.get(&GraphKey { client: fe, server: wo, messaging: true }).expect("frontend→worker");
         assert_eq!((msg.requests, msg.failed), (1, 0));
         assert_eq!(g.len(), 2, "calls inside one service are no requests");
-
-        let mut e = Exposition::new(ExpoFormat::OpenMetrics);
-        g.render(&names, &mut e);
-        let text = e.finish();
-        assert!(text.contains(
-            "traces_service_graph_request_failed_total{client=\"frontend\",server=\"customer\",connection_type=\"\"} 1"
-        ), "{text}");
-        assert!(text.contains("connection_type=\"messaging_system\"} 1"), "{text}");
-        assert!(text.contains(
-            "traces_service_graph_request_server_seconds_bucket{client=\"frontend\",server=\"customer\",connection_type=\"\",le=\"0.01\"} 1 # {trace_id=\"00000000000000000000000000000007\"} 0.009"
-        ), "{text}");
     }
 
     #[test]

@@ -92,9 +92,9 @@ pub fn run(args: DemoArgs, config: &Config) -> anyhow::Result<()> {
     let addr: std::net::SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:8080"))?;
-    let security = config.run.web_security()?;
+    let security = crate::sink::web_security::WebSecurity::from_section(&config.run)?;
     // Nothing to wait for: the demo is always ready.
-    let shared = web::shared("demo", crate::sink::process::ProcessMetrics::new(), Health::new());
+    let shared = web::shared("demo", crate::telemetry::process::ProcessMetrics::new(), Health::new());
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(tokio::sync::Notify::new());
     let worker = {

@@ -75,7 +75,7 @@ pub fn cypher(q: &DepsQuery) -> String {
 }
 
 pub fn run(args: DepsArgs, config: &Config) -> anyhow::Result<()> {
-    let c = config.neo4j.sink_config()?.ok_or_else(|| {
+    let c = crate::sink::neo4j::Neo4jConfig::from_section(&config.neo4j)?.ok_or_else(|| {
         anyhow::anyhow!("set neo4j.uri (or POIROT_NEO4J__URI) to the Bolt address of Neo4j")
     })?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

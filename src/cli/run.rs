@@ -7,17 +7,17 @@
 use crate::analysis::{Anomaly, DetectedAt};
 use crate::config::Config;
 use crate::dataflow::{Clock, SystemClock};
-use crate::decode::{DecodeError, Format};
+use crate::decode::DecodeError;
 use crate::pipeline::Pipeline;
 use crate::sink::elasticsearch::EsSink;
 use crate::sink::live::{self, RecentAnomalies};
 use crate::sink::neo4j::Neo4jSink;
-use crate::sink::process::ProcessMetrics;
 use crate::sink::{files, web};
 use crate::source::kafka::{split_id, Connection, KafkaRecord, KafkaSource, KafkaSourceConfig, SourceEvent};
 use crate::source::kafka_log::QuietContext;
 use crate::source::repartition::{self, Mode, Rekeyer};
 use crate::telemetry::health::{Component, Health};
+use crate::telemetry::process::ProcessMetrics;
 use crate::telemetry::{work, SelfTracing};
 use anyhow::Context as _;
 use clap::Args;
@@ -152,21 +152,17 @@ impl FileSink {
     }
 }
 
-fn format_of(encoding: &str) -> Option<Format> {
-    Format::from_name(encoding)
-}
-
 pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     let k = &config.kafka;
     let brokers = args.brokers.clone().unwrap_or_else(|| k.brokers.clone());
     let topic = args.topic.clone().unwrap_or_else(|| k.topic.clone());
     let group = args.group.clone().unwrap_or_else(|| k.group.clone());
-    let mode = Mode::from_name(&k.repartition).unwrap_or(Mode::Auto);
-    let security = config.run.web_security()?;
+    let mode = k.repartition;
+    let security = crate::sink::web_security::WebSecurity::from_section(&config.run)?;
     // Secrets and certificates of the sinks are read now: a missing file ends poirot
     // with one line naming its key before anything connects.
-    let neo4j_config = config.neo4j.sink_config()?;
-    let es_config = config.elasticsearch.sink_config()?;
+    let neo4j_config = crate::sink::neo4j::Neo4jConfig::from_section(&config.neo4j)?;
+    let es_config = crate::sink::elasticsearch::EsConfig::from_section(&config.elasticsearch)?;
     let listen = args.listen.clone().unwrap_or_else(|| config.run.listen.clone());
     let addr: std::net::SocketAddr = listen
         .parse()
@@ -212,7 +208,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         topics.push(internal);
     }
     let source_config = KafkaSourceConfig { brokers, topics, group, properties: k.properties.clone() };
-    let format = format_of(&k.encoding);
+    let format = k.encoding.format();
     let mut dlq = if k.dead_letter {
         Some(DeadLetters::new(&source_config.brokers, &source_config.topics, &k.properties, &process)?)
     } else {

@@ -22,11 +22,6 @@ pub mod otlp;
 pub(crate) mod pb;
 mod time;
 
-/// Time formatting shared with the writers of poirot's outputs.
-pub mod time_fmt {
-    pub use super::time::{format_duration_us, format_rfc3339_us};
-}
-
 pub use attrs::Attrs;
 pub use detect::detect;
 

@@ -1,6 +1,7 @@
 //! Time parsing and plausibility checks shared by the decoders.
 
 use super::{DecodeError, Reason};
+pub use crate::model::time::{format_duration_us, format_rfc3339_us};
 
 /// 1990-01-01T00:00:00Z in microseconds: no tracer emitted spans before that.
 const MIN_START_US: i64 = 631_152_000_000_000;
@@ -33,14 +34,6 @@ pub fn parse_rfc3339_us(s: &str) -> Result<i64, DecodeError> {
     Ok(t.timestamp_micros())
 }
 
-/// Formats microseconds since the epoch as RFC 3339 UTC with microseconds.
-pub fn format_rfc3339_us(us: i64) -> String {
-    match chrono::DateTime::from_timestamp_micros(us) {
-        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
-        None => String::from("1970-01-01T00:00:00Z"),
-    }
-}
-
 /// Parses a protobuf JSON duration (`"0.0015s"`, `"-1s"`, `"3s"`) into microseconds.
 pub fn parse_duration_us(s: &str) -> Result<i64, DecodeError> {
     let bad = || DecodeError::new(Reason::InvalidTime, format!("duration {s:?} is not like \"0.0015s\""));
@@ -60,17 +53,6 @@ pub fn parse_duration_us(s: &str) -> Result<i64, DecodeError> {
     }
     let us = secs.checked_mul(1_000_000).and_then(|v| v.checked_add(nanos / 1000)).ok_or_else(bad)?;
     Ok(if neg { -us } else { us })
-}
-
-/// Formats microseconds as a protobuf JSON duration.
-pub fn format_duration_us(us: u64) -> String {
-    let frac = us % 1_000_000;
-    if frac == 0 {
-        format!("{}s", us / 1_000_000)
-    } else {
-        let f = format!("{frac:06}");
-        format!("{}.{}s", us / 1_000_000, f.trim_end_matches('0'))
-    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ mod ids;
 mod intern;
 mod span;
 pub mod text;
+pub mod time;
 
 pub use ids::{SpanId, TraceId};
 pub use intern::{Interner, NameKind, Sym, DEFAULT_MAX_NAME_BYTES, OVERFLOW};

@@ -11,9 +11,11 @@
 //!   good (4xx) are counted and logged.
 
 use super::documents::{document_id, index_name, template};
-use super::process::{ProcessMetrics, SinkMetrics};
+use super::retry::{retry, Backoff, Classify, Fault, Retried};
 use crate::analysis::Anomaly;
+use crate::config::{ConfigError, ElasticsearchSection};
 use crate::telemetry::health::{Component, Health};
+use crate::telemetry::process::{ProcessMetrics, SinkMetrics};
 use elasticsearch::auth::{ClientCertificate, Credentials};
 use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::headers::{HeaderValue, AUTHORIZATION};
@@ -24,7 +26,7 @@ use elasticsearch::indices::IndicesPutIndexTemplateParts;
 use elasticsearch::{BulkParts, Elasticsearch};
 use prometheus_client::metrics::counter::Counter;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// Longest wait between two tries while the server is down: recovery comes at most this late.
@@ -66,21 +68,18 @@ impl EsError {
     }
 }
 
-impl EsError {
-    /// Whether trying again later may help (overload, outage), or the request is wrong.
-    pub fn retryable(&self) -> bool {
+impl Classify for EsError {
+    /// Overload and outages are waited out; refused credentials or rights (401,
+    /// 403), a failed TLS handshake or a bad setting are the user's to fix; any
+    /// other 4xx answer to a whole request means poirot sent something wrong.
+    fn fault(&self) -> Fault {
         match self {
-            EsError::Client(_) => true,
-            EsError::Status { status, .. } => *status == 429 || *status >= 500,
-            EsError::Url(..) | EsError::Secret { .. } | EsError::Tls(_) => false,
+            EsError::Client(_) => Fault::External,
+            EsError::Status { status, .. } if *status == 429 || *status >= 500 => Fault::External,
+            EsError::Status { status: 401 | 403, .. } => Fault::User,
+            EsError::Status { .. } => Fault::Internal,
+            EsError::Url(..) | EsError::Secret { .. } | EsError::Tls(_) => Fault::User,
         }
-    }
-
-    /// Whether the server refused poirot's credentials (401) or rights (403), or
-    /// the TLS handshake failed: retrying cannot help, and dropping the documents
-    /// would lose them.
-    pub fn refused(&self) -> bool {
-        matches!(self, EsError::Status { status: 401 | 403, .. } | EsError::Tls(_))
     }
 }
 
@@ -90,6 +89,84 @@ pub struct EsConfig {
     pub index_prefix: String,
     pub credentials: Option<EsAuth>,
     pub tls: EsTls,
+}
+
+impl EsConfig {
+    /// The sink's settings from `[elasticsearch]`, reading secret files and
+    /// checking the TLS files; `None` when the sink is off.
+    pub fn from_section(section: &ElasticsearchSection) -> Result<Option<EsConfig>, ConfigError> {
+        if section.url.is_empty() {
+            return Ok(None);
+        }
+        let secret = |value: &str, file: &str, key: &str| -> Result<String, ConfigError> {
+            if file.is_empty() {
+                return Ok(value.to_owned());
+            }
+            std::fs::read_to_string(file).map(|s| s.trim_end().to_owned()).map_err(|e| ConfigError::Invalid {
+                key: key.into(),
+                origin: String::new(),
+                message: format!("cannot read {file}: {e}"),
+            })
+        };
+        let password = secret(&section.password, &section.password_file, "elasticsearch.password_file")?;
+        let api_key = secret(&section.api_key, &section.api_key_file, "elasticsearch.api_key_file")?;
+        let credentials = if !api_key.is_empty() {
+            let (id, key) = api_key.split_once(':').ok_or_else(|| ConfigError::Invalid {
+                key: "elasticsearch.api_key".into(),
+                origin: String::new(),
+                message: "an API key is written id:key".into(),
+            })?;
+            Some(EsAuth::ApiKey { id: id.into(), key: key.into() })
+        } else if !section.username.is_empty() {
+            Some(EsAuth::Basic { username: section.username.clone(), password })
+        } else {
+            None
+        };
+        let https = section.url.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+        for (key, value) in
+            [("elasticsearch.ca_file", &section.ca_file), ("elasticsearch.client_cert", &section.client_cert)]
+        {
+            if !value.is_empty() && !https {
+                return Err(crate::config::invalid(
+                    key,
+                    format!("needs an https:// url, not {:?}", section.url),
+                ));
+            }
+        }
+        let ca = if section.ca_file.is_empty() {
+            None
+        } else {
+            Some(Pem(super::tls::pem_certificates(&section.ca_file, "elasticsearch.ca_file")?))
+        };
+        let identity = match (section.client_cert.is_empty(), section.client_key.is_empty()) {
+            (true, true) => None,
+            (false, true) => {
+                return Err(crate::config::invalid(
+                    "elasticsearch.client_key",
+                    "must be set with elasticsearch.client_cert".into(),
+                ))
+            }
+            (true, false) => {
+                return Err(crate::config::invalid(
+                    "elasticsearch.client_cert",
+                    "must be set with elasticsearch.client_key".into(),
+                ))
+            }
+            (false, false) => {
+                let mut pem =
+                    super::tls::pem_certificates(&section.client_cert, "elasticsearch.client_cert")?;
+                pem.push(b'\n');
+                pem.extend(super::tls::pem_private_key(&section.client_key, "elasticsearch.client_key")?);
+                Some(Pem(pem))
+            }
+        };
+        Ok(Some(EsConfig {
+            url: section.url.clone(),
+            index_prefix: section.index_prefix.clone(),
+            credentials,
+            tls: EsTls { ca, identity },
+        }))
+    }
 }
 
 /// TLS settings beyond the built-in roots, as PEM read at start.
@@ -205,26 +282,26 @@ impl EsSink {
             rejected: metrics.es_rejected.clone(),
             health: health.clone(),
         };
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            match sink.put_template() {
-                Ok(()) => {
-                    health.ok(Component::Elasticsearch);
-                    return Ok(sink);
-                }
-                Err(e) if !e.retryable() || stop.load(Ordering::Relaxed) => {
-                    health.failing(Component::Elasticsearch, e.to_string());
-                    return Err(e);
-                }
-                Err(e) => {
-                    health.failing(Component::Elasticsearch, format!("cannot reach {}: {e}", config.url));
-                    tracing::warn!(
-                        "cannot reach elasticsearch at {}: {e}; trying again in {backoff:?}",
-                        config.url
-                    );
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(RETRY_MAX);
-                }
+        let connecting = retry(
+            Backoff::new(Duration::from_millis(500), RETRY_MAX),
+            stop,
+            || sink.put_template(),
+            |e, delay| {
+                health.failing(Component::Elasticsearch, format!("cannot reach {}: {e}", config.url));
+                tracing::warn!(
+                    "cannot reach elasticsearch at {}: {e}; trying again in {delay:?}",
+                    config.url
+                );
+            },
+        );
+        match connecting {
+            Retried::Done(()) => {
+                health.ok(Component::Elasticsearch);
+                Ok(sink)
+            }
+            Retried::Failed(e) | Retried::Stopped(e) => {
+                health.failing(Component::Elasticsearch, e.to_string());
+                Err(e)
             }
         }
     }
@@ -318,41 +395,41 @@ impl EsSink {
     }
 
     /// Writes everything pending, retrying with backoff while `stop` is not set.
-    /// `Ok(false)` when it stopped with documents still pending; an error when the
-    /// server refused the credentials (the documents stay pending: nothing is
-    /// committed past them).
+    /// `Ok(false)` when it stopped with documents still pending; an error when
+    /// retrying cannot help (refused credentials, a request the server rejects):
+    /// the documents stay pending and nothing is committed past them.
     pub fn flush(&mut self, stop: &AtomicBool) -> Result<bool, EsError> {
-        let mut backoff = Duration::from_millis(100);
+        if !self.has_pending() {
+            return Ok(true);
+        }
         let started = std::time::Instant::now();
-        while self.has_pending() {
-            match self.bulk_once() {
-                Ok(()) => {
-                    self.metrics.written(started.elapsed());
-                    self.health.ok(Component::Elasticsearch);
-                    break;
-                }
-                Err(e) if e.refused() => {
-                    self.metrics.failures.inc();
-                    self.health.failing(Component::Elasticsearch, e.to_string());
-                    return Err(e);
-                }
-                Err(e) if e.retryable() && !stop.load(Ordering::Relaxed) => {
-                    self.metrics.retried();
-                    self.health.failing(Component::Elasticsearch, e.to_string());
-                    tracing::warn!("{e}; retrying in {backoff:?}");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(RETRY_MAX);
-                }
-                Err(e) => {
-                    self.metrics.failures.inc();
-                    tracing::warn!("{e}");
-                    if !e.retryable() {
-                        self.pending.clear();
-                    }
-                    return Ok(!self.has_pending());
-                }
+        let (metrics, health) = (self.metrics.clone(), self.health.clone());
+        let written = retry(
+            Backoff::new(Duration::from_millis(100), RETRY_MAX),
+            stop,
+            || self.bulk_once(),
+            |e, delay| {
+                metrics.retried();
+                health.failing(Component::Elasticsearch, e.to_string());
+                tracing::warn!("{e}; retrying in {delay:?}");
+            },
+        );
+        match written {
+            Retried::Done(()) => {
+                metrics.written(started.elapsed());
+                health.ok(Component::Elasticsearch);
+                Ok(true)
+            }
+            Retried::Failed(e) => {
+                metrics.failures.inc();
+                health.failing(Component::Elasticsearch, e.to_string());
+                Err(e)
+            }
+            Retried::Stopped(e) => {
+                metrics.failures.inc();
+                tracing::warn!("{e}");
+                Ok(!self.has_pending())
             }
         }
-        Ok(true)
     }
 }

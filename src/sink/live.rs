@@ -5,7 +5,7 @@
 use crate::analysis::edges::ServiceEdgeRow;
 use crate::analysis::red::{RedStats, BUCKETS_MS};
 use crate::analysis::Anomaly;
-use crate::decode::time_fmt::format_rfc3339_us;
+use crate::model::time::format_rfc3339_us;
 use crate::pipeline::Pipeline;
 use crate::sink::exposition::ExpoFormat;
 use serde::Serialize;

@@ -9,9 +9,9 @@ pub mod files;
 pub mod live;
 #[cfg(feature = "servers")]
 pub mod neo4j;
-#[cfg(feature = "servers")]
-pub mod process;
 pub mod prometheus;
+#[cfg(feature = "servers")]
+pub mod retry;
 #[cfg(feature = "servers")]
 pub mod tls;
 #[cfg(feature = "servers")]

@@ -15,15 +15,17 @@
 //! it reads them again; records are deleted once the committed offset has passed
 //! them.
 
-use super::process::{ProcessMetrics, SinkMetrics};
+use super::retry::{retry, Backoff, Classify, Fault, Retried};
 use crate::analysis::Edges;
+use crate::config::{ConfigError, Neo4jSection};
 use crate::model::{Interner, TraceId};
 use crate::pipeline::FinishedTrace;
 use crate::telemetry::health::{Component, Health};
+use crate::telemetry::process::{ProcessMetrics, SinkMetrics};
 use neo4rs::{query, BoltType, Graph, Query};
 use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// Longest wait between two tries while the server is down: recovery comes at most this late.
@@ -42,6 +44,10 @@ pub enum Neo4jError {
     /// fix, not an outage to wait out.
     #[error("neo4j at {uri}: {detail}")]
     Tls { uri: String, detail: String },
+    /// Neo4j rejected poirot's query itself (a syntax, schema or request error):
+    /// the same query would fail again.
+    #[error("neo4j rejected poirot's query ({code}): {detail}")]
+    Rejected { code: String, detail: String },
     #[error("neo4j: {0}")]
     Failed(String),
 }
@@ -51,21 +57,53 @@ impl Neo4jError {
         if let Some(detail) = super::tls::handshake_failure(&e, "neo4j.ca_file") {
             return Neo4jError::Tls { uri: uri.to_owned(), detail };
         }
-        let refused = match &e {
-            neo4rs::Error::AuthenticationError(_) => true,
-            neo4rs::Error::Neo4j(n) => n.code().starts_with("Neo.ClientError.Security."),
-            _ => false,
+        let fault = match &e {
+            neo4rs::Error::AuthenticationError(_) => Fault::User,
+            neo4rs::Error::Neo4j(n) => fault_of_code(n.code()),
+            _ => Fault::External,
         };
-        if refused {
-            Neo4jError::Refused { uri: uri.to_owned(), detail: e.to_string() }
-        } else {
-            Neo4jError::Failed(e.to_string())
+        match (fault, &e) {
+            (Fault::User, _) => Neo4jError::Refused { uri: uri.to_owned(), detail: e.to_string() },
+            (Fault::Internal, neo4rs::Error::Neo4j(n)) => {
+                Neo4jError::Rejected { code: n.code().to_owned(), detail: e.to_string() }
+            }
+            _ => Neo4jError::Failed(e.to_string()),
         }
     }
+}
 
-    /// Whether trying again cannot help.
-    pub fn refused(&self) -> bool {
-        matches!(self, Neo4jError::Refused { .. } | Neo4jError::Tls { .. })
+/// Whose fault a Neo4j status code is: `Neo.ClientError.Security.*` the user's
+/// (credentials, rights); a query Neo4j cannot run as written (syntax, types,
+/// missing parameters, a malformed request) poirot's own; everything else the
+/// server's, to wait out — transient and database errors, and client errors that
+/// concurrent writers can cause and a retry resolves (a constraint raced by
+/// another process's MERGE, a schema rule another process just created).
+fn fault_of_code(code: &str) -> Fault {
+    const POIROTS_OWN: [&str; 7] = [
+        "Neo.ClientError.Statement.SyntaxError",
+        "Neo.ClientError.Statement.SemanticError",
+        "Neo.ClientError.Statement.ParameterMissing",
+        "Neo.ClientError.Statement.TypeError",
+        "Neo.ClientError.Statement.ArgumentError",
+        "Neo.ClientError.Statement.ArithmeticError",
+        "Neo.ClientError.Request.",
+    ];
+    if code.starts_with("Neo.ClientError.Security.") {
+        Fault::User
+    } else if POIROTS_OWN.iter().any(|p| code.starts_with(p)) {
+        Fault::Internal
+    } else {
+        Fault::External
+    }
+}
+
+impl Classify for Neo4jError {
+    fn fault(&self) -> Fault {
+        match self {
+            Neo4jError::Refused { .. } | Neo4jError::Tls { .. } => Fault::User,
+            Neo4jError::Rejected { .. } => Fault::Internal,
+            Neo4jError::Failed(_) => Fault::External,
+        }
     }
 }
 
@@ -76,6 +114,40 @@ pub struct Neo4jConfig {
     pub password: String,
     /// PEM CA certificate(s) trusted besides the system's roots (TLS uris only).
     pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl Neo4jConfig {
+    /// The sink's settings from `[neo4j]`, reading the password file and checking
+    /// the CA file; `None` when the sink is off.
+    pub fn from_section(section: &Neo4jSection) -> Result<Option<Neo4jConfig>, ConfigError> {
+        if section.uri.is_empty() {
+            return Ok(None);
+        }
+        let password = if section.password_file.is_empty() {
+            section.password.clone()
+        } else {
+            std::fs::read_to_string(&section.password_file).map(|s| s.trim_end().to_owned()).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "neo4j.password_file".into(),
+                    origin: String::new(),
+                    message: format!("cannot read {}: {e}", section.password_file),
+                }
+            })?
+        };
+        let ca_file = if section.ca_file.is_empty() {
+            None
+        } else {
+            if !is_tls_uri(&section.uri) {
+                return Err(crate::config::invalid(
+                    "neo4j.ca_file",
+                    format!("needs a TLS uri (bolt+s:// or neo4j+s://), not {:?}", section.uri),
+                ));
+            }
+            super::tls::pem_certificates(&section.ca_file, "neo4j.ca_file")?;
+            Some(std::path::PathBuf::from(&section.ca_file))
+        };
+        Ok(Some(Neo4jConfig { uri: section.uri.clone(), user: section.user.clone(), password, ca_file }))
+    }
 }
 
 /// Whether neo4rs speaks TLS to `uri`: `bolt+s://`, `neo4j+s://` (and their
@@ -200,14 +272,15 @@ impl Neo4jSink {
         // and a refused password is tried once, not by a pool of 16.
         let bolt = config.bolt(1)?;
         let source = format!("{group}/{topic}");
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Neo4jError::Failed(e.to_string()))?;
-            let connected = rt.block_on(connect_once(bolt.clone(), &config.uri));
-            let tried = connected.and_then(|graph| {
+        let connecting = retry(
+            Backoff::new(Duration::from_millis(500), RETRY_MAX),
+            stop,
+            || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Neo4jError::Failed(e.to_string()))?;
+                let graph = rt.block_on(connect_once(bolt.clone(), &config.uri))?;
                 let sink = Neo4jSink {
                     graph,
                     uri: config.uri.clone(),
@@ -218,22 +291,20 @@ impl Neo4jSink {
                     health: health.clone(),
                 };
                 sink.create_constraints().map(|()| sink)
-            });
-            match tried {
-                Ok(sink) => {
-                    health.ok(Component::Neo4j);
-                    return Ok(sink);
-                }
-                Err(e) if e.refused() || stop.load(Ordering::Relaxed) => {
-                    health.failing(Component::Neo4j, e.to_string());
-                    return Err(e);
-                }
-                Err(e) => {
-                    health.failing(Component::Neo4j, format!("cannot reach {}: {e}", config.uri));
-                    tracing::warn!("cannot reach neo4j at {}: {e}; trying again in {backoff:?}", config.uri);
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(RETRY_MAX);
-                }
+            },
+            |e, delay| {
+                health.failing(Component::Neo4j, format!("cannot reach {}: {e}", config.uri));
+                tracing::warn!("cannot reach neo4j at {}: {e}; trying again in {delay:?}", config.uri);
+            },
+        );
+        match connecting {
+            Retried::Done(sink) => {
+                health.ok(Component::Neo4j);
+                Ok(sink)
+            }
+            Retried::Failed(e) | Retried::Stopped(e) => {
+                health.failing(Component::Neo4j, e.to_string());
+                Err(e)
             }
         }
     }
@@ -258,18 +329,21 @@ impl Neo4jSink {
         partition: u32,
         stop: &AtomicBool,
     ) -> Result<Vec<(TraceId, i64)>, Neo4jError> {
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            match self.load_finished_traces(partition) {
-                Err(e) if !e.refused() && !stop.load(Ordering::Relaxed) => {
-                    self.metrics.retried();
-                    self.health.failing(Component::Neo4j, e.to_string());
-                    tracing::warn!("neo4j: cannot load the finished traces of partition {partition}: {e}; retrying in {backoff:?}");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(RETRY_MAX);
-                }
-                done => return done,
-            }
+        let loaded = retry(
+            Backoff::new(Duration::from_millis(500), RETRY_MAX),
+            stop,
+            || self.load_finished_traces(partition),
+            |e, delay| {
+                self.metrics.retried();
+                self.health.failing(Component::Neo4j, e.to_string());
+                tracing::warn!(
+                    "neo4j: cannot load the finished traces of partition {partition}: {e}; retrying in {delay:?}"
+                );
+            },
+        );
+        match loaded {
+            Retried::Done(traces) => Ok(traces),
+            Retried::Failed(e) | Retried::Stopped(e) => Err(e),
         }
     }
 
@@ -463,59 +537,82 @@ impl Neo4jSink {
         gc: &[(u32, i64)],
         stop: &AtomicBool,
     ) -> Result<bool, Neo4jError> {
-        let mut backoff = Duration::from_millis(100);
+        if self.queries(delta, names, finished, gc).is_empty() {
+            return Ok(true);
+        }
         let started = std::time::Instant::now();
         // Every write carries a marker with its own id, so that after an error whose
         // cause may have come after the commit, a retry first asks whether it landed.
         let id = format!("{}/{:016x}{:016x}", self.source, rand::random::<u64>(), rand::random::<u64>());
         let mut attempted = false;
-        loop {
-            let mut qs = self.queries(delta, names, finished, gc);
-            if qs.is_empty() {
-                return Ok(true);
+        let (metrics, health) = (self.metrics.clone(), self.health.clone());
+        let written = retry(
+            Backoff::new(Duration::from_millis(100), RETRY_MAX),
+            stop,
+            || {
+                let mut qs = self.queries(delta, names, finished, gc);
+                qs.push(
+                    query("CREATE (:PoirotWrite {id: $id, source: $source, at: timestamp()})")
+                        .param("id", id.as_str())
+                        .param("source", self.source.as_str()),
+                );
+                // After a failed attempt: did it land after all? (Not knowing is a failure too.)
+                let landed = if attempted { self.committed(&id) } else { Ok(false) };
+                attempted = true;
+                match landed {
+                    Ok(true) => Ok(()),
+                    Ok(false) => self.rt.block_on(async {
+                        let mut txn = self.graph.start_txn().await?;
+                        txn.run_queries(qs).await?;
+                        txn.commit().await
+                    }),
+                    Err(e) => Err(e),
+                }
+                .map_err(|e| Neo4jError::from_bolt(&self.uri, e))
+            },
+            |e, delay| {
+                metrics.retried();
+                health.failing(Component::Neo4j, e.to_string());
+                tracing::warn!("neo4j write failed: {e}; retrying in {delay:?}");
+            },
+        );
+        match written {
+            Retried::Done(()) => {
+                metrics.written(started.elapsed());
+                self.finished_traces.inc_by(finished.len() as u64);
+                health.ok(Component::Neo4j);
+                Ok(true)
             }
-            qs.push(
-                query("CREATE (:PoirotWrite {id: $id, source: $source, at: timestamp()})")
-                    .param("id", id.as_str())
-                    .param("source", self.source.as_str()),
-            );
-            // After a failed attempt: did it land after all? (Not knowing is a failure too.)
-            let landed = if attempted { self.committed(&id) } else { Ok(false) };
-            attempted = true;
-            let r: Result<(), neo4rs::Error> = match landed {
-                Ok(true) => Ok(()),
-                Ok(false) => self.rt.block_on(async {
-                    let mut txn = self.graph.start_txn().await?;
-                    txn.run_queries(qs).await?;
-                    txn.commit().await
-                }),
-                Err(e) => Err(e),
-            };
-            match r.map_err(|e| Neo4jError::from_bolt(&self.uri, e)) {
-                Ok(()) => {
-                    self.metrics.written(started.elapsed());
-                    self.finished_traces.inc_by(finished.len() as u64);
-                    self.health.ok(Component::Neo4j);
-                    return Ok(true);
-                }
-                Err(e) if e.refused() => {
-                    self.metrics.failures.inc();
-                    self.health.failing(Component::Neo4j, e.to_string());
-                    return Err(e);
-                }
-                Err(e) if !stop.load(Ordering::Relaxed) => {
-                    self.metrics.retried();
-                    self.health.failing(Component::Neo4j, e.to_string());
-                    tracing::warn!("neo4j write failed: {e}; retrying in {backoff:?}");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(RETRY_MAX);
-                }
-                Err(e) => {
-                    self.metrics.failures.inc();
-                    tracing::warn!("neo4j write failed while stopping: {e}");
-                    return Ok(false);
-                }
+            Retried::Failed(e) => {
+                metrics.failures.inc();
+                health.failing(Component::Neo4j, e.to_string());
+                Err(e)
+            }
+            Retried::Stopped(e) => {
+                metrics.failures.inc();
+                tracing::warn!("neo4j write failed while stopping: {e}");
+                Ok(false)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neo4j_codes_say_whose_fault_a_failure_is() {
+        assert_eq!(fault_of_code("Neo.ClientError.Security.Unauthorized"), Fault::User);
+        assert_eq!(fault_of_code("Neo.ClientError.Statement.SyntaxError"), Fault::Internal);
+        assert_eq!(fault_of_code("Neo.ClientError.Request.InvalidFormat"), Fault::Internal);
+        // Concurrent writers cause these; the retry resolves them.
+        assert_eq!(fault_of_code("Neo.ClientError.Schema.ConstraintValidationFailed"), Fault::External);
+        assert_eq!(
+            fault_of_code("Neo.ClientError.Schema.EquivalentSchemaRuleAlreadyExists"),
+            Fault::External
+        );
+        assert_eq!(fault_of_code("Neo.TransientError.Transaction.DeadlockDetected"), Fault::External);
+        assert_eq!(fault_of_code("Neo.TransientError.General.DatabaseUnavailable"), Fault::External);
     }
 }

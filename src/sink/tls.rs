@@ -2,6 +2,7 @@
 //! use rustls, whose error sits somewhere in the client's error chain (behind
 //! an `io::Error` whose `source()` skips it).
 
+use crate::config::{invalid, ConfigError};
 use std::error::Error;
 
 /// The rustls error in `e`'s chain, as one line with a hint, when the failure
@@ -36,6 +37,23 @@ fn describe(e: &rustls::Error, ca_key: &str) -> String {
         _ => String::new(),
     };
     format!("TLS handshake failed: {e}{hint}")
+}
+
+/// The bytes of the PEM certificate file `path`, checked to hold at least one
+/// certificate; an error names `key` and the path.
+pub(crate) fn pem_certificates(path: &str, key: &str) -> Result<Vec<u8>, ConfigError> {
+    super::web_security::read_certificates(std::path::Path::new(path))
+        .map_err(|e| invalid(key, e.to_string()))?;
+    std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {path}: {e}")))
+}
+
+/// The bytes of the PEM private key file `path`, checked to hold a key.
+pub(crate) fn pem_private_key(path: &str, key: &str) -> Result<Vec<u8>, ConfigError> {
+    use rustls::pki_types::{pem::PemObject, PrivateKeyDer};
+    let bytes = std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {path}: {e}")))?;
+    PrivateKeyDer::from_pem_slice(&bytes)
+        .map_err(|e| invalid(key, format!("no private key in {path}: {e}")))?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

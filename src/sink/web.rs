@@ -6,9 +6,9 @@
 
 use super::exposition::{openmetrics_to_text, ExpoFormat};
 use super::live::{self, Snapshot};
-use super::process::ProcessMetrics;
 use super::web_security::{Access, WebSecurity};
 use crate::telemetry::health::Health;
+use crate::telemetry::process::ProcessMetrics;
 use anyhow::Context as _;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};

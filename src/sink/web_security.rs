@@ -8,6 +8,7 @@
 //! exactly the certificate the listener is configured with, whatever the name
 //! it is reached by (loopback inside a container).
 
+use crate::config::{ConfigError, RunSection};
 use base64::Engine as _;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{self, CryptoProvider};
@@ -244,6 +245,81 @@ impl ServerCertVerifier for Pinned {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
     }
+}
+
+impl WebSecurity {
+    /// The listener's protections from `[run]`, reading the secret and certificate
+    /// files (a missing or unreadable one is an error naming its key and path).
+    pub fn from_section(section: &RunSection) -> Result<WebSecurity, ConfigError> {
+        let access = |prefix: &str,
+                      token: &str,
+                      token_file: &str,
+                      user: &str,
+                      password: &str,
+                      password_file: &str|
+         -> Result<Access, ConfigError> {
+            let token = secret_value(token, token_file, &format!("run.{prefix}_token_file"))?;
+            let password = secret_value(password, password_file, &format!("run.{prefix}_password_file"))?;
+            Ok(Access {
+                token: (!token.is_empty()).then(|| Secret::new(token)),
+                basic: (!user.is_empty()).then(|| (user.to_owned(), Secret::new(password))),
+            })
+        };
+        let page = access(
+            "auth",
+            &section.auth_token,
+            &section.auth_token_file,
+            &section.auth_user,
+            &section.auth_password,
+            &section.auth_password_file,
+        )?;
+        let mut metrics = access(
+            "metrics",
+            &section.metrics_token,
+            &section.metrics_token_file,
+            &section.metrics_user,
+            &section.metrics_password,
+            &section.metrics_password_file,
+        )?;
+        if metrics.is_open() {
+            metrics = page.clone();
+        }
+        let tls = if section.tls_cert.is_empty() {
+            None
+        } else {
+            let config =
+                server_config(Path::new(&section.tls_cert), Path::new(&section.tls_key)).map_err(|e| {
+                    let key = match e {
+                        TlsError::Key { .. } => "run.tls_key",
+                        _ => "run.tls_cert",
+                    };
+                    ConfigError::Invalid { key: key.into(), origin: String::new(), message: e.to_string() }
+                })?;
+            Some(std::sync::Arc::new(config))
+        };
+        Ok(WebSecurity { tls, page, metrics })
+    }
+}
+
+/// `value`, or the content of `file` (trimmed) when `file` is set; `key` names `file`.
+pub(crate) fn secret_value(value: &str, file: &str, key: &str) -> Result<String, ConfigError> {
+    if file.is_empty() {
+        return Ok(value.to_owned());
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Invalid {
+        key: key.into(),
+        origin: String::new(),
+        message: format!("cannot read {file}: {e}"),
+    })?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ConfigError::Invalid {
+            key: key.into(),
+            origin: String::new(),
+            message: format!("{file} is empty"),
+        });
+    }
+    Ok(text.to_owned())
 }
 
 #[cfg(test)]

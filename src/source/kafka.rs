@@ -24,7 +24,7 @@
 
 use super::kafka_log::{left_out_note, LogLimiter};
 use crate::dataflow::ReadingClock;
-use crate::sink::process::{EventLabels, ProcessMetrics};
+use crate::telemetry::process::{EventLabels, ProcessMetrics};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};

@@ -51,25 +51,10 @@ pub enum RepartitionError {
     Runtime(std::io::Error),
 }
 
-/// When input goes through the repartition topic.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Mode {
-    /// Messages whose key is not the trace id of every span in them.
-    Auto,
-    Always,
-    Never,
-}
+/// When input goes through the repartition topic (`kafka.repartition`).
+pub use crate::config::Repartition as Mode;
 
 impl Mode {
-    pub fn from_name(s: &str) -> Option<Mode> {
-        match s {
-            "auto" => Some(Mode::Auto),
-            "always" => Some(Mode::Always),
-            "never" => Some(Mode::Never),
-            _ => None,
-        }
-    }
-
     /// Whether a message with `key` and these decoded `spans` is re-keyed.
     pub fn rekeys(self, key: Option<&[u8]>, spans: &[Span]) -> bool {
         match self {
@@ -430,6 +415,5 @@ mod tests {
         assert!(Mode::Always.rekeys(key, &one));
         assert!(!Mode::Never.rekeys(None, &two));
         assert!(!Mode::Always.rekeys(None, &[]), "nothing decoded: nothing to re-key");
-        assert_eq!(Mode::from_name("sometimes"), None);
     }
 }

@@ -9,7 +9,7 @@
 //! outage) is `Ok`; one whose writes fail is `Failing`. A handle with no
 //! registered component is ready (`poirot demo` registers none).
 
-use crate::decode::time_fmt::format_rfc3339_us;
+use crate::model::time::format_rfc3339_us;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -8,9 +8,11 @@
 //! writes poirot's spans back into the topic poirot reads cannot make it trace
 //! the analysis of its own traces.
 //!
-//! [`health`] is poirot's readiness (`/readyz`).
+//! [`health`] is poirot's readiness (`/readyz`); [`process`] the metrics that
+//! threads other than the pipeline's update (Kafka, sinks, rebalances).
 
 pub mod health;
+pub mod process;
 
 use crate::config::SelfTracingSection;
 use opentelemetry::global::{self, BoxedSpan};

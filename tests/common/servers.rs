@@ -59,7 +59,7 @@ pub fn neo4j_sink(cmd: &mut Command) -> &mut Command {
 /// produced in `format` to `topic` of the harness's Kafka, starting now; the anomalies
 /// they must produce are listed in `expected`.
 pub fn simulate_into(topic: &str, traces: &str, format: &str, expected: &Path) {
-    let start = poirot::decode::time_fmt::format_rfc3339_us(now_us() / 1_000_000 * 1_000_000);
+    let start = poirot::model::time::format_rfc3339_us(now_us() / 1_000_000 * 1_000_000);
     let sim = Command::new(env!("CARGO_BIN_EXE_poirot"))
         .args([
             "simulate",
@@ -99,7 +99,7 @@ pub fn free_port() -> u16 {
 /// Now as RFC 3339, so simulated spans have current event times.
 pub fn chrono_now() -> String {
     let secs = now_us() / 1_000_000;
-    poirot::decode::time_fmt::format_rfc3339_us(secs * 1_000_000)
+    poirot::model::time::format_rfc3339_us(secs * 1_000_000)
 }
 
 /// Runs `f` with a Bolt connection to the test Neo4j.

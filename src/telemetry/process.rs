@@ -3,7 +3,7 @@
 //! writes, failures, retries and write latency; Kafka consumer lag, assigned
 //! partitions and rebalances; dead letters; repartitioned spans. They live in a
 //! `prometheus-client` registry, encoded as OpenMetrics after the pipeline's
-//! series (see [`super::exposition`] for those).
+//! series (see [`crate::sink::exposition`] for those).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

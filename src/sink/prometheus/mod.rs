@@ -2,7 +2,10 @@
 //! time: RED (see [`crate::analysis::red`]), the service graph (see
 //! [`crate::analysis::service_graph`]), anomaly counters by kind and service,
 //! lost messages by producer and destination, and the pipeline's own health.
-//! Process metrics that other threads update are in [`super::process`].
+//! Process metrics that other threads update are in [`crate::telemetry::process`].
+
+pub mod graph;
+pub mod red;
 
 use super::exposition::{ExpoFormat, Exposition, Kind};
 use crate::analysis::AnomalyKind;
@@ -11,7 +14,7 @@ use crate::pipeline::Pipeline;
 /// The RED series of `p`, sorted, in text format 0.0.4 (`metrics.prom`).
 pub fn render_red(p: &Pipeline) -> String {
     let mut e = Exposition::new(ExpoFormat::Text);
-    p.analyzer.red.render(&p.names, &mut e);
+    red::render(&p.analyzer.red, &p.names, &mut e);
     e.finish()
 }
 
@@ -36,8 +39,8 @@ fn gauge(e: &mut Exposition, name: &str, help: &str, v: impl std::fmt::Display) 
 pub fn render_into(p: &Pipeline, e: &mut Exposition) {
     let a = &p.analyzer;
     let names = &p.names;
-    a.red.render(names, e);
-    a.graph.render(names, e);
+    red::render(&a.red, names, e);
+    graph::render(&a.graph, names, e);
 
     e.family("poirot_anomalies_total", Kind::Counter, "Anomalies found, by kind and service.");
     for kind in AnomalyKind::ALL {

@@ -1,0 +1,157 @@
+//! The analyses' sections: assembly, anomalies, metrics, and the demo's simulator.
+
+use super::duration;
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssemblySection {
+    #[serde(deserialize_with = "duration")]
+    pub inactivity_gap: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub out_of_orderness: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    pub max_spans_per_trace: usize,
+    pub max_buffered_spans: usize,
+}
+
+impl Default for AssemblySection {
+    fn default() -> Self {
+        AssemblySection {
+            inactivity_gap: Duration::from_secs(10),
+            out_of_orderness: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            max_spans_per_trace: 50_000,
+            max_buffered_spans: 2_000_000,
+        }
+    }
+}
+
+/// Anomaly detection, and the caps on every anomaly document. What a cap cut is
+/// counted in the document's `truncated` object.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalySection {
+    pub min_reentries: u32,
+    /// Most involved span ids listed in `evidence.span_ids`, and most spans in the
+    /// evidence snapshot. 200 shows a whole ordinary trace; a reference cycle
+    /// through 100,000 spans is still one readable document.
+    pub max_evidence_spans: usize,
+    /// Most entries of `missing_span_ids`, `chain` and `cycle`, and most references
+    /// shown per snapshot span. 64 is more than a person reads in one document
+    /// (and what `chain` always kept); a span with a million broken links lists
+    /// 64 of them and counts the rest.
+    pub max_list_entries: usize,
+    /// Longest `summary`, in bytes: a line for a log, an alert or a Kibana column.
+    /// 1024 holds the longest summary built from three names at the name limit.
+    pub max_summary_bytes: usize,
+    /// Largest document, in bytes of JSON. 64 KiB keeps a bulk request of many
+    /// documents far below Elasticsearch's request limit and the page's snapshot
+    /// small; every field but the evidence snapshot is bounded by the caps above
+    /// and fits in it, and the snapshot takes spans only while the document fits.
+    pub max_document_bytes: usize,
+}
+
+impl Default for AnomalySection {
+    fn default() -> Self {
+        let d = crate::analysis::DocLimits::default();
+        AnomalySection {
+            min_reentries: 2,
+            max_evidence_spans: d.max_evidence_spans,
+            max_list_entries: d.max_list_entries,
+            max_summary_bytes: d.max_summary_bytes,
+            max_document_bytes: d.max_document_bytes,
+        }
+    }
+}
+
+impl AnomalySection {
+    pub fn limits(&self) -> crate::analysis::DocLimits {
+        crate::analysis::DocLimits {
+            max_evidence_spans: self.max_evidence_spans,
+            max_list_entries: self.max_list_entries,
+            max_summary_bytes: self.max_summary_bytes,
+            max_document_bytes: self.max_document_bytes,
+        }
+    }
+}
+
+/// The RED metrics.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Most label sets (service, operation, kind, status); past it spans count in
+    /// the `__overflow__` series.
+    pub max_series: usize,
+    /// Most distinct names (services, operations, destinations) kept; past it new
+    /// names count as `__overflow__`.
+    pub max_names: usize,
+    /// Longest service, operation, destination (and `peer.service`, `db.system`)
+    /// name kept, in bytes; a longer one is cut where it enters, at a character
+    /// boundary, ending with `…[truncated]` (counted in
+    /// `poirot_truncated_names_total{kind}`). Every label value, Neo4j node and
+    /// anomaly field poirot writes is such a name or its own vocabulary, so this
+    /// bounds them all. The default, [`crate::model::DEFAULT_MAX_NAME_BYTES`]
+    /// (256), keeps real names whole (routes, gRPC methods, topics are far
+    /// shorter) and makes a name that is really a payload cost 256 bytes per label.
+    pub max_name_bytes: usize,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            max_series: 10_000,
+            max_names: 100_000,
+            max_name_bytes: crate::model::DEFAULT_MAX_NAME_BYTES,
+        }
+    }
+}
+
+/// How the simulated S3 download behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum S3Behaviour {
+    /// Always succeeds in the same time.
+    #[serde(rename = "CONST")]
+    Const,
+    /// Succeeds with a random, long-tailed duration.
+    #[serde(rename = "PROBABILISTIC")]
+    Probabilistic,
+    /// Fails: the sandbox's result message is lost.
+    #[serde(rename = "ERROR")]
+    Error,
+}
+
+impl S3Behaviour {
+    pub fn parse(s: &str) -> Option<S3Behaviour> {
+        match s {
+            "CONST" => Some(S3Behaviour::Const),
+            "PROBABILISTIC" => Some(S3Behaviour::Probabilistic),
+            "ERROR" => Some(S3Behaviour::Error),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoSection {
+    pub listen: String,
+    pub publisher_rate: f64,
+    pub s3_behaviour: S3Behaviour,
+    pub message_loss_rate: f64,
+    pub ping_pong_rate: f64,
+}
+
+impl Default for DemoSection {
+    fn default() -> Self {
+        DemoSection {
+            listen: "127.0.0.1:8080".into(),
+            publisher_rate: 5.0,
+            s3_behaviour: S3Behaviour::Const,
+            message_loss_rate: 0.02,
+            ping_pong_rate: 0.02,
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! Configuration: a TOML file, then environment overrides, validated at start.
+//!
+//! ```toml
+//! [assembly]
+//! inactivity_gap = "10s"      # a trace closes after this much event time without spans
+//! out_of_orderness = "5s"     # how late a span may arrive without changing results
+//! idle_timeout = "30s"        # reading time after which a silent partition (read to its end) moves on
+//! max_spans_per_trace = 50000 # over it: oversized_trace, spans still count for RED
+//! max_buffered_spans = 2000000
+//!
+//! [anomalies]
+//! min_reentries = 2           # recursive_chain threshold (A→B→A→B→A)
+//! max_evidence_spans = 200    # involved span ids listed, and spans in the evidence snapshot
+//! max_list_entries = 64       # missing_span_ids, chain, cycle entries; references per snapshot span
+//! max_summary_bytes = 1024    # summary length, cut with "…[truncated]"
+//! max_document_bytes = 65536  # a document's JSON; the snapshot takes spans only while it fits
+//!
+//! [metrics]
+//! max_series = 10000          # label sets per family; past it spans count in the __overflow__ series
+//! max_names = 100000          # distinct service/operation/destination names (0: no limit); past it: __overflow__
+//! max_name_bytes = 256        # longer service/operation/destination names are cut, ending "…[truncated]"
+//!
+//! [kafka]                     # poirot run
+//! brokers = "127.0.0.1:9092"
+//! topic = "jaeger-spans"
+//! group = "poirot"
+//! encoding = "auto"           # auto | jaeger-proto | jaeger-json | otlp-proto | otlp-json
+//! dead_letter = true          # undecodable messages go to <topic>-dlq
+//! repartition = "auto"        # auto | always | never: re-key unkeyed input via <group>-repartition
+//! [kafka.properties]          # passed to librdkafka as they are
+//! # "security.protocol" = "SASL_SSL"
+//! # "sasl.mechanism" = "SCRAM-SHA-512"
+//! # "ssl.ca.location" = "/run/secrets/kafka_ca.pem"
+//!
+//! [run]
+//! listen = "127.0.0.1:9464"   # page, /metrics, /healthz, /readyz
+//! tls_cert = ""               # PEM chain and key: HTTPS (the demo's page too)
+//! tls_key = ""
+//! auth_token_file = ""        # bearer token for /, /api/*, /graph.svg (or auth_token;
+//!                             # or auth_user with auth_password(_file) for basic auth)
+//! metrics_token_file = ""     # bearer token for /metrics (or metrics_token, metrics_user...);
+//!                             # unset: /metrics takes the page's credentials
+//!
+//! [neo4j]                     # service dependencies; off while uri is empty
+//! uri = "127.0.0.1:7687"      # bolt+s://host:7687 (or neo4j+s://): TLS, verified
+//! user = "neo4j"
+//! password_file = "/run/secrets/neo4j_password"
+//! ca_file = ""                # PEM CA to trust besides the system's (needs a +s uri)
+//!
+//! [elasticsearch]             # anomaly documents; off while url is empty
+//! url = "http://127.0.0.1:9200" # https://...: TLS, verified
+//! index_prefix = "poirot-anomalies"
+//! username = ""               # basic auth, with password or password_file
+//! api_key = ""                # or an API key "id:key" (or api_key_file)
+//! ca_file = ""                # PEM CA to trust besides the built-in roots (needs https)
+//! client_cert = ""            # PEM client certificate (chain) and its key: mutual TLS
+//! client_key = ""
+//!
+//! [self_tracing]              # poirot's own traces over OTLP/HTTP; off while endpoint is empty
+//! endpoint = "http://127.0.0.1:4318"
+//! service_name = "poirot"     # input spans of this service are dropped (no feedback loop)
+//! sample_ratio = 1.0
+//!
+//! [demo]
+//! listen = "127.0.0.1:8080"
+//! publisher_rate = 5.0        # workflows started per second
+//! s3_behaviour = "CONST"      # CONST | PROBABILISTIC | ERROR
+//! message_loss_rate = 0.02
+//! ping_pong_rate = 0.02
+//! ```
+//!
+//! Any key can be overridden by `POIROT_<SECTION>__<KEY>` (for example
+//! `POIROT_ASSEMBLY__INACTIVITY_GAP=2s`), a librdkafka property by
+//! `POIROT_KAFKA__PROPERTIES__<NAME>` with `_` for `.` (`POIROT_KAFKA__PROPERTIES__SASL_PASSWORD`
+//! sets `sasl.password`); the demo also reads the seed pipeline's
+//! own `PUBLISHER_RATE` and `SIMULATE_S3_BEHAVIOUR`.
+
+mod analysis;
+mod kafka;
+mod run;
+mod sinks;
+#[cfg(test)]
+mod tests;
+
+pub use analysis::{AnomalySection, AssemblySection, DemoSection, MetricsSection, S3Behaviour};
+pub use kafka::{Encoding, KafkaSection, Repartition};
+pub use run::RunSection;
+pub use sinks::{ElasticsearchSection, Neo4jSection, SelfTracingSection};
+
+use serde::{Deserialize, Deserializer};
+use std::path::Path;
+use std::time::Duration;
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("config key `{key}`{origin}: {message}")]
+    Invalid { key: String, origin: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub assembly: AssemblySection,
+    pub anomalies: AnomalySection,
+    pub metrics: MetricsSection,
+    pub demo: DemoSection,
+    pub kafka: KafkaSection,
+    pub run: RunSection,
+    pub elasticsearch: ElasticsearchSection,
+    pub neo4j: Neo4jSection,
+    pub self_tracing: SelfTracingSection,
+}
+
+/// An error naming config key `key` (for the components that check their own
+/// settings at start: secret and certificate files, TLS requirements).
+pub fn invalid(key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), origin: String::new(), message }
+}
+
+/// Parses "10s", "250ms", "2m", "1h", "1500us" or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "" | "s" => v,
+        "ms" => v / 1e3,
+        "us" | "µs" => v / 1e6,
+        "m" | "min" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return None,
+    };
+    (0.0..1e9).contains(&secs).then(|| Duration::from_secs_f64(secs))
+}
+
+/// A table of scalars as strings: librdkafka takes `linger.ms = 5` as "5".
+pub(crate) fn string_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Integer(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    let raw = std::collections::BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Scalar::Text(t) => t,
+                Scalar::Integer(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Bool(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
+}
+
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Seconds(f64),
+    }
+    let raw = Raw::deserialize(d)?;
+    let text = match &raw {
+        Raw::Text(t) => t.clone(),
+        Raw::Seconds(v) => format!("{v}"),
+    };
+    parse_duration(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "invalid duration {text:?} (write it like \"10s\", \"500ms\" or \"2m\")"
+        ))
+    })
+}
+
+impl Config {
+    /// Loads `path` (if any), applies overrides from `env`, and validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
+                    path: p.display().to_string(),
+                    message: e.to_string().trim().replace('\n', " "),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut origins: Vec<(String, String)> = Vec::new();
+        for (name, value) in env {
+            let Some((section, key)) = env_key(&name) else { continue };
+            let section_table =
+                table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(t) = section_table else { continue };
+            if let Some(property) = kafka_property(&section, &key) {
+                // A librdkafka property: always a string, under [kafka.properties].
+                let map = t.entry("properties").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                if let toml::Value::Table(m) = map {
+                    m.insert(property.clone(), toml::Value::String(value));
+                }
+                origins.push((format!("kafka.properties.{property}"), name));
+                continue;
+            }
+            t.insert(key.clone(), env_value(&value));
+            origins.push((format!("{section}.{key}"), name));
+        }
+        let origin_of = |key: &str| {
+            origins
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, env)| format!(" (from environment variable {env})"))
+                .unwrap_or_default()
+        };
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Invalid {
+                origin: origin_of(&key),
+                key,
+                message: e.into_inner().to_string().lines().next().unwrap_or_default().to_owned(),
+            }
+        })?;
+        config.validate().map_err(|(key, message)| ConfigError::Invalid {
+            origin: origin_of(key),
+            key: key.into(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let a = &self.assembly;
+        if a.inactivity_gap.is_zero() {
+            return Err(("assembly.inactivity_gap", "must be greater than zero".into()));
+        }
+        if a.idle_timeout.is_zero() {
+            return Err(("assembly.idle_timeout", "must be greater than zero".into()));
+        }
+        if a.max_spans_per_trace == 0 {
+            return Err(("assembly.max_spans_per_trace", "must be at least 1".into()));
+        }
+        if a.max_buffered_spans < a.max_spans_per_trace {
+            return Err(("assembly.max_buffered_spans", "must be at least max_spans_per_trace".into()));
+        }
+        if self.anomalies.min_reentries == 0 {
+            return Err(("anomalies.min_reentries", "must be at least 1".into()));
+        }
+        let marker = crate::model::text::TRUNCATION_MARKER.len();
+        let m = &self.metrics;
+        if m.max_name_bytes < MIN_NAME_BYTES {
+            return Err((
+                "metrics.max_name_bytes",
+                format!("must be at least {MIN_NAME_BYTES} (the cut marker alone is {marker} bytes)"),
+            ));
+        }
+        let an = &self.anomalies;
+        for (key, v) in [
+            ("anomalies.max_evidence_spans", an.max_evidence_spans),
+            ("anomalies.max_list_entries", an.max_list_entries),
+        ] {
+            if v == 0 {
+                return Err((key, "must be at least 1".into()));
+            }
+        }
+        if an.max_summary_bytes < MIN_NAME_BYTES {
+            return Err(("anomalies.max_summary_bytes", format!("must be at least {MIN_NAME_BYTES}")));
+        }
+        // The fields no cap shortens (three names, the summary, ids and times)
+        // must fit, even with every character escaped by JSON (up to 6 bytes).
+        let floor = 6 * (3 * m.max_name_bytes + an.max_summary_bytes) + 1024;
+        if an.max_document_bytes < floor {
+            return Err((
+                "anomalies.max_document_bytes",
+                format!(
+                    "must be at least {floor}: 6 × (3 × metrics.max_name_bytes + anomalies.max_summary_bytes) + 1024"
+                ),
+            ));
+        }
+        let d = &self.demo;
+        if !(d.publisher_rate > 0.0 && d.publisher_rate <= 10_000.0) {
+            return Err((
+                "demo.publisher_rate",
+                format!("{} is not in (0, 10000] workflows per second", d.publisher_rate),
+            ));
+        }
+        for (key, v) in
+            [("demo.message_loss_rate", d.message_loss_rate), ("demo.ping_pong_rate", d.ping_pong_rate)]
+        {
+            if !(0.0..=1.0).contains(&v) {
+                return Err((key, format!("{v} is not a probability in [0, 1]")));
+            }
+        }
+        if d.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(("demo.listen", format!("{:?} is not an address like 127.0.0.1:8080", d.listen)));
+        }
+        if self.run.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err((
+                "run.listen",
+                format!("{:?} is not an address like 127.0.0.1:9464", self.run.listen),
+            ));
+        }
+        let r = &self.run;
+        match (r.tls_cert.is_empty(), r.tls_key.is_empty()) {
+            (false, true) => return Err(("run.tls_key", "must be set with run.tls_cert".into())),
+            (true, false) => return Err(("run.tls_cert", "must be set with run.tls_key".into())),
+            _ => {}
+        }
+        for (value, file, key) in [
+            (&r.auth_token, &r.auth_token_file, "run.auth_token_file"),
+            (&r.auth_password, &r.auth_password_file, "run.auth_password_file"),
+            (&r.metrics_token, &r.metrics_token_file, "run.metrics_token_file"),
+            (&r.metrics_password, &r.metrics_password_file, "run.metrics_password_file"),
+        ] {
+            if !value.is_empty() && !file.is_empty() {
+                let value_key = key.trim_end_matches("_file");
+                return Err((key, format!("set either {value_key} or {key}, not both")));
+            }
+        }
+        for (user, password, file, user_key, password_key) in [
+            (&r.auth_user, &r.auth_password, &r.auth_password_file, "run.auth_user", "run.auth_password"),
+            (
+                &r.metrics_user,
+                &r.metrics_password,
+                &r.metrics_password_file,
+                "run.metrics_user",
+                "run.metrics_password",
+            ),
+        ] {
+            let has_password = !password.is_empty() || !file.is_empty();
+            if !user.is_empty() && !has_password {
+                return Err((
+                    password_key,
+                    format!("{user_key} needs {password_key} or {password_key}_file"),
+                ));
+            }
+            if user.is_empty() && has_password {
+                return Err((user_key, format!("{password_key} needs {user_key}")));
+            }
+            if user.contains(':') {
+                return Err((user_key, "a basic-auth user name cannot contain ':'".into()));
+            }
+        }
+        let t = &self.self_tracing;
+        if !(0.0..=1.0).contains(&t.sample_ratio) {
+            return Err((
+                "self_tracing.sample_ratio",
+                format!("{} is not a ratio in [0, 1]", t.sample_ratio),
+            ));
+        }
+        if !t.endpoint.is_empty() && !t.endpoint.starts_with("http://") && !t.endpoint.starts_with("https://")
+        {
+            return Err(("self_tracing.endpoint", format!("{:?} is not an http(s) URL", t.endpoint)));
+        }
+        let k = &self.kafka;
+        for (key, v) in [("kafka.brokers", &k.brokers), ("kafka.topic", &k.topic), ("kafka.group", &k.group)]
+        {
+            if v.trim().is_empty() {
+                return Err((key, "must not be empty".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The smallest `metrics.max_name_bytes` and `anomalies.max_summary_bytes`: room
+/// for the cut marker and some text before it.
+pub const MIN_NAME_BYTES: usize = 32;
+
+/// `POIROT_SECTION__KEY` → (section, key); the seed pipeline's demo variables too.
+fn env_key(name: &str) -> Option<(String, String)> {
+    match name {
+        "PUBLISHER_RATE" => return Some(("demo".into(), "publisher_rate".into())),
+        "SIMULATE_S3_BEHAVIOUR" => return Some(("demo".into(), "s3_behaviour".into())),
+        _ => {}
+    }
+    let rest = name.strip_prefix("POIROT_")?;
+    let (section, key) = rest.split_once("__")?;
+    Some((section.to_ascii_lowercase(), key.to_ascii_lowercase()))
+}
+
+/// `POIROT_KAFKA__PROPERTIES__SASL_MECHANISM` (section `kafka`, key
+/// `properties__sasl_mechanism`) → `sasl.mechanism`: librdkafka's settable properties
+/// are written with dots, which environment variable names rarely allow.
+fn kafka_property(section: &str, key: &str) -> Option<String> {
+    let name = key.strip_prefix("properties__").filter(|_| section == "kafka")?;
+    (!name.is_empty()).then(|| name.replace('_', "."))
+}
+
+/// An environment value as TOML if it parses as a scalar, else as a string.
+fn env_value(v: &str) -> toml::Value {
+    match format!("v = {v}").parse::<toml::Table>() {
+        Ok(mut t) => match t.remove("v") {
+            Some(val @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => val,
+            _ => toml::Value::String(v.to_owned()),
+        },
+        Err(_) => toml::Value::String(v.to_owned()),
+    }
+}

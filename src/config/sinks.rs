@@ -1,0 +1,92 @@
+//! The sinks' sections: Neo4j, Elasticsearch, self-tracing.
+
+use serde::Deserialize;
+
+/// poirot's own traces, sent over OTLP/HTTP; off while `endpoint` is empty.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SelfTracingSection {
+    /// OTLP/HTTP address of a collector, e.g. `http://127.0.0.1:4318`.
+    pub endpoint: String,
+    /// `service.name` of poirot's spans; input spans of this service are dropped,
+    /// so poirot never analyses (and traces) its own traces.
+    pub service_name: String,
+    /// Share of poirot's traces kept, in [0, 1].
+    pub sample_ratio: f64,
+}
+
+impl Default for SelfTracingSection {
+    fn default() -> Self {
+        SelfTracingSection { endpoint: String::new(), service_name: "poirot".into(), sample_ratio: 1.0 }
+    }
+}
+
+/// Where `poirot run` writes service dependencies; off while `uri` is empty.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Neo4jSection {
+    /// Bolt address, e.g. `127.0.0.1:7687`.
+    pub uri: String,
+    pub user: String,
+    pub password: String,
+    /// A file holding the password (a docker secret), instead of `password`.
+    pub password_file: String,
+    /// PEM CA certificate(s) trusted for the server's certificate, besides the
+    /// system's roots; only with a TLS `uri` (`bolt+s://`, `neo4j+s://`). The
+    /// server's name is the uri's host: neo4rs has no name override and no
+    /// client certificates.
+    pub ca_file: String,
+}
+
+impl Default for Neo4jSection {
+    fn default() -> Self {
+        Neo4jSection {
+            uri: String::new(),
+            user: "neo4j".into(),
+            password: String::new(),
+            password_file: String::new(),
+            ca_file: String::new(),
+        }
+    }
+}
+
+/// Where `poirot run` writes anomaly documents; off while `url` is empty.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ElasticsearchSection {
+    pub url: String,
+    pub index_prefix: String,
+    pub username: String,
+    pub password: String,
+    /// A file holding the password (a docker secret), instead of `password`.
+    pub password_file: String,
+    /// An API key as `id:key`.
+    pub api_key: String,
+    pub api_key_file: String,
+    /// PEM CA certificate(s) trusted for the server's certificate, besides the
+    /// built-in (Mozilla) roots; only with an `https://` url. The server's name is
+    /// the url's host: the client has no name override.
+    pub ca_file: String,
+    /// PEM client certificate (chain), presented to a server that asks for one;
+    /// with `client_key`.
+    pub client_cert: String,
+    /// PEM private key of `client_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub client_key: String,
+}
+
+impl Default for ElasticsearchSection {
+    fn default() -> Self {
+        ElasticsearchSection {
+            url: String::new(),
+            index_prefix: "poirot-anomalies".into(),
+            username: String::new(),
+            password: String::new(),
+            password_file: String::new(),
+            api_key: String::new(),
+            api_key_file: String::new(),
+            ca_file: String::new(),
+            client_cert: String::new(),
+            client_key: String::new(),
+        }
+    }
+}
