@@ -20,7 +20,7 @@ use poirot::config::{Config, S3Behaviour};
 use poirot::dataflow::{Context, Operator, SystemClock};
 use poirot::decode::{self, jaeger_json, jaeger_proto, jaeger_ui, otlp, DecodeError, Format};
 use poirot::model::{Interner, Span, SpanRef};
-use poirot::pipeline::{Pipeline, PipelineConfig};
+use poirot::runtime::{Input, Pipeline, PipelineConfig};
 use poirot::source::simulator::{SimConfig, Simulator, EXTRA_TAGS};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
@@ -180,12 +180,12 @@ fn memory_per_buffered_span(n: usize) {
         // Cloning inside the window counts the heap part of a span (a spilled
         // reference list) too; the input vector itself stays outside.
         for s in &spans {
-            p.push_span(0, s.clone());
+            p.push(Input::Span { partition: 0, span: s.clone() });
         }
         p
     });
-    assert_eq!(pipeline.buffered_spans(), n, "every span must stay buffered");
-    let traces = pipeline.open_traces();
+    assert_eq!(pipeline.outputs().buffered_spans, n, "every span must stay buffered");
+    let traces = pipeline.outputs().open_traces;
     eprintln!(
         "memory: {n} buffered spans in {traces} open traces ({:.1} spans/trace): \
          {bytes} bytes live = {:.1} bytes per buffered span (target <= 160; \
@@ -270,15 +270,15 @@ fn bench_pipeline(c: &mut Criterion, names: &Interner, spans: &[Span]) {
     let run = |records: &[Vec<u8>]| {
         let mut p = Pipeline::new(pipeline_config(), Arc::new(SystemClock));
         for r in records {
-            p.push_record(0, Some(Format::JaegerProto), r);
+            p.push(Input::Record { partition: 0, offset: None, format: Some(Format::JaegerProto), bytes: r });
         }
-        p.finish();
+        p.push(Input::End);
         let anomalies = p.drain_anomalies().count();
         (p, anomalies)
     };
     let (p, anomalies) = run(&records);
-    assert_eq!(p.input.spans, spans.len() as u64);
-    assert_eq!(p.input.bad_total(), 0);
+    assert_eq!(p.outputs().input.spans, spans.len() as u64);
+    assert_eq!(p.outputs().input.bad_total(), 0);
     assert!(anomalies > 0, "the batch has lost messages and loops to find");
     drop(p);
 

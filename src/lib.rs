@@ -8,7 +8,7 @@ pub mod config;
 pub mod dataflow;
 pub mod decode;
 pub mod model;
-pub mod pipeline;
+pub mod runtime;
 pub mod sink;
 pub mod source;
 #[cfg(feature = "servers")]

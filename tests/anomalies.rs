@@ -2,6 +2,8 @@
 
 mod common;
 
+use poirot::runtime::Input;
+
 use common::{analyse, analyse_with};
 use poirot::analysis::AnomalyKind;
 use poirot::config::Config;
@@ -18,7 +20,7 @@ fn complete_messaging_trace_has_no_anomaly() {
         t.child(5, "C", 4);
     });
     assert!(anomalies.is_empty(), "{anomalies:#?}");
-    assert_eq!(p.analyzer.stats.traces, 1);
+    assert_eq!(p.outputs().stats.traces, 1);
 }
 
 #[test]
@@ -193,7 +195,7 @@ fn edges_count_calls_between_services_per_relation() {
         t.child(4, "driver", 2);
         t.span(5, "redis", Server, &[(3, ChildOf), (4, FollowsFrom)]); // two parents, two edges
     });
-    let rows = p.analyzer.edges.service_rows(&p.names);
+    let rows = p.outputs().edges.service_rows(p.names());
     let got: Vec<(String, String, &str, u64, u64)> = rows
         .iter()
         .map(|r| (r.source.clone(), r.target.clone(), r.relation, r.stats.calls, r.stats.errors))
@@ -206,7 +208,7 @@ fn edges_count_calls_between_services_per_relation() {
             ("frontend".into(), "driver".into(), "child_of", 2, 1),
         ]
     );
-    let ops = p.analyzer.edges.operation_rows(&p.names);
+    let ops = p.outputs().edges.operation_rows(p.names());
     assert_eq!(ops.len(), 3);
     assert_eq!(ops[2].source_operation, "frontend-op");
 }
@@ -218,7 +220,7 @@ fn messaging_hops_carry_destination_and_latency() {
         t.span(2, "A", Producer, &[(1, ChildOf)]).destination = t.names.intern("Q");
         t.span(3, "B", Consumer, &[(2, FollowsFrom)]);
     });
-    let rows = p.analyzer.edges.service_rows(&p.names);
+    let rows = p.outputs().edges.service_rows(p.names());
     assert_eq!(rows.len(), 1);
     let hop = &rows[0].destinations[0];
     assert_eq!(hop.destination, "Q");
@@ -234,9 +236,9 @@ fn every_span_counts_for_red_once() {
         let dup = t.spans[1].clone();
         t.spans.push(dup); // a re-delivery
     });
-    assert_eq!(p.analyzer.red.total_calls(), 2);
-    assert_eq!(p.analyzer.stats.duplicate_spans, 1);
-    let text = poirot::sink::prometheus::render_red(&p);
+    assert_eq!(p.outputs().red.total_calls(), 2);
+    assert_eq!(p.outputs().stats.duplicate_spans, 1);
+    let text = poirot::sink::prometheus::render_red(&p.outputs());
     assert!(text.contains("service_name=\"B\",span_name=\"B-op\",span_kind=\"SPAN_KIND_INTERNAL\",status_code=\"STATUS_CODE_ERROR\"} 1"), "{text}");
 }
 
@@ -252,22 +254,22 @@ fn edge_deltas_add_up_to_the_same_totals() {
     let mut p = common::pipeline();
     p.enable_deltas();
     for trace in 1..=3u64 {
-        let mut t = common::TraceBuilder::new(&mut p.names, trace);
+        let mut t = common::TraceBuilder::new(p.names_mut(), trace);
         build(&mut t);
         let spans = std::mem::take(&mut t.spans);
         for s in spans {
-            p.push_span(0, s);
+            p.push(Input::Span { partition: 0, span: s });
         }
         if trace == 2 {
-            p.finish();
+            p.push(Input::End);
             let (delta, _) = p.take_finished();
             assert!(!delta.is_empty());
         }
     }
-    p.finish();
+    p.push(Input::End);
     let _ = p.take_finished();
-    let rows = p.analyzer.edges.service_rows(&p.names);
-    let one = direct.analyzer.edges.service_rows(&direct.names);
+    let rows = p.outputs().edges.service_rows(p.names());
+    let one = direct.outputs().edges.service_rows(direct.names());
     assert_eq!(rows.len(), one.len());
     for (r, o) in rows.iter().zip(&one) {
         assert_eq!(
@@ -292,7 +294,7 @@ fn anomaly_and_message_loss_series_start_at_zero_when_first_seen() {
     });
     assert!(found.is_empty(), "{found:?}");
     let mut e = poirot::sink::exposition::Exposition::new(poirot::sink::exposition::ExpoFormat::Text);
-    poirot::sink::prometheus::render_into(&p, &mut e);
+    poirot::sink::prometheus::render_into(&p.outputs(), &mut e);
     let text = e.finish();
     assert!(
         text.contains("poirot_message_loss_total{producer_service=\"A\",destination=\"Q\"} 0\n"),

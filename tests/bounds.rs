@@ -4,6 +4,8 @@
 
 mod common;
 
+use poirot::runtime::Input;
+
 use poirot::decode::{jaeger_json, jaeger_proto};
 use poirot::model::text::TRUNCATION_MARKER;
 use poirot::model::{Interner, RefKind, Span, SpanId, SpanKind, SpanRef, TraceId};
@@ -183,26 +185,28 @@ fn metrics_size_follows_the_series_cap_not_the_input() {
         let mut p = common::pipeline_with(&config);
         for i in 0..spans {
             let mut parent = span(i + 1, 1, SpanKind::Producer);
-            parent.service =
-                p.names.intern_name(poirot::model::NameKind::Service, &format!("{i}-{}", "s".repeat(10_000)));
+            parent.service = p
+                .names_mut()
+                .intern_name(poirot::model::NameKind::Service, &format!("{i}-{}", "s".repeat(10_000)));
             parent.operation = p
-                .names
+                .names_mut()
                 .intern_name(poirot::model::NameKind::Operation, &format!("{i}-{}", "o".repeat(10_000)));
             let mut child = parent.clone();
             child.span_id = SpanId(2);
             child.kind = SpanKind::Consumer;
-            child.service = p.names.intern_name(poirot::model::NameKind::Service, &format!("c{i}"));
+            child.service = p.names_mut().intern_name(poirot::model::NameKind::Service, &format!("c{i}"));
             child.refs.push(SpanRef {
                 trace_id: parent.trace_id,
                 span_id: parent.span_id,
                 kind: RefKind::ChildOf,
             });
-            p.push_span(0, parent);
-            p.push_span(0, child);
+            p.push(Input::Span { partition: 0, span: parent });
+            p.push(Input::Span { partition: 0, span: child });
         }
-        p.finish();
-        let body = poirot::sink::prometheus::render(&p, poirot::sink::exposition::ExpoFormat::OpenMetrics);
-        let cut = p.names.truncated(poirot::model::NameKind::Service);
+        p.push(Input::End);
+        let body =
+            poirot::sink::prometheus::render(&p.outputs(), poirot::sink::exposition::ExpoFormat::OpenMetrics);
+        let cut = p.names().truncated(poirot::model::NameKind::Service);
         (body, cut)
     };
     let (small, _) = render(2_000);

@@ -2,6 +2,8 @@
 
 mod common;
 
+use poirot::runtime::Input;
+
 use common::{pipeline_with, TraceBuilder};
 use poirot::analysis::AnomalyKind;
 use poirot::config::Config;
@@ -14,7 +16,7 @@ fn a_million_span_trace_is_oversized_with_bounded_memory() {
     config.assembly.max_spans_per_trace = 10_000;
     let mut p = pipeline_with(&config);
     let n = 1_000_000u64;
-    let mut template = TraceBuilder::new(&mut p.names, 7);
+    let mut template = TraceBuilder::new(p.names_mut(), 7);
     template.span(1, "A", Server, &[]);
     let root = template.spans.pop().expect("span");
     let mut max_buffered = 0;
@@ -28,17 +30,17 @@ fn a_million_span_trace_is_oversized_with_bounded_memory() {
                 kind: ChildOf,
             });
         }
-        p.push_span(0, s);
-        max_buffered = max_buffered.max(p.buffered_spans());
+        p.push(Input::Span { partition: 0, span: s });
+        max_buffered = max_buffered.max(p.outputs().buffered_spans);
     }
-    p.finish();
+    p.push(Input::End);
     let anomalies: Vec<_> = p.drain_anomalies().collect();
     assert_eq!(max_buffered, 10_000, "the trace never holds more than its limit");
     assert_eq!(anomalies.len(), 1);
     assert_eq!(anomalies[0].kind, AnomalyKind::OversizedTrace);
     assert_eq!(anomalies[0].details.span_count, Some(n));
     assert_eq!(anomalies[0].details.span_limit, Some(10_000));
-    assert_eq!(p.analyzer.red.total_calls(), n, "every span still counts for RED");
+    assert_eq!(p.outputs().red.total_calls(), n, "every span still counts for RED");
     assert!(anomalies[0].evidence.trace.len() <= poirot::analysis::anomaly::SNAPSHOT_LIMIT);
 }
 
@@ -47,7 +49,7 @@ fn a_100k_deep_alternating_chain_is_one_recursive_chain() {
     let mut config = Config::default();
     config.assembly.max_spans_per_trace = 200_000;
     let mut p = pipeline_with(&config);
-    let mut t = TraceBuilder::new(&mut p.names, 8);
+    let mut t = TraceBuilder::new(p.names_mut(), 8);
     let n = 100_000u64;
     t.span(1, "A", Server, &[]);
     for i in 2..=n {
@@ -62,7 +64,7 @@ fn a_100k_deep_alternating_chain_is_one_recursive_chain() {
     assert!(a.details.chain.as_ref().is_some_and(|c| c.len() <= 64), "the chain is capped");
     // The path ends at the last re-entry of A (span n - 1); its first n - 1 - 64 services were cut.
     assert_eq!(a.truncated.chain, n - 1 - 64, "and the document says how much of it was cut");
-    assert_eq!(p.analyzer.edges.service_rows(&p.names).len(), 2);
+    assert_eq!(p.outputs().edges.service_rows(p.names()).len(), 2);
 }
 
 #[test]
@@ -81,16 +83,16 @@ fn buffer_budget_closes_traces_early_instead_of_growing() {
     config.assembly.max_buffered_spans = 100;
     let mut p = pipeline_with(&config);
     for trace in 0..1_000u64 {
-        let mut t = TraceBuilder::new(&mut p.names, trace + 1);
+        let mut t = TraceBuilder::new(p.names_mut(), trace + 1);
         t.span(1, "A", Server, &[]);
         t.child(2, "B", 1);
         for s in std::mem::take(&mut t.spans) {
-            p.push_span(0, s);
-            assert!(p.buffered_spans() <= 100);
+            p.push(Input::Span { partition: 0, span: s });
+            assert!(p.outputs().buffered_spans <= 100);
         }
     }
-    p.finish();
-    assert_eq!(p.analyzer.stats.traces, 1_000);
-    assert!(p.analyzer.stats.evicted_traces > 900, "{}", p.analyzer.stats.evicted_traces);
-    assert_eq!(p.analyzer.red.total_calls(), 2_000);
+    p.push(Input::End);
+    assert_eq!(p.outputs().stats.traces, 1_000);
+    assert!(p.outputs().stats.evicted_traces > 900, "{}", p.outputs().stats.evicted_traces);
+    assert_eq!(p.outputs().red.total_calls(), 2_000);
 }

@@ -3,6 +3,8 @@
 
 mod common;
 
+use poirot::runtime::Input;
+
 use poirot::config::{Config, S3Behaviour};
 use poirot::decode::{self, jaeger_json, jaeger_proto, jaeger_ui, otlp, Format};
 use poirot::model::{Interner, RefKind, Span, SpanId, SpanKind, SpanRef, Sym, TraceId};
@@ -182,20 +184,20 @@ fn outputs(spans: &[Span], names: &Interner) -> Vec<String> {
     let mut p = common::pipeline();
     // Spans carry symbols of `names`: give the pipeline the same table.
     for i in 1..names.len() {
-        p.names.intern(names.resolve(Sym(i as u32)));
+        p.names_mut().intern(names.resolve(Sym(i as u32)));
     }
     for s in spans {
-        p.push_span(0, s.clone());
+        p.push(Input::Span { partition: 0, span: s.clone() });
     }
-    p.finish();
+    p.push(Input::End);
     let mut anomalies: Vec<_> = p.drain_anomalies().collect();
     files::sort_anomalies(&mut anomalies);
     vec![
         serde_json::to_string(&anomalies).unwrap_or_default(),
-        serde_json::to_string(&p.analyzer.edges.service_rows(&p.names)).unwrap_or_default(),
-        serde_json::to_string(&p.analyzer.edges.operation_rows(&p.names)).unwrap_or_default(),
-        prometheus::render_red(&p),
-        format!("{:?}", p.analyzer.stats),
+        serde_json::to_string(&p.outputs().edges.service_rows(p.names())).unwrap_or_default(),
+        serde_json::to_string(&p.outputs().edges.operation_rows(p.names())).unwrap_or_default(),
+        prometheus::render_red(&p.outputs()),
+        format!("{:?}", p.outputs().stats),
     ]
 }
 

@@ -2,8 +2,8 @@
 //! and the checks every decoded span and every run must pass.
 //!
 //! Each target feeds libFuzzer's bytes through the same public calls the
-//! pipeline makes ([`Pipeline::decode_record`], [`Pipeline::push_record`],
-//! [`Pipeline::finish`]); a panic, an abort, an overflow (debug assertions are on)
+//! pipeline makes ([`Pipeline::decode`], [`Pipeline::push`] with records,
+//! and the end of input); a panic, an abort, an overflow (debug assertions are on)
 //! or a failed check below is a crash.
 
 use poirot::analysis::{AnalysisConfig, AssemblyConfig, DetectedAt, DocLimits};
@@ -12,7 +12,7 @@ use poirot::decode::{
     detect, jaeger_json, jaeger_proto, jaeger_ui, otlp, DecodeError, Format, MAX_DETAIL_BYTES,
 };
 use poirot::model::{Interner, RefKind, Span, SpanId, SpanKind, SpanRef, Sym, TraceId};
-use poirot::pipeline::{Pipeline, PipelineConfig};
+use poirot::runtime::{Input, Pipeline, PipelineConfig};
 use poirot::sink::{documents, files, prometheus};
 use poirot::source::file::{detect_input, framing_for, RecordReader};
 use std::sync::Arc;
@@ -71,22 +71,22 @@ pub fn pipeline(limits: Limits) -> Pipeline {
 pub fn decode_record(format: Option<Format>, record: &[u8]) {
     let mut p = pipeline(Limits::Default);
     let mut spans = Vec::new();
-    let outcome = p.decode_record(format, record, &mut spans);
+    let outcome = p.decode(format, record, &mut spans);
     assert_eq!(outcome.spans, spans.len());
-    assert_eq!(p.input.records, 1);
+    assert_eq!(p.outputs().input.records, 1);
     match &outcome.error {
         Some(e) => {
-            assert!(p.input.bad_total() >= 1, "an error that was not counted: {e}");
+            assert!(p.outputs().input.bad_total() >= 1, "an error that was not counted: {e}");
             assert!(e.detail.len() <= MAX_DETAIL_BYTES, "error detail of {} bytes", e.detail.len());
         }
-        None => assert_eq!(p.input.bad_total(), 0),
+        None => assert_eq!(p.outputs().input.bad_total(), 0),
     }
     for s in &spans {
-        check_span(s, &p.names);
+        check_span(s, p.names());
     }
     let format = format.or_else(|| detect(record));
     if let (Some(f), false) = (format, spans.is_empty()) {
-        round_trip(f, &spans, &mut p.names);
+        round_trip(f, &spans, p.names_mut());
     }
 }
 
@@ -169,18 +169,20 @@ fn run(records: Vec<(u32, Option<Format>, Result<Vec<u8>, DecodeError>)>, limits
         match record {
             Ok(bytes) => {
                 pushed += 1;
-                p.push_record(partition, format, &bytes);
+                p.push(Input::Record { partition, offset: None, format, bytes: &bytes });
             }
-            Err(e) => p.reject(e),
+            Err(e) => {
+                p.push(Input::Rejected(e));
+            }
         }
         anomalies.extend(p.drain_anomalies());
     }
-    p.finish();
+    p.push(Input::End);
     anomalies.extend(p.drain_anomalies());
-    assert_eq!(p.input.records, pushed);
-    assert_eq!(p.open_traces(), 0, "a trace still open after the end of the input");
-    assert_eq!(p.buffered_spans(), 0, "spans still buffered after the end of the input");
-    assert!(p.analyzer.stats.spans <= p.input.spans, "more spans analysed than decoded");
+    assert_eq!(p.outputs().input.records, pushed);
+    assert_eq!(p.outputs().open_traces, 0, "a trace still open after the end of the input");
+    assert_eq!(p.outputs().buffered_spans, 0, "spans still buffered after the end of the input");
+    assert!(p.outputs().stats.spans <= p.outputs().input.spans, "more spans analysed than decoded");
 
     files::sort_anomalies(&mut anomalies);
     let max_document = match limits {
@@ -198,11 +200,11 @@ fn run(records: Vec<(u32, Option<Format>, Result<Vec<u8>, DecodeError>)>, limits
         let _ = documents::document_id(a);
         let _ = documents::index_name("poirot-anomalies", a);
     }
-    serde_json::to_string(&p.analyzer.edges.service_rows(&p.names)).expect("service rows serialise");
-    serde_json::to_string(&p.analyzer.edges.operation_rows(&p.names)).expect("operation rows serialise");
+    serde_json::to_string(&p.outputs().edges.service_rows(p.names())).expect("service rows serialise");
+    serde_json::to_string(&p.outputs().edges.operation_rows(p.names())).expect("operation rows serialise");
     if matches!(limits, Limits::Small) {
         // The costliest output to render; the small caps leave the fewest series.
-        let _ = prometheus::render_red(&p);
+        let _ = prometheus::render_red(&p.outputs());
     }
 }
 

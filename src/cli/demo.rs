@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::dataflow::{Clock, SystemClock};
 use crate::decode::{jaeger_proto, Format};
 use crate::model::{Interner, Span};
-use crate::pipeline::Pipeline;
+use crate::runtime::{Input, Pipeline};
 use crate::sink::live::{self, RecentAnomalies};
 use crate::sink::web;
 use crate::source::simulator::{SimConfig, Simulator, EXTRA_TAGS};
@@ -71,16 +71,21 @@ fn pipeline_thread(config: Config, seed: u64, shared: web::Shared, stop: Arc<Ato
         while pending.last().is_some_and(|s| s.event_time_us() <= now) {
             if let Some(s) = pending.pop() {
                 let record = jaeger_proto::encode(&s, &sim_names, &EXTRA_TAGS);
-                pipeline.push_record(0, Some(Format::JaegerProto), &record);
+                pipeline.push(Input::Record {
+                    partition: 0,
+                    offset: None,
+                    format: Some(Format::JaegerProto),
+                    bytes: &record,
+                });
             }
         }
-        pipeline.tick();
+        pipeline.push(Input::Tick);
         for a in pipeline.drain_anomalies() {
             tracing::info!(kind = %a.kind, trace_id = %a.trace_id, "{}", a.summary);
             recent.push(a);
         }
         if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
-            web::publish(&shared, live::take("demo", &pipeline, &recent));
+            web::publish(&shared, live::take("demo", &pipeline.outputs(), &recent));
             last_snapshot = std::time::Instant::now();
         }
         std::thread::sleep(STEP);

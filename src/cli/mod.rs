@@ -10,7 +10,7 @@ pub mod simulate;
 use crate::analysis::{AnalysisConfig, AssemblyConfig, DetectedAt};
 use crate::config::Config;
 use crate::dataflow::WatermarkConfig;
-use crate::pipeline::PipelineConfig;
+use crate::runtime::PipelineConfig;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 

@@ -5,7 +5,7 @@ use crate::analysis::DetectedAt;
 use crate::config::Config;
 use crate::dataflow::SystemClock;
 use crate::decode::{DecodeError, Format, Reason};
-use crate::pipeline::Pipeline;
+use crate::runtime::{Input, Outputs, Pipeline};
 use crate::sink::files;
 use crate::source::file::{detect_input, framing_for, RecordReader};
 use anyhow::Context as _;
@@ -112,10 +112,10 @@ pub fn run(args: ReplayArgs, config: &Config) -> anyhow::Result<()> {
         let format = match args.format.format().or_else(|| detect_input(&head)) {
             Some(f) => f,
             None => {
-                pipeline.reject(DecodeError::new(
+                pipeline.push(Input::Rejected(DecodeError::new(
                     Reason::UnrecognizedFormat,
                     format!("{name}: the first bytes match none of the formats; pass --format"),
-                ));
+                )));
                 continue;
             }
         };
@@ -123,26 +123,35 @@ pub fn run(args: ReplayArgs, config: &Config) -> anyhow::Result<()> {
             match record {
                 Ok(bytes) => {
                     progress.inc(bytes.len() as u64);
-                    pipeline.push_record(0, Some(format), &bytes);
+                    pipeline.push(Input::Record {
+                        partition: 0,
+                        offset: None,
+                        format: Some(format),
+                        bytes: &bytes,
+                    });
                 }
-                Err(e) => pipeline.reject(DecodeError::new(e.reason, format!("{name}: {}", e.detail))),
+                Err(e) => {
+                    pipeline
+                        .push(Input::Rejected(DecodeError::new(e.reason, format!("{name}: {}", e.detail))));
+                }
             }
             anomalies.extend(pipeline.drain_anomalies());
-            if pipeline.input.records % 4096 == 0 {
-                progress.set_message(format!("{} spans", pipeline.input.spans));
+            let input = pipeline.outputs().input;
+            if input.records % 4096 == 0 {
+                progress.set_message(format!("{} spans", input.spans));
             }
         }
     }
-    pipeline.finish();
+    pipeline.push(Input::End);
     anomalies.extend(pipeline.drain_anomalies());
     progress.finish_and_clear();
-    files::write_outputs(&args.out, &pipeline, &mut anomalies)?;
-    print_summary(&pipeline, &args, started.elapsed().as_secs_f64());
+    files::write_outputs(&args.out, &pipeline.outputs(), &mut anomalies)?;
+    print_summary(&pipeline.outputs(), &args, started.elapsed().as_secs_f64());
     Ok(())
 }
 
-fn print_summary(p: &Pipeline, args: &ReplayArgs, secs: f64) {
-    let s = &p.analyzer.stats;
+fn print_summary(p: &Outputs<'_>, args: &ReplayArgs, secs: f64) {
+    let s = p.stats;
     println!(
         "poirot replay: {} input(s), {} records, {} spans in {} traces ({} late) in {:.2} s",
         args.inputs.len(),

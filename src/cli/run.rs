@@ -8,7 +8,7 @@ use crate::analysis::{Anomaly, DetectedAt};
 use crate::config::Config;
 use crate::dataflow::{Clock, SystemClock};
 use crate::decode::DecodeError;
-use crate::pipeline::Pipeline;
+use crate::runtime::{Input, Pipeline};
 use crate::sink::elasticsearch::EsSink;
 use crate::sink::live::{self, RecentAnomalies};
 use crate::sink::neo4j::Neo4jSink;
@@ -147,7 +147,7 @@ impl FileSink {
 
     fn flush(&mut self, p: &Pipeline) -> anyhow::Result<()> {
         self.anomalies.flush()?;
-        files::write_dependencies(&self.dir, p)?;
+        files::write_dependencies(&self.dir, &p.outputs())?;
         Ok(())
     }
 }
@@ -262,29 +262,47 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                     let outcome = match rekeyer.as_mut().filter(|_| r.topic == INPUT) {
                         _ if r.topic == REPARTITIONED => {
                             if let Some((producer, event_time)) = r.watermark {
-                                pipeline.upstream_watermark(r.partition, r.offset, producer, event_time);
+                                pipeline.push(Input::UpstreamWatermark {
+                                    partition: r.partition,
+                                    offset: r.offset,
+                                    producer,
+                                    event_time,
+                                });
                                 continue;
                             }
                             // Always Jaeger protobuf, whatever the input's encoding.
                             let outcome = pipeline.decode_shuffled(&r.payload, &mut spans);
-                            pipeline.push_shuffled_at(r.partition, r.offset, &mut spans);
+                            pipeline.push(Input::Shuffled {
+                                partition: r.partition,
+                                offset: r.offset,
+                                spans: &mut spans,
+                            });
                             outcome
                         }
                         // Input that may need re-keying: decode, then decide.
                         Some(rk) => {
-                            let outcome = pipeline.decode_record(format, &r.payload, &mut spans);
+                            let outcome = pipeline.decode(format, &r.payload, &mut spans);
                             if mode.rekeys(r.key.as_deref(), &spans) {
-                                rk.send(&spans, &pipeline.names, r.partition, now, &stop);
+                                rk.send(&spans, pipeline.names(), r.partition, now, &stop);
                                 process.repartitioned_spans.inc_by(spans.len() as u64);
                                 spans.clear();
-                                pipeline.passed_on(r.partition, r.offset);
+                                pipeline.push(Input::PassedOn { partition: r.partition, offset: r.offset });
                             } else {
                                 rk.keyed(r.partition);
-                                pipeline.push_decoded_at(r.partition, r.offset, &mut spans);
+                                pipeline.push(Input::Spans {
+                                    partition: r.partition,
+                                    offset: Some(r.offset),
+                                    spans: &mut spans,
+                                });
                             }
                             outcome
                         }
-                        None => pipeline.push_record_at(r.partition, r.offset, format, &r.payload),
+                        None => pipeline.push(Input::Record {
+                            partition: r.partition,
+                            offset: Some(r.offset),
+                            format,
+                            bytes: &r.payload,
+                        }),
                     };
                     if let (0, Some(e), Some(d)) = (outcome.spans, &outcome.error, dlq.as_mut()) {
                         d.send(r, e);
@@ -298,17 +316,16 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                     // event time and must not hold the watermark back. Repartition-topic
                     // partitions hold it until their producers' watermark records arrive
                     // (every producer announces itself when it is assigned input).
+                    // Spans of traces this process finished before the partition was
+                    // taken away are dropped when read again; so are those a previous
+                    // owner recorded in Neo4j.
                     let topic = split_id(p).0;
                     if !(mode == Mode::Always && topic == INPUT) {
-                        pipeline.assign_gated(p);
+                        pipeline.push(Input::Assigned { partition: p, gated: true });
                     }
                     if let (Some(rk), INPUT) = (rekeyer.as_mut(), topic) {
                         rk.assigned(p, reading.now_us());
                     }
-                    // Spans of traces this process finished before the partition was
-                    // taken away are dropped when read again; so are those a previous
-                    // owner recorded in Neo4j.
-                    pipeline.regained(p);
                     if let Some(n) = &neo4j {
                         let finished =
                             n.finished_traces(p, &stop).with_context(|| format!("partition {p}"))?;
@@ -319,7 +336,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
             }
             Ok(SourceEvent::AtEnd(ps)) => {
                 for p in ps {
-                    pipeline.reached_end(p);
+                    pipeline.push(Input::AtEnd(p));
                 }
             }
             Ok(SourceEvent::Revoked { partitions, done }) => {
@@ -335,7 +352,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                     if let Some(rk) = rekeyer.as_mut() {
                         rk.forget(p);
                     }
-                    pipeline.revoke(p);
+                    pipeline.push(Input::Revoked(p));
                     assigned.remove(&p);
                 }
                 let _ = done.send(());
@@ -363,7 +380,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                 break;
             }
         }
-        pipeline.tick();
+        pipeline.push(Input::Tick);
         if let Some(rk) = rekeyer.as_mut() {
             // Also when no input came: readers learn this process's final progress promptly.
             rk.send_watermarks(reading.now_us());
@@ -410,7 +427,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                         KeyValue::new("finished_traces", finished.len() as i64),
                     ],
                 );
-                match n.write(&delta, &pipeline.names, &finished, &gc, &stop) {
+                match n.write(&delta, pipeline.names(), &finished, &gc, &stop) {
                     Ok(true) => {}
                     Ok(false) => {
                         w.fail("stopped before the write was acknowledged");
@@ -434,7 +451,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                 .map(|m| m.iter().filter(|(p, _)| assigned.contains(p)).map(|(&p, &o)| (p, o)).collect())
                 .unwrap_or_default();
             for &(p, o) in &gc_offsets {
-                pipeline.committed(p, o);
+                pipeline.push(Input::Committed { partition: p, offset: o });
             }
             if neo4j.is_none() {
                 gc_offsets.clear();
@@ -451,7 +468,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
             }
         }
         if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
-            web::publish(&shared, live::take("run", &pipeline, &recent));
+            web::publish(&shared, live::take("run", &pipeline.outputs(), &recent));
             last_snapshot = Instant::now();
         }
         if last_files.elapsed() >= FILES_EVERY {

@@ -7,7 +7,7 @@
 //! - `metrics.prom`: Prometheus text exposition of the RED series at the end of the input.
 
 use crate::analysis::Anomaly;
-use crate::pipeline::Pipeline;
+use crate::runtime::Outputs;
 use std::io::Write;
 use std::path::Path;
 
@@ -41,16 +41,16 @@ pub fn sort_anomalies(anomalies: &mut [Anomaly]) {
 }
 
 /// Rewrites the dependency files and metrics.prom of `p` in `dir`.
-pub fn write_dependencies(dir: &Path, p: &Pipeline) -> Result<(), WriteError> {
-    write_ndjson(&dir.join(DEPENDENCIES), &p.analyzer.edges.service_rows(&p.names))?;
-    write_ndjson(&dir.join(OPERATION_DEPENDENCIES), &p.analyzer.edges.operation_rows(&p.names))?;
+pub fn write_dependencies(dir: &Path, p: &Outputs<'_>) -> Result<(), WriteError> {
+    write_ndjson(&dir.join(DEPENDENCIES), &p.edges.service_rows(p.names))?;
+    write_ndjson(&dir.join(OPERATION_DEPENDENCIES), &p.edges.operation_rows(p.names))?;
     let metrics = dir.join(METRICS);
     std::fs::write(&metrics, super::prometheus::render_red(p))
         .map_err(|source| WriteError { path: metrics.display().to_string(), source })
 }
 
 /// Writes all four outputs of `p` and `anomalies` into `dir` (created if missing).
-pub fn write_outputs(dir: &Path, p: &Pipeline, anomalies: &mut [Anomaly]) -> Result<(), WriteError> {
+pub fn write_outputs(dir: &Path, p: &Outputs<'_>, anomalies: &mut [Anomaly]) -> Result<(), WriteError> {
     std::fs::create_dir_all(dir).map_err(|source| WriteError { path: dir.display().to_string(), source })?;
     sort_anomalies(anomalies);
     write_ndjson(&dir.join(ANOMALIES), anomalies)?;

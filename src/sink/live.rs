@@ -6,7 +6,7 @@ use crate::analysis::edges::ServiceEdgeRow;
 use crate::analysis::red::{RedStats, BUCKETS_MS};
 use crate::analysis::Anomaly;
 use crate::model::time::format_rfc3339_us;
-use crate::pipeline::Pipeline;
+use crate::runtime::Outputs;
 use crate::sink::exposition::ExpoFormat;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -92,10 +92,10 @@ pub fn quantile_ms(stats: &RedStats, q: f64) -> f64 {
     BUCKETS_MS[BUCKETS_MS.len() - 1]
 }
 
-pub fn take(mode: &str, p: &Pipeline, recent: &RecentAnomalies) -> Snapshot {
+pub fn take(mode: &str, p: &Outputs<'_>, recent: &RecentAnomalies) -> Snapshot {
     let mut grouped: BTreeMap<(String, String, String), RedStats> = BTreeMap::new();
     let mut errors: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-    for (k, s) in p.analyzer.red.series() {
+    for (k, s) in p.red.series() {
         let key = (
             p.names.resolve(k.service).to_owned(),
             p.names.resolve(k.operation).to_owned(),
@@ -123,18 +123,18 @@ pub fn take(mode: &str, p: &Pipeline, recent: &RecentAnomalies) -> Snapshot {
             span_kind: key.2,
         })
         .collect();
-    let stats = &p.analyzer.stats;
-    let edges = p.analyzer.edges.service_rows(&p.names);
+    let stats = p.stats;
+    let edges = p.edges.service_rows(p.names);
     Snapshot {
         mode: mode.to_owned(),
-        watermark: if p.watermark() == i64::MIN { String::new() } else { format_rfc3339_us(p.watermark()) },
+        watermark: if p.watermark == i64::MIN { String::new() } else { format_rfc3339_us(p.watermark) },
         totals: Totals {
             records: p.input.records,
             spans: stats.spans,
             traces: stats.traces,
             late_spans: stats.late_spans,
-            open_traces: p.open_traces(),
-            buffered_spans: p.buffered_spans(),
+            open_traces: p.open_traces,
+            buffered_spans: p.buffered_spans,
             anomalies: stats.anomalies.values().sum(),
         },
         red,

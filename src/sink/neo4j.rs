@@ -19,7 +19,7 @@ use super::retry::{retry, Backoff, Classify, Fault, Retried};
 use crate::analysis::Edges;
 use crate::config::{ConfigError, Neo4jSection};
 use crate::model::{Interner, TraceId};
-use crate::pipeline::FinishedTrace;
+use crate::runtime::FinishedTrace;
 use crate::telemetry::health::{Component, Health};
 use crate::telemetry::process::{ProcessMetrics, SinkMetrics};
 use neo4rs::{query, BoltType, Graph, Query};

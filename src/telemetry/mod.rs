@@ -4,7 +4,7 @@
 //! global tracer is OpenTelemetry's no-op one.
 //!
 //! No feedback loop: poirot drops input spans of its own `service.name`
-//! ([`crate::pipeline::Pipeline::ignore_service`]), so even a collector that
+//! ([`crate::runtime::Pipeline::ignore_service`]), so even a collector that
 //! writes poirot's spans back into the topic poirot reads cannot make it trace
 //! the analysis of its own traces.
 //!

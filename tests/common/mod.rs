@@ -8,7 +8,7 @@ use poirot::analysis::{Anomaly, DetectedAt};
 use poirot::config::Config;
 use poirot::dataflow::SystemClock;
 use poirot::model::{Interner, RefKind, Span, SpanId, SpanKind, SpanRef, TraceId};
-use poirot::pipeline::Pipeline;
+use poirot::runtime::{Input, Pipeline};
 use std::sync::Arc;
 
 pub const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z in µs
@@ -65,9 +65,9 @@ impl<'a> TraceBuilder<'a> {
 /// Runs spans (already in one pipeline's names) to the end; returns the anomalies.
 pub fn run_spans(p: &mut Pipeline, spans: Vec<Span>) -> Vec<Anomaly> {
     for s in spans {
-        p.push_span(0, s);
+        p.push(Input::Span { partition: 0, span: s });
     }
-    p.finish();
+    p.push(Input::End);
     p.drain_anomalies().collect()
 }
 
@@ -78,7 +78,7 @@ pub fn analyse(build: impl FnOnce(&mut TraceBuilder<'_>)) -> (Pipeline, Vec<Anom
 
 pub fn analyse_with(config: &Config, build: impl FnOnce(&mut TraceBuilder<'_>)) -> (Pipeline, Vec<Anomaly>) {
     let mut p = pipeline_with(config);
-    let mut b = TraceBuilder::new(&mut p.names, 1);
+    let mut b = TraceBuilder::new(p.names_mut(), 1);
     build(&mut b);
     let spans = std::mem::take(&mut b.spans);
     let anomalies = run_spans(&mut p, spans);

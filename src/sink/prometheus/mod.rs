@@ -9,18 +9,18 @@ pub mod red;
 
 use super::exposition::{ExpoFormat, Exposition, Kind};
 use crate::analysis::AnomalyKind;
-use crate::pipeline::Pipeline;
+use crate::runtime::Outputs;
 
 /// The RED series of `p`, sorted, in text format 0.0.4 (`metrics.prom`).
-pub fn render_red(p: &Pipeline) -> String {
+pub fn render_red(p: &Outputs<'_>) -> String {
     let mut e = Exposition::new(ExpoFormat::Text);
-    red::render(&p.analyzer.red, &p.names, &mut e);
+    red::render(p.red, p.names, &mut e);
     e.finish()
 }
 
 /// Every pipeline series in `format`, without the OpenMetrics `# EOF` (the
 /// process metrics follow).
-pub fn render(p: &Pipeline, format: ExpoFormat) -> String {
+pub fn render(p: &Outputs<'_>, format: ExpoFormat) -> String {
     let mut e = Exposition::new(format);
     render_into(p, &mut e);
     e.into_body()
@@ -36,21 +36,20 @@ fn gauge(e: &mut Exposition, name: &str, help: &str, v: impl std::fmt::Display) 
     e.sample(name, &[], v);
 }
 
-pub fn render_into(p: &Pipeline, e: &mut Exposition) {
-    let a = &p.analyzer;
-    let names = &p.names;
-    red::render(&a.red, names, e);
-    graph::render(&a.graph, names, e);
+pub fn render_into(p: &Outputs<'_>, e: &mut Exposition) {
+    let names = p.names;
+    red::render(p.red, names, e);
+    graph::render(p.graph, names, e);
 
     e.family("poirot_anomalies_total", Kind::Counter, "Anomalies found, by kind and service.");
     for kind in AnomalyKind::ALL {
         // Every kind has a series from the start, so rates and alerts see zeros.
-        if !a.counters.by_service.keys().any(|(k, _)| *k == kind) {
+        if !p.counters.by_service.keys().any(|(k, _)| *k == kind) {
             e.sample("poirot_anomalies_total", &[("kind", kind.as_str()), ("service", "")], 0);
         }
     }
     let mut by_service: Vec<_> =
-        a.counters.by_service.iter().map(|((k, s), n)| (k.as_str(), names.resolve(*s), *n)).collect();
+        p.counters.by_service.iter().map(|((k, s), n)| (k.as_str(), names.resolve(*s), *n)).collect();
     by_service.sort();
     for (kind, service, n) in by_service {
         e.sample("poirot_anomalies_total", &[("kind", kind), ("service", service)], n);
@@ -60,11 +59,11 @@ pub fn render_into(p: &Pipeline, e: &mut Exposition) {
         Kind::Counter,
         "Messages published and never consumed, by producer service and destination.",
     );
-    let mut lost: Vec<_> = a
+    let mut lost: Vec<_> = p
         .counters
         .message_loss
         .iter()
-        .map(|((p, d), n)| (names.resolve(*p), names.resolve(*d), *n))
+        .map(|((producer, d), n)| (names.resolve(*producer), names.resolve(*d), *n))
         .collect();
     lost.sort();
     for (producer, destination, n) in lost {
@@ -75,7 +74,7 @@ pub fn render_into(p: &Pipeline, e: &mut Exposition) {
         );
     }
 
-    let stats = &a.stats;
+    let stats = p.stats;
     counter(e, "poirot_records_total", "Input records read.", p.input.records);
     counter(
         e,
@@ -117,7 +116,7 @@ pub fn render_into(p: &Pipeline, e: &mut Exposition) {
         e,
         "poirot_red_overflow_spans_total",
         "Spans counted in the __overflow__ RED series.",
-        a.red.overflowed_spans,
+        p.red.overflowed_spans,
     );
     counter(
         e,
@@ -146,27 +145,27 @@ pub fn render_into(p: &Pipeline, e: &mut Exposition) {
         e.sample("poirot_truncated_names_total", &[("kind", kind.as_str())], names.truncated(kind));
     }
     gauge(e, "poirot_names", "Distinct names held.", names.len());
-    gauge(e, "poirot_open_traces", "Traces being assembled.", p.open_traces());
-    gauge(e, "poirot_buffered_spans", "Spans held by open traces.", p.buffered_spans());
+    gauge(e, "poirot_open_traces", "Traces being assembled.", p.open_traces);
+    gauge(e, "poirot_buffered_spans", "Spans held by open traces.", p.buffered_spans);
     gauge(
         e,
         "poirot_state_bytes",
         "Estimated memory of the spans held by open traces.",
-        p.buffered_spans() * std::mem::size_of::<crate::model::Span>(),
+        p.buffered_spans * std::mem::size_of::<crate::model::Span>(),
     );
-    if p.watermark() > i64::MIN {
+    if p.watermark > i64::MIN {
         gauge(
             e,
             "poirot_watermark_seconds",
             "Event-time watermark, seconds since the epoch.",
-            p.watermark() as f64 / 1e6,
+            p.watermark as f64 / 1e6,
         );
         let now = crate::dataflow::Clock::now_us(&crate::dataflow::SystemClock);
         gauge(
             e,
             "poirot_watermark_delay_seconds",
             "How far event time lags behind the clock.",
-            (now - p.watermark()) as f64 / 1e6,
+            (now - p.watermark) as f64 / 1e6,
         );
     }
 }

@@ -1,10 +1,16 @@
 //! The operator graph behind every source: decode → watermarks → trace assembly
-//! (keyed by trace id) → analyses. Sources push records (or spans); anomalies
-//! come out of [`Pipeline::drain_anomalies`]; RED and edges stay in the analyzer
-//! for sinks to read.
+//! (keyed by trace id) → analyses.
+//!
+//! Everything a source has to say comes in through [`Pipeline::push`] as an
+//! [`Input`]: records, spans decoded elsewhere, upstream watermarks, partitions
+//! assigned, read to their end, committed or revoked, processing time passing,
+//! the end of a finite input. Anomalies come out of [`Pipeline::drain_anomalies`];
+//! what sinks read (RED, the service graph, edges, counters) through the
+//! read-only [`Outputs`] view.
 
 use crate::analysis::{
-    AnalysisConfig, Analyzer, Anomaly, Assembled, AssemblyConfig, DetectedAt, TraceAssembler,
+    AnalysisConfig, AnalysisStats, Analyzer, Anomaly, AnomalyCounters, Assembled, AssemblyConfig, DetectedAt,
+    Edges, Red, ServiceGraph, TraceAssembler,
 };
 use crate::dataflow::{
     Clock, Context, EventTime, OffsetTracker, Operator, UpstreamWatermarks, WatermarkConfig, WatermarkTracker,
@@ -43,14 +49,76 @@ impl InputStats {
     }
 }
 
+/// What a source hands the pipeline: the one way in ([`Pipeline::push`]).
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// A record of `partition` in `format` (`None`: detected), decoded here.
+    /// `offset`: where it was read, for a source with offsets (the pipeline then
+    /// knows which offsets open traces still need: [`Pipeline::committable`]).
+    Record { partition: u32, offset: Option<i64>, format: Option<Format>, bytes: &'a [u8] },
+    /// The spans [`Pipeline::decode`] gave for the record at `offset` of `partition`
+    /// (emptied): keyed by trace id here, their event time moves the partition's.
+    Spans { partition: u32, offset: Option<i64>, spans: &'a mut Vec<Span> },
+    /// One decoded span of `partition`, from a source without offsets.
+    Span { partition: u32, span: Span },
+    /// Spans of the record at `offset` of a repartition-topic partition (emptied):
+    /// that partition's event time moves with its producers' watermark records
+    /// ([`Input::UpstreamWatermark`]), not with its spans.
+    Shuffled { partition: u32, offset: i64, spans: &'a mut Vec<Span> },
+    /// A watermark record at `offset` of a repartition-topic partition: `producer`
+    /// has re-keyed everything up to `event_time` ([`EventTime::MAX`]: it bounds nothing).
+    UpstreamWatermark { partition: u32, offset: i64, producer: u64, event_time: EventTime },
+    /// The record at `offset` was handled without feeding spans here (they were
+    /// re-keyed into the repartition topic).
+    PassedOn { partition: u32, offset: i64 },
+    /// Input that could not be used at all (an unreadable file, a bad frame).
+    Rejected(DecodeError),
+    /// `partition` was assigned: it takes part in event time from now on, even
+    /// before its first record. `gated`: the source reports when it has read the
+    /// partition to its end ([`Input::AtEnd`]), and it cannot turn idle before.
+    /// Traces this pipeline finished from it before it was taken away, if it was,
+    /// are skipped when their records are read again.
+    Assigned { partition: u32, gated: bool },
+    /// The source has read `partition` to its end: its silence counts towards idleness.
+    AtEnd(u32),
+    /// The group coordinator acknowledged `offset` as `partition`'s committed
+    /// offset: finished traces below it need no remembering.
+    Committed { partition: u32, offset: i64 },
+    /// `partition` was taken away: its open traces are dropped unanalysed (the new
+    /// owner re-reads them from the committed offset) and its event time is forgotten.
+    Revoked(u32),
+    /// Processing time passed: idle partitions and silent producers move event time.
+    Tick,
+    /// End of a finite input: every open trace closes.
+    End,
+}
+
+/// What the pipeline has computed, for sinks to read.
+#[derive(Clone, Copy)]
+pub struct Outputs<'a> {
+    pub names: &'a Interner,
+    pub red: &'a Red,
+    pub graph: &'a ServiceGraph,
+    pub edges: &'a Edges,
+    pub counters: &'a AnomalyCounters,
+    pub stats: &'a AnalysisStats,
+    pub input: &'a InputStats,
+    /// The most recent decode errors, newest last.
+    pub recent_errors: &'a [DecodeError],
+    /// The least event-time watermark over the partitions with data.
+    pub watermark: EventTime,
+    pub open_traces: usize,
+    pub buffered_spans: usize,
+}
+
 pub struct Pipeline {
-    pub names: Interner,
+    names: Interner,
     tracker: WatermarkTracker,
     assembler: TraceAssembler,
-    pub analyzer: Analyzer,
-    pub input: InputStats,
+    analyzer: Analyzer,
+    input: InputStats,
     /// The most recent decode errors, newest last, for people to read.
-    pub recent_errors: Vec<DecodeError>,
+    recent_errors: Vec<DecodeError>,
     spans: Vec<Span>,
     errors: Vec<DecodeError>,
     assembled: Vec<Assembled>,
@@ -123,6 +191,65 @@ impl Pipeline {
         }
     }
 
+    /// Takes one input; for a record, says how many spans it gave and its first error.
+    pub fn push(&mut self, input: Input<'_>) -> RecordOutcome {
+        match input {
+            Input::Record { partition, offset, format, bytes } => {
+                return self.push_record_inner(partition, offset, format, bytes);
+            }
+            Input::Spans { partition, offset, spans } => self.push_decoded(partition, offset, spans),
+            Input::Span { partition, span } => self.push_span(partition, span),
+            Input::Shuffled { partition, offset, spans } => self.push_shuffled_at(partition, offset, spans),
+            Input::UpstreamWatermark { partition, offset, producer, event_time } => {
+                self.upstream_watermark(partition, offset, producer, event_time)
+            }
+            Input::PassedOn { partition, offset } => self.offsets.processed(partition, offset),
+            Input::Rejected(e) => self.reject(e),
+            Input::Assigned { partition, gated } => {
+                if gated {
+                    self.tracker.register_gated(partition);
+                } else {
+                    self.tracker.register(partition);
+                }
+                self.regained(partition);
+            }
+            Input::AtEnd(partition) => self.tracker.at_end(partition),
+            Input::Committed { partition, offset } => self.committed(partition, offset),
+            Input::Revoked(partition) => self.revoke(partition),
+            Input::Tick => self.tick(),
+            Input::End => self.finish(),
+        }
+        RecordOutcome::default()
+    }
+
+    /// The read-only view sinks take.
+    pub fn outputs(&self) -> Outputs<'_> {
+        Outputs {
+            names: &self.names,
+            red: &self.analyzer.red,
+            graph: &self.analyzer.graph,
+            edges: &self.analyzer.edges,
+            counters: &self.analyzer.counters,
+            stats: &self.analyzer.stats,
+            input: &self.input,
+            recent_errors: &self.recent_errors,
+            watermark: self.tracker.current(),
+            open_traces: self.assembler.open_traces(),
+            buffered_spans: self.assembler.buffered_spans(),
+        }
+    }
+
+    /// The names spans refer to.
+    pub fn names(&self) -> &Interner {
+        &self.names
+    }
+
+    /// For a source that builds spans itself ([`Input::Span`]): their names are
+    /// interned here.
+    pub fn names_mut(&mut self) -> &mut Interner {
+        &mut self.names
+    }
+
     /// Keeps edge deltas and the list of finished traces for a transactional sink
     /// ([`take_finished`](Self::take_finished)).
     pub fn enable_deltas(&mut self) {
@@ -151,24 +278,6 @@ impl Pipeline {
     }
 
     /// Decodes one record of `partition` (`format` `None`: detect it) and feeds its spans.
-    pub fn push_record(&mut self, partition: u32, format: Option<Format>, record: &[u8]) -> RecordOutcome {
-        self.push_record_inner(partition, None, format, record)
-    }
-
-    /// [`push_record`](Self::push_record) for a source with offsets: the pipeline
-    /// then knows which offsets open traces still need ([`committable`](Self::committable)).
-    pub fn push_record_at(
-        &mut self,
-        partition: u32,
-        offset: i64,
-        format: Option<Format>,
-        record: &[u8],
-    ) -> RecordOutcome {
-        let outcome = self.push_record_inner(partition, Some(offset), format, record);
-        self.offsets.processed(partition, offset);
-        outcome
-    }
-
     fn push_record_inner(
         &mut self,
         partition: u32,
@@ -177,20 +286,19 @@ impl Pipeline {
         record: &[u8],
     ) -> RecordOutcome {
         let mut spans = std::mem::take(&mut self.spans);
-        let outcome = self.decode_record(format, record, &mut spans);
+        let outcome = self.decode(format, record, &mut spans);
         self.feed(partition, offset, &mut spans, true);
         self.spans = spans;
+        if let Some(offset) = offset {
+            self.offsets.processed(partition, offset);
+        }
         outcome
     }
 
     /// Decodes one record (`format` `None`: detect it) without feeding it: its
-    /// spans are appended to `spans`, its errors counted.
-    pub fn decode_record(
-        &mut self,
-        format: Option<Format>,
-        record: &[u8],
-        spans: &mut Vec<Span>,
-    ) -> RecordOutcome {
+    /// spans are appended to `spans` (for [`Input::Spans`], or to be re-keyed
+    /// elsewhere), its errors counted.
+    pub fn decode(&mut self, format: Option<Format>, record: &[u8], spans: &mut Vec<Span>) -> RecordOutcome {
         self.input.records += 1;
         let mut errors = std::mem::take(&mut self.errors);
         let before = spans.len();
@@ -214,30 +322,27 @@ impl Pipeline {
     /// Decodes a record of the repartition topic (always Jaeger protobuf, written by
     /// [`crate::source::repartition::Rekeyer`]); its input record was counted already.
     pub fn decode_shuffled(&mut self, record: &[u8], spans: &mut Vec<Span>) -> RecordOutcome {
-        let outcome = self.decode_record(Some(Format::JaegerProto), record, spans);
+        let outcome = self.decode(Some(Format::JaegerProto), record, spans);
         self.input.records -= 1;
         self.input.shuffled_records += 1;
         outcome
     }
 
-    /// Feeds the spans [`decode_record`](Self::decode_record) gave for the record
-    /// at `offset` of `partition`, emptying `spans`.
-    pub fn push_decoded_at(&mut self, partition: u32, offset: i64, spans: &mut Vec<Span>) {
-        self.feed(partition, Some(offset), spans, true);
-        self.offsets.processed(partition, offset);
+    fn push_decoded(&mut self, partition: u32, offset: Option<i64>, spans: &mut Vec<Span>) {
+        self.feed(partition, offset, spans, true);
+        if let Some(offset) = offset {
+            self.offsets.processed(partition, offset);
+        }
     }
 
-    /// Like [`push_decoded_at`](Self::push_decoded_at) for a partition of the
-    /// repartition topic: its event time moves with its producers' watermark
-    /// records ([`upstream_watermark`](Self::upstream_watermark)), not with the spans.
-    pub fn push_shuffled_at(&mut self, partition: u32, offset: i64, spans: &mut Vec<Span>) {
+    fn push_shuffled_at(&mut self, partition: u32, offset: i64, spans: &mut Vec<Span>) {
         self.feed(partition, Some(offset), spans, false);
         self.offsets.processed(partition, offset);
     }
 
     /// A watermark record at `offset` of a repartition-topic `partition`: `producer`
     /// has re-keyed everything up to `event_time` (less the out-of-orderness).
-    pub fn upstream_watermark(&mut self, partition: u32, offset: i64, producer: u64, event_time: EventTime) {
+    fn upstream_watermark(&mut self, partition: u32, offset: i64, producer: u64, event_time: EventTime) {
         let now = self.tracker.now_us();
         let t = self.upstream.heard(partition, producer, event_time, now, self.idle_timeout_us);
         self.offsets.processed(partition, offset);
@@ -256,12 +361,6 @@ impl Pipeline {
         }
     }
 
-    /// The record at `offset` of `partition` was handled without feeding spans
-    /// here (they were re-keyed into the repartition topic).
-    pub fn passed_on(&mut self, partition: u32, offset: i64) {
-        self.offsets.processed(partition, offset);
-    }
-
     fn feed(&mut self, partition: u32, offset: Option<i64>, spans: &mut Vec<Span>, event_time: bool) {
         let now = self.tracker.now_us();
         for s in spans.drain(..) {
@@ -270,7 +369,7 @@ impl Pipeline {
     }
 
     /// Counts a record or span that could not be used.
-    pub fn reject(&mut self, e: DecodeError) {
+    fn reject(&mut self, e: DecodeError) {
         *self.input.bad.entry(e.reason).or_default() += 1;
         if self.recent_errors.len() == RECENT_ERRORS {
             self.recent_errors.remove(0);
@@ -279,7 +378,7 @@ impl Pipeline {
     }
 
     /// Feeds one decoded span.
-    pub fn push_span(&mut self, partition: u32, span: Span) {
+    fn push_span(&mut self, partition: u32, span: Span) {
         let now = self.tracker.now_us();
         self.push_span_at(partition, span, now, None, true);
     }
@@ -353,7 +452,7 @@ impl Pipeline {
     }
 
     /// Lets processing time move the watermark (idle inputs, silent producers).
-    pub fn tick(&mut self) {
+    fn tick(&mut self) {
         let now = self.tracker.now_us();
         for (partition, t) in self.upstream.expire(now, self.idle_timeout_us) {
             self.advance(partition, t, now);
@@ -364,7 +463,7 @@ impl Pipeline {
     }
 
     /// End of a finite input: every open trace closes.
-    pub fn finish(&mut self) {
+    fn finish(&mut self) {
         let mut assembled = std::mem::take(&mut self.assembled);
         self.assembler.on_close(&mut Context::new(&mut self.names, &mut assembled));
         self.analyse(&mut assembled);
@@ -377,29 +476,10 @@ impl Pipeline {
         self.offsets.committable(partition)
     }
 
-    /// `partition` was assigned to this pipeline: it takes part in the watermark
-    /// from now on, even before its first record.
-    pub fn assign(&mut self, partition: u32) {
-        self.tracker.register(partition);
-    }
-
-    /// Like [`assign`](Self::assign), for a source that reports when it has read a
-    /// partition to its end ([`reached_end`](Self::reached_end)): the partition
-    /// cannot turn idle before that.
-    pub fn assign_gated(&mut self, partition: u32) {
-        self.tracker.register_gated(partition);
-    }
-
-    /// The source has read `partition` to its end: from now on its silence counts
-    /// towards idleness.
-    pub fn reached_end(&mut self, partition: u32) {
-        self.tracker.at_end(partition);
-    }
-
     /// The group coordinator acknowledged `offset` as `partition`'s committed offset:
     /// what lies below it is never read again, so finished traces that ended there
     /// need no remembering.
-    pub fn committed(&mut self, partition: u32, offset: i64) {
+    fn committed(&mut self, partition: u32, offset: i64) {
         if let Some(own) = self.own_finished.get_mut(&partition) {
             own.retain(|&(_, last)| last >= offset);
         }
@@ -408,7 +488,7 @@ impl Pipeline {
 
     /// `partition` came back to this pipeline after it was taken away: the traces
     /// it had finished from there are skipped when their records are read again.
-    pub fn regained(&mut self, partition: u32) {
+    fn regained(&mut self, partition: u32) {
         if let Some(own) = self.own_finished.get(&partition) {
             for &(t, last) in own {
                 self.skip.insert(t, (partition, last));
@@ -419,7 +499,7 @@ impl Pipeline {
     /// `partition` was taken away: its open traces are dropped unanalysed (the new
     /// owner re-reads them from the committed offset) and its event time is
     /// forgotten (an owner that gets it again starts from what it reads).
-    pub fn revoke(&mut self, partition: u32) {
+    fn revoke(&mut self, partition: u32) {
         for t in self.offsets.traces_of(partition) {
             self.assembler.discard(&t);
         }
@@ -433,18 +513,6 @@ impl Pipeline {
     /// Anomalies found since the last call.
     pub fn drain_anomalies(&mut self) -> std::vec::Drain<'_, Anomaly> {
         self.anomalies.drain(..)
-    }
-
-    pub fn watermark(&self) -> EventTime {
-        self.tracker.current()
-    }
-
-    pub fn open_traces(&self) -> usize {
-        self.assembler.open_traces()
-    }
-
-    pub fn buffered_spans(&self) -> usize {
-        self.assembler.buffered_spans()
     }
 }
 
@@ -481,38 +549,38 @@ mod tests {
         let clock = ManualClock::new(0);
         let mut p = pipeline(&clock);
         // Producer 2 is at 10 s, producer 1 already at 100 s: the partition is at 10 s.
-        p.upstream_watermark(7, 0, 2, 10 * S);
-        p.upstream_watermark(7, 1, 1, 100 * S);
-        assert_eq!(p.watermark(), 9 * S, "10 s less the out-of-orderness");
+        p.push(Input::UpstreamWatermark { partition: 7, offset: 0, producer: 2, event_time: 10 * S });
+        p.push(Input::UpstreamWatermark { partition: 7, offset: 1, producer: 1, event_time: 100 * S });
+        assert_eq!(p.outputs().watermark, 9 * S, "10 s less the out-of-orderness");
         // A span of producer 2's far-behind trace is on time; a 200 s span does not move time.
-        p.push_shuffled_at(7, 2, &mut vec![span(1, 11), span(2, 200)]);
-        assert_eq!(p.watermark(), 9 * S);
-        assert_eq!(p.open_traces(), 2);
+        p.push(Input::Shuffled { partition: 7, offset: 2, spans: &mut vec![span(1, 11), span(2, 200)] });
+        assert_eq!(p.outputs().watermark, 9 * S);
+        assert_eq!(p.outputs().open_traces, 2);
         // Producer 2 catches up: trace 1 (11 s + 2 s gap) closes, trace 2 stays open.
-        p.upstream_watermark(7, 3, 2, 100 * S);
-        assert_eq!(p.open_traces(), 1);
+        p.push(Input::UpstreamWatermark { partition: 7, offset: 3, producer: 2, event_time: 100 * S });
+        assert_eq!(p.outputs().open_traces, 1);
         assert_eq!(p.analyzer.stats.late_spans, 0);
         // Producer 2 falls silent while producer 1 goes on: after the idle timeout
         // producer 1 alone counts.
         clock.advance(20 * S);
-        p.upstream_watermark(7, 4, 1, 300 * S);
-        assert_eq!(p.watermark(), 99 * S, "producer 2 still holds it");
+        p.push(Input::UpstreamWatermark { partition: 7, offset: 4, producer: 1, event_time: 300 * S });
+        assert_eq!(p.outputs().watermark, 99 * S, "producer 2 still holds it");
         clock.advance(11 * S);
-        p.tick();
-        assert_eq!(p.watermark(), 299 * S);
-        assert_eq!(p.open_traces(), 0);
+        p.push(Input::Tick);
+        assert_eq!(p.outputs().watermark, 299 * S);
+        assert_eq!(p.outputs().open_traces, 0);
     }
 
     #[test]
     fn an_input_partition_whose_records_are_all_re_keyed_holds_nothing_back() {
         let clock = ManualClock::new(0);
         let mut p = pipeline(&clock);
-        p.assign(0); // keyed input
-        p.assign(1); // its records all go to the repartition topic
-        p.push_decoded_at(0, 0, &mut vec![span(1, 50)]);
-        p.passed_on(1, 0);
-        p.push_decoded_at(0, 1, &mut vec![span(2, 60)]);
-        assert_eq!(p.open_traces(), 1, "trace 1 closed by partition 0's own event time");
+        p.push(Input::Assigned { partition: 0, gated: false }); // keyed input
+        p.push(Input::Assigned { partition: 1, gated: false }); // its records all go to the repartition topic
+        p.push(Input::Spans { partition: 0, offset: Some(0), spans: &mut vec![span(1, 50)] });
+        p.push(Input::PassedOn { partition: 1, offset: 0 });
+        p.push(Input::Spans { partition: 0, offset: Some(1), spans: &mut vec![span(2, 60)] });
+        assert_eq!(p.outputs().open_traces, 1, "trace 1 closed by partition 0's own event time");
         assert_eq!(p.committable(1), Some(1));
     }
 
@@ -520,20 +588,20 @@ mod tests {
     fn a_partition_read_again_after_a_rebalance_is_not_late() {
         let clock = ManualClock::new(0);
         let mut p = pipeline(&clock);
-        p.assign(0);
-        p.assign(1);
-        p.push_decoded_at(0, 0, &mut vec![span(1, 10)]);
-        p.push_decoded_at(1, 0, &mut vec![span(2, 10)]);
-        p.push_decoded_at(0, 1, &mut vec![span(3, 100)]);
+        p.push(Input::Assigned { partition: 0, gated: false });
+        p.push(Input::Assigned { partition: 1, gated: false });
+        p.push(Input::Spans { partition: 0, offset: Some(0), spans: &mut vec![span(1, 10)] });
+        p.push(Input::Spans { partition: 1, offset: Some(0), spans: &mut vec![span(2, 10)] });
+        p.push(Input::Spans { partition: 0, offset: Some(1), spans: &mut vec![span(3, 100)] });
         // Partition 1 is taken away with trace 2 open, and given back: it is read
         // again from its committed offset while partition 0 is 90 s ahead.
-        p.revoke(1);
-        p.assign(1);
-        p.push_decoded_at(1, 0, &mut vec![span(2, 10)]);
-        p.push_decoded_at(1, 1, &mut vec![span(4, 20)]);
+        p.push(Input::Revoked(1));
+        p.push(Input::Assigned { partition: 1, gated: false });
+        p.push(Input::Spans { partition: 1, offset: Some(0), spans: &mut vec![span(2, 10)] });
+        p.push(Input::Spans { partition: 1, offset: Some(1), spans: &mut vec![span(4, 20)] });
         assert_eq!(p.analyzer.stats.late_spans, 0);
         assert_eq!(
-            p.open_traces(),
+            p.outputs().open_traces,
             2,
             "trace 3 on partition 0, trace 4 on partition 1 (trace 2 closed whole)"
         );
@@ -545,26 +613,25 @@ mod tests {
         let mut p = pipeline(&clock);
         let second = |trace: u64, end_s: i64| Span { span_id: SpanId(100 + trace), ..span(trace, end_s) };
         let read = |p: &mut Pipeline| {
-            p.push_decoded_at(0, 0, &mut vec![span(1, 10)]);
-            p.push_decoded_at(0, 1, &mut vec![span(2, 10)]);
-            p.push_decoded_at(0, 2, &mut vec![second(2, 10)]);
-            p.push_decoded_at(0, 3, &mut vec![second(1, 13)]);
-            p.push_decoded_at(0, 4, &mut vec![span(3, 13)]);
+            p.push(Input::Spans { partition: 0, offset: Some(0), spans: &mut vec![span(1, 10)] });
+            p.push(Input::Spans { partition: 0, offset: Some(1), spans: &mut vec![span(2, 10)] });
+            p.push(Input::Spans { partition: 0, offset: Some(2), spans: &mut vec![second(2, 10)] });
+            p.push(Input::Spans { partition: 0, offset: Some(3), spans: &mut vec![second(1, 13)] });
+            p.push(Input::Spans { partition: 0, offset: Some(4), spans: &mut vec![span(3, 13)] });
         };
-        p.assign(0);
+        p.push(Input::Assigned { partition: 0, gated: false });
         read(&mut p);
         // Trace 2 closed (12 s ≤ 12.1 s); trace 1 is open and holds offset 0.
-        assert_eq!((p.analyzer.stats.traces, p.open_traces()), (1, 2));
+        assert_eq!((p.analyzer.stats.traces, p.outputs().open_traces), (1, 2));
         assert_eq!(p.committable(0), Some(0));
-        p.committed(0, 0);
+        p.push(Input::Committed { partition: 0, offset: 0 });
         // Taken away and given back: read again from offset 0. Trace 2's copies are
         // dropped; traces 1 and 3 are assembled whole.
-        p.revoke(0);
-        p.assign(0);
-        p.regained(0);
+        p.push(Input::Revoked(0));
+        p.push(Input::Assigned { partition: 0, gated: false });
         read(&mut p);
         assert_eq!(p.input.replayed_spans, 2);
-        p.finish();
+        p.push(Input::End);
         assert_eq!(p.analyzer.stats.traces, 3, "traces 2, then 1 and 3, each once");
         assert_eq!(p.analyzer.stats.spans, 2 + 2 + 1, "trace 2's spans counted once");
     }
@@ -576,18 +643,22 @@ mod tests {
         // records went from MIN straight to "bounds nothing".
         let clock = ManualClock::new(0);
         let mut p = pipeline(&clock);
-        p.assign_gated(7);
-        p.upstream_watermark(7, 0, 1, EventTime::MIN);
-        p.push_shuffled_at(7, 1, &mut vec![span(1, 10), span(2, 11)]);
-        p.upstream_watermark(7, 2, 1, EventTime::MAX);
-        assert_eq!(p.watermark(), 10 * S, "idle at once, from the spans it saw less the out-of-orderness");
-        assert_eq!(p.open_traces(), 2);
+        p.push(Input::Assigned { partition: 7, gated: true });
+        p.push(Input::UpstreamWatermark { partition: 7, offset: 0, producer: 1, event_time: EventTime::MIN });
+        p.push(Input::Shuffled { partition: 7, offset: 1, spans: &mut vec![span(1, 10), span(2, 11)] });
+        p.push(Input::UpstreamWatermark { partition: 7, offset: 2, producer: 1, event_time: EventTime::MAX });
+        assert_eq!(
+            p.outputs().watermark,
+            10 * S,
+            "idle at once, from the spans it saw less the out-of-orderness"
+        );
+        assert_eq!(p.outputs().open_traces, 2);
         clock.advance(2 * S);
-        p.tick();
-        assert_eq!(p.open_traces(), 1, "trace 1: 10 s + 2 s gap");
+        p.push(Input::Tick);
+        assert_eq!(p.outputs().open_traces, 1, "trace 1: 10 s + 2 s gap");
         clock.advance(S);
-        p.tick();
-        assert_eq!(p.open_traces(), 0, "trace 2: 11 s + 2 s gap");
+        p.push(Input::Tick);
+        assert_eq!(p.outputs().open_traces, 0, "trace 2: 11 s + 2 s gap");
         assert_eq!(p.analyzer.stats.late_spans, 0);
     }
 }
