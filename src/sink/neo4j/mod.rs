@@ -15,16 +15,20 @@
 //! it reads them again; records are deleted once the committed offset has passed
 //! them.
 
-use super::retry::{retry, Backoff, Classify, Fault, Retried};
+mod queries;
+
+pub use queries::operation_key;
+use queries::write_queries;
+
 use crate::analysis::Edges;
 use crate::config::{ConfigError, Neo4jSection};
 use crate::model::{Interner, TraceId};
 use crate::runtime::FinishedTrace;
+use crate::sink::retry::{retry, Backoff, Classify, Fault, Retried};
 use crate::telemetry::health::{Component, Health};
 use crate::telemetry::process::{ProcessMetrics, SinkMetrics};
-use neo4rs::{query, BoltType, Graph, Query};
+use neo4rs::{query, Graph};
 use prometheus_client::metrics::counter::Counter;
-use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -197,63 +201,6 @@ pub struct Neo4jSink {
     health: Health,
 }
 
-type Row = HashMap<String, BoltType>;
-
-fn row<const N: usize>(fields: [(&str, BoltType); N]) -> BoltType {
-    let m: Row = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    m.into()
-}
-
-/// A CALLS row: its key fields plus the call figures [`ADD_CALLS`] reads.
-fn calls_row<const N: usize>(key: [(&str, BoltType); N], s: &crate::analysis::edges::CallStats) -> BoltType {
-    let mut m: Row = key.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    for (k, v) in [
-        ("calls", int(s.calls)),
-        ("errors", int(s.errors)),
-        ("sum", int(s.duration_us_sum)),
-        ("min", int(s.duration_us_min)),
-        ("max", int(s.duration_us_max)),
-        ("first", millis(s.first_seen_us)),
-        ("last", millis(s.last_seen_us)),
-    ] {
-        m.insert(k.to_owned(), v);
-    }
-    m.into()
-}
-
-fn int(v: u64) -> BoltType {
-    BoltType::from(i64::try_from(v).unwrap_or(i64::MAX))
-}
-
-/// Epoch milliseconds of an event time in µs.
-fn millis(us: i64) -> BoltType {
-    BoltType::from(us / 1000)
-}
-
-const CONSTRAINTS: [&str; 6] = [
-    "CREATE CONSTRAINT poirot_service IF NOT EXISTS FOR (s:Service) REQUIRE s.name IS UNIQUE",
-    "CREATE CONSTRAINT poirot_write IF NOT EXISTS FOR (w:PoirotWrite) REQUIRE w.id IS UNIQUE",
-    "CREATE CONSTRAINT poirot_operation IF NOT EXISTS FOR (o:Operation) REQUIRE o.key IS UNIQUE",
-    "CREATE CONSTRAINT poirot_destination IF NOT EXISTS FOR (d:Destination) REQUIRE d.name IS UNIQUE",
-    "CREATE CONSTRAINT poirot_finished IF NOT EXISTS FOR (f:PoirotFinishedTrace) REQUIRE f.key IS UNIQUE",
-    "CREATE INDEX poirot_finished_partition IF NOT EXISTS FOR (f:PoirotFinishedTrace) ON (f.source, f.partition)",
-];
-
-/// Adds a delta to a CALLS relationship `c` from row `r`.
-const ADD_CALLS: &str = "ON CREATE SET c.calls = 0, c.errors = 0, c.duration_us_sum = 0, \
-     c.duration_us_min = r.min, c.duration_us_max = r.max, \
-     c.first_seen = datetime({epochMillis: r.first}), c.last_seen = datetime({epochMillis: r.last}) \
-     SET c.calls = c.calls + r.calls, c.errors = c.errors + r.errors, c.duration_us_sum = c.duration_us_sum + r.sum, \
-     c.duration_us_min = CASE WHEN r.min < c.duration_us_min THEN r.min ELSE c.duration_us_min END, \
-     c.duration_us_max = CASE WHEN r.max > c.duration_us_max THEN r.max ELSE c.duration_us_max END, \
-     c.first_seen = CASE WHEN datetime({epochMillis: r.first}) < c.first_seen THEN datetime({epochMillis: r.first}) ELSE c.first_seen END, \
-     c.last_seen = CASE WHEN datetime({epochMillis: r.last}) > c.last_seen THEN datetime({epochMillis: r.last}) ELSE c.last_seen END";
-
-/// The unique key of an operation node.
-pub fn operation_key(service: &str, operation: &str) -> String {
-    format!("{service}\u{1f}{operation}")
-}
-
 impl Neo4jSink {
     /// Connects and creates the constraints; counts into `metrics`. While Neo4j
     /// cannot be reached it tries again with backoff (logging a line per try)
@@ -310,7 +257,7 @@ impl Neo4jSink {
     }
 
     fn create_constraints(&self) -> Result<(), Neo4jError> {
-        for c in CONSTRAINTS {
+        for c in queries::CONSTRAINTS {
             self.rt.block_on(self.graph.run(query(c))).map_err(|e| {
                 match Neo4jError::from_bolt(&self.uri, e) {
                     Neo4jError::Failed(d) => Neo4jError::Failed(format!("{c}: {d}")),
@@ -369,148 +316,6 @@ impl Neo4jSink {
         })
     }
 
-    fn queries(
-        &self,
-        delta: &Edges,
-        names: &Interner,
-        finished: &[FinishedTrace],
-        gc: &[(u32, i64)],
-    ) -> Vec<Query> {
-        let n = |s| names.resolve(s).to_owned();
-        let services: Vec<BoltType> = delta
-            .services
-            .iter()
-            .map(|(k, s)| {
-                calls_row(
-                    [
-                        ("source", n(k.source).into()),
-                        ("target", n(k.target).into()),
-                        ("relation", k.relation.as_str().into()),
-                    ],
-                    s,
-                )
-            })
-            .collect();
-        let operations: Vec<BoltType> = delta
-            .operations
-            .iter()
-            .map(|(k, s)| {
-                let (ss, so, ts, to) =
-                    (n(k.source_service), n(k.source_operation), n(k.target_service), n(k.target_operation));
-                calls_row(
-                    [
-                        ("source_key", operation_key(&ss, &so).into()),
-                        ("target_key", operation_key(&ts, &to).into()),
-                        ("source", ss.into()),
-                        ("source_operation", so.into()),
-                        ("target", ts.into()),
-                        ("target_operation", to.into()),
-                        ("relation", k.relation.as_str().into()),
-                    ],
-                    s,
-                )
-            })
-            .collect();
-        let hops: Vec<BoltType> = delta
-            .hops
-            .iter()
-            .filter(|(k, _)| !names.resolve(k.destination).is_empty())
-            .map(|(k, s)| {
-                row([
-                    ("producer", n(k.producer).into()),
-                    ("destination", n(k.destination).into()),
-                    ("consumer", n(k.consumer).into()),
-                    ("messages", int(s.messages)),
-                    ("sum", int(s.hop_latency_us_sum)),
-                    ("min", int(s.hop_latency_us_min)),
-                    ("max", int(s.hop_latency_us_max)),
-                ])
-            })
-            .collect();
-        let finished_rows: Vec<BoltType> = finished
-            .iter()
-            .map(|f| {
-                let t = f.trace_id.to_string();
-                row([
-                    ("key", format!("{}/{}/{}", self.source, f.partition, t).into()),
-                    ("partition", BoltType::from(i64::from(f.partition))),
-                    ("trace_id", t.into()),
-                    ("last_offset", BoltType::from(f.last_offset)),
-                ])
-            })
-            .collect();
-        let gc_rows: Vec<BoltType> = gc
-            .iter()
-            .map(|(p, o)| row([("partition", BoltType::from(i64::from(*p))), ("offset", BoltType::from(*o))]))
-            .collect();
-        let mut qs = Vec::new();
-        if !services.is_empty() {
-            qs.push(
-                query(&format!(
-                    "UNWIND $rows AS r MERGE (s:Service {{name: r.source}}) MERGE (t:Service {{name: r.target}}) \
-                     MERGE (s)-[c:CALLS {{relation: r.relation}}]->(t) {ADD_CALLS}"
-                ))
-                .param("rows", services),
-            );
-        }
-        if !operations.is_empty() {
-            qs.push(
-                query(&format!(
-                    "UNWIND $rows AS r \
-                     MERGE (ss:Service {{name: r.source}}) MERGE (ts:Service {{name: r.target}}) \
-                     MERGE (so:Operation {{key: r.source_key}}) ON CREATE SET so.service = r.source, so.name = r.source_operation \
-                     MERGE (to:Operation {{key: r.target_key}}) ON CREATE SET to.service = r.target, to.name = r.target_operation \
-                     MERGE (so)-[:PART_OF]->(ss) MERGE (to)-[:PART_OF]->(ts) \
-                     MERGE (so)-[c:CALLS {{relation: r.relation}}]->(to) {ADD_CALLS}"
-                ))
-                .param("rows", operations),
-            );
-        }
-        if !hops.is_empty() {
-            qs.push(
-                query(
-                    "UNWIND $rows AS r \
-                     MERGE (p:Service {name: r.producer}) MERGE (c:Service {name: r.consumer}) \
-                     MERGE (d:Destination {name: r.destination}) \
-                     MERGE (p)-[pub:PUBLISHES]->(d) ON CREATE SET pub.messages = 0 \
-                     SET pub.messages = pub.messages + r.messages \
-                     MERGE (d)-[con:CONSUMED_BY]->(c) \
-                     ON CREATE SET con.messages = 0, con.hop_latency_us_sum = 0, con.hop_latency_us_min = r.min, con.hop_latency_us_max = r.max \
-                     SET con.messages = con.messages + r.messages, con.hop_latency_us_sum = con.hop_latency_us_sum + r.sum, \
-                     con.hop_latency_us_min = CASE WHEN r.min < con.hop_latency_us_min THEN r.min ELSE con.hop_latency_us_min END, \
-                     con.hop_latency_us_max = CASE WHEN r.max > con.hop_latency_us_max THEN r.max ELSE con.hop_latency_us_max END",
-                )
-                .param("rows", hops),
-            );
-        }
-        if !finished_rows.is_empty() {
-            qs.push(
-                query(
-                    "UNWIND $rows AS r MERGE (f:PoirotFinishedTrace {key: r.key}) \
-                     SET f.source = $source, f.partition = r.partition, f.trace_id = r.trace_id, f.last_offset = r.last_offset",
-                )
-                .param("rows", finished_rows)
-                .param("source", self.source.as_str()),
-            );
-        }
-        if !gc_rows.is_empty() {
-            qs.push(
-                query(
-                    "UNWIND $rows AS r MATCH (f:PoirotFinishedTrace {source: $source, partition: r.partition}) \
-                     WHERE f.last_offset < r.offset DELETE f",
-                )
-                .param("rows", gc_rows)
-                .param("source", self.source.as_str()),
-            );
-            qs.push(
-                query("MATCH (w:PoirotWrite {source: $source}) WHERE w.at < timestamp() - $keep DELETE w")
-                    .param("source", self.source.as_str())
-                    .param("keep", WRITE_MARKER_KEEP_MS),
-            );
-        }
-        qs
-    }
-
     /// Whether the transaction that carried write `id` committed: a commit whose
     /// answer was lost (Neo4j stopped in the middle) must not be applied twice.
     fn committed(&self, id: &str) -> Result<bool, neo4rs::Error> {
@@ -537,7 +342,7 @@ impl Neo4jSink {
         gc: &[(u32, i64)],
         stop: &AtomicBool,
     ) -> Result<bool, Neo4jError> {
-        if self.queries(delta, names, finished, gc).is_empty() {
+        if write_queries(&self.source, delta, names, finished, gc).is_empty() {
             return Ok(true);
         }
         let started = std::time::Instant::now();
@@ -550,7 +355,7 @@ impl Neo4jSink {
             Backoff::new(Duration::from_millis(100), RETRY_MAX),
             stop,
             || {
-                let mut qs = self.queries(delta, names, finished, gc);
+                let mut qs = write_queries(&self.source, delta, names, finished, gc);
                 qs.push(
                     query("CREATE (:PoirotWrite {id: $id, source: $source, at: timestamp()})")
                         .param("id", id.as_str())
