@@ -31,8 +31,6 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
-/// How often the pipeline thread publishes a snapshot.
-const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
 const STEP: Duration = Duration::from_millis(25);
 
 /// Runs the simulator and the pipeline until `stop` is set.
@@ -84,7 +82,7 @@ fn pipeline_thread(config: Config, seed: u64, shared: web::Shared, stop: Arc<Ato
             tracing::info!(kind = %a.kind, trace_id = %a.trace_id, "{}", a.summary);
             recent.push(a);
         }
-        if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+        if last_snapshot.elapsed() >= live::SNAPSHOT_EVERY {
             web::publish(&shared, live::take("demo", &pipeline.outputs(), &recent));
             last_snapshot = std::time::Instant::now();
         }

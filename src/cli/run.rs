@@ -55,7 +55,6 @@ pub struct RunArgs {
 const INPUT: usize = 0;
 /// Index of the repartition topic.
 const REPARTITIONED: usize = 1;
-const SNAPSHOT_EVERY: Duration = Duration::from_millis(500);
 const FILES_EVERY: Duration = Duration::from_secs(5);
 const GC_LAG: Duration = Duration::from_secs(10);
 
@@ -467,7 +466,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                 break;
             }
         }
-        if last_snapshot.elapsed() >= SNAPSHOT_EVERY {
+        if last_snapshot.elapsed() >= live::SNAPSHOT_EVERY {
             web::publish(&shared, live::take("run", &pipeline.outputs(), &recent));
             last_snapshot = Instant::now();
         }

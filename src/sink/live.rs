@@ -92,6 +92,9 @@ pub fn quantile_ms(stats: &RedStats, q: f64) -> f64 {
     BUCKETS_MS[BUCKETS_MS.len() - 1]
 }
 
+/// How often a running command publishes a snapshot for the page and `/metrics`.
+pub const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub fn take(mode: &str, p: &Outputs<'_>, recent: &RecentAnomalies) -> Snapshot {
     let mut grouped: BTreeMap<(String, String, String), RedStats> = BTreeMap::new();
     let mut errors: BTreeMap<(String, String, String), u64> = BTreeMap::new();
