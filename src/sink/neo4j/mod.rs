@@ -256,27 +256,13 @@ impl Neo4jSink {
         }
     }
 
-    /// Runs `q` once, in a transaction of its own, and returns its rows. Not
-    /// `Graph::run`/`execute`: those retry inside the driver for a minute and more,
-    /// deaf to shutdown, under the sink's own retry; here the sink alone decides.
-    fn rows_once(&self, q: neo4rs::Query) -> Result<Vec<neo4rs::Row>, neo4rs::Error> {
-        self.rt.block_on(async {
-            let mut txn = self.graph.start_txn().await?;
-            let mut stream = txn.execute(q).await?;
-            let mut rows = Vec::new();
-            while let Some(row) = stream.next(txn.handle()).await? {
-                rows.push(row);
-            }
-            txn.commit().await?;
-            Ok(rows)
-        })
-    }
-
     fn create_constraints(&self) -> Result<(), Neo4jError> {
         for c in queries::CONSTRAINTS {
-            self.rows_once(query(c)).map_err(|e| match Neo4jError::from_bolt(&self.uri, e) {
-                Neo4jError::Failed(d) => Neo4jError::Failed(format!("{c}: {d}")),
-                other => other,
+            self.rt.block_on(self.graph.run(query(c))).map_err(|e| {
+                match Neo4jError::from_bolt(&self.uri, e) {
+                    Neo4jError::Failed(d) => Neo4jError::Failed(format!("{c}: {d}")),
+                    refused => refused,
+                }
             })?;
         }
         Ok(())
@@ -309,30 +295,39 @@ impl Neo4jSink {
     }
 
     fn load_finished_traces(&self, partition: u32) -> Result<Vec<(TraceId, i64)>, Neo4jError> {
-        let q = query(
-            "MATCH (f:PoirotFinishedTrace {source: $source, partition: $partition}) \
-             RETURN f.trace_id AS trace_id, f.last_offset AS last_offset",
-        )
-        .param("source", self.source.as_str())
-        .param("partition", i64::from(partition));
-        let rows = self.rows_once(q).map_err(|e| Neo4jError::from_bolt(&self.uri, e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let t: String = r.get("trace_id").map_err(|e| Neo4jError::Failed(e.to_string()))?;
-            let o: i64 = r.get("last_offset").map_err(|e| Neo4jError::Failed(e.to_string()))?;
-            if let Some(t) = TraceId::from_hex(&t) {
-                out.push((t, o));
+        self.rt.block_on(async {
+            let q = query(
+                "MATCH (f:PoirotFinishedTrace {source: $source, partition: $partition}) \
+                 RETURN f.trace_id AS trace_id, f.last_offset AS last_offset",
+            )
+            .param("source", self.source.as_str())
+            .param("partition", i64::from(partition));
+            let bolt = |e| Neo4jError::from_bolt(&self.uri, e);
+            let mut rows = self.graph.execute(q).await.map_err(bolt)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().await.map_err(bolt)? {
+                let t: String = r.get("trace_id").map_err(|e| Neo4jError::Failed(e.to_string()))?;
+                let o: i64 = r.get("last_offset").map_err(|e| Neo4jError::Failed(e.to_string()))?;
+                if let Some(t) = TraceId::from_hex(&t) {
+                    out.push((t, o));
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Whether the transaction that carried write `id` committed: a commit whose
     /// answer was lost (Neo4j stopped in the middle) must not be applied twice.
     fn committed(&self, id: &str) -> Result<bool, neo4rs::Error> {
-        let q = query("MATCH (w:PoirotWrite {id: $id}) RETURN count(w) AS n").param("id", id);
-        let rows = self.rows_once(q)?;
-        Ok(rows.first().and_then(|r| r.get::<i64>("n").ok()).unwrap_or(0) > 0)
+        self.rt.block_on(async {
+            let q = query("MATCH (w:PoirotWrite {id: $id}) RETURN count(w) AS n").param("id", id);
+            let mut rows = self.graph.execute(q).await?;
+            let n = match rows.next().await? {
+                Some(row) => row.get::<i64>("n").unwrap_or(0),
+                None => 0,
+            };
+            Ok(n > 0)
+        })
     }
 
     /// Writes `delta` and records `finished` in one transaction, deleting records
