@@ -14,10 +14,10 @@ mod common;
 use common::http;
 use common::servers::{
     assert_same, chrono_now, create_topic, env, free_port, group_config, metric, neo4j_calls, neo4j_clear,
-    replay_calls, root, start_run_on, with_neo4j, Proc,
+    replay_calls, root, start_run_logged, with_neo4j, Proc,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -76,14 +76,35 @@ struct Group {
     members: Vec<(String, Proc)>,
 }
 
+/// Member `i`'s log (appended across its restarts), beside the group's config.
+fn member_log(config: &Path, i: usize) -> PathBuf {
+    config.with_file_name(format!("member-{i}.log"))
+}
+
 impl Group {
-    fn start_member(&self, listen: &str) -> Proc {
-        start_run_on(&self.topic, &self.group, listen, Some(&self.config))
+    fn start_member(&self, i: usize, listen: &str) -> Proc {
+        start_run_logged(&self.topic, &self.group, listen, Some(&self.config), &member_log(&self.config, i))
+    }
+
+    /// The members' log lines about `traces` and their partitions, to explain a
+    /// split or lost trace: assignments, revocations, and lines naming a trace.
+    fn explain(&self, traces: &[String]) -> String {
+        let mut out = Vec::new();
+        for i in 0..self.members.len() {
+            let text = std::fs::read_to_string(member_log(&self.config, i)).unwrap_or_default();
+            for line in text.lines() {
+                if line.contains("partitions ") || traces.iter().any(|t| line.contains(t.as_str())) {
+                    out.push(format!("member {i}: {line}"));
+                }
+            }
+        }
+        let skip = out.len().saturating_sub(80);
+        out[skip..].join("\n")
     }
 
     fn restart(&mut self, i: usize) {
         let listen = format!("127.0.0.1:{}", free_port());
-        let fresh = self.start_member(&listen);
+        let fresh = self.start_member(i, &listen);
         self.members[i] = (listen, fresh);
     }
 
@@ -232,9 +253,9 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
     let config = group_config(dir.path());
     let mut group =
         Group { topic: topic.clone(), group: format!("{topic}-group"), config, members: Vec::new() };
-    for _ in 0..3 {
+    for i in 0..3 {
         let listen = format!("127.0.0.1:{}", free_port());
-        let p = group.start_member(&listen);
+        let p = group.start_member(i, &listen);
         group.members.push((listen, p));
     }
     let mut batches =
@@ -329,10 +350,18 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
         if Instant::now() >= deadline {
             let missing: Vec<_> = want_ids.difference(&ids).take(10).collect();
             let invented: Vec<_> = ids.difference(&want_ids).take(10).collect();
+            // Document ids are kind:trace:span...: the traces to look up in the logs.
+            let traces: Vec<String> = missing
+                .iter()
+                .chain(&invented)
+                .filter_map(|id| id.split(':').nth(1).map(str::to_owned))
+                .take(4)
+                .collect();
             panic!(
-                "not as a clean run:\nNeo4j  {calls:?}\nwanted {want_calls:?}\n{} documents missing (e.g. {missing:?}), {} invented (e.g. {invented:?})",
+                "not as a clean run:\nNeo4j  {calls:?}\nwanted {want_calls:?}\n{} documents missing (e.g. {missing:?}), {} invented (e.g. {invented:?})\nthe members' logs about {traces:?}:\n{}",
                 want_ids.difference(&ids).count(),
-                ids.difference(&want_ids).count()
+                ids.difference(&want_ids).count(),
+                group.explain(&traces)
             );
         }
         std::thread::sleep(Duration::from_secs(1));

@@ -207,6 +207,21 @@ pub fn create_topic(topic: &str, partitions: i32) {
 /// the search index (index prefix = the topic), short windows (2 s gap, 1 s
 /// out-of-orderness, 10 s idleness), serving on `listen`; killed when dropped.
 pub fn start_run_on(topic: &str, group: &str, listen: &str, config: Option<&Path>) -> Proc {
+    let mut cmd = run_command(topic, group, listen, config);
+    cmd.env("POIROT_LOG", "warn");
+    Proc(cmd.spawn().expect("poirot run starts"))
+}
+
+/// [`start_run_on`], its log at `info` appended to `log` (assignments, revocations,
+/// every anomaly with its trace id): what a failed exactness check is explained by.
+pub fn start_run_logged(topic: &str, group: &str, listen: &str, config: Option<&Path>, log: &Path) -> Proc {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    let mut cmd = run_command(topic, group, listen, config);
+    cmd.env("POIROT_LOG", "info").stderr(file);
+    Proc(cmd.spawn().expect("poirot run starts"))
+}
+
+fn run_command(topic: &str, group: &str, listen: &str, config: Option<&Path>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_poirot"));
     neo4j_sink(&mut cmd);
     if let Some(c) = config {
@@ -219,9 +234,8 @@ pub fn start_run_on(topic: &str, group: &str, listen: &str, config: Option<&Path
         .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "10s")
         .env("POIROT_ELASTICSEARCH__URL", env("POIROT_TEST_OPENSEARCH"))
         .env("POIROT_ELASTICSEARCH__INDEX_PREFIX", topic)
-        .env("POIROT_LOG", "warn")
         .stdout(std::process::Stdio::null());
-    Proc(cmd.spawn().expect("poirot run starts"))
+    cmd
 }
 
 /// Runs a poirot command to its end (at most `limit`), returning its output and how long it took.
