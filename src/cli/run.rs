@@ -4,17 +4,16 @@
 //! the repartition topic, and (with `--out`) writes anomalies and dependencies
 //! to files.
 
-use crate::analysis::{Anomaly, DetectedAt};
+use crate::analysis::DetectedAt;
 use crate::config::Config;
 use crate::dataflow::{Clock, SystemClock};
-use crate::decode::DecodeError;
 use crate::runtime::{Input, Pipeline};
+use crate::sink::dead_letters::DeadLetters;
 use crate::sink::elasticsearch::EsSink;
 use crate::sink::live::{self, RecentAnomalies};
 use crate::sink::neo4j::Neo4jSink;
 use crate::sink::{files, web};
-use crate::source::kafka::{split_id, Connection, KafkaRecord, KafkaSource, KafkaSourceConfig, SourceEvent};
-use crate::source::kafka_log::QuietContext;
+use crate::source::kafka::{split_id, Connection, KafkaSource, KafkaSourceConfig, SourceEvent};
 use crate::source::repartition::{self, Mode, Rekeyer};
 use crate::telemetry::health::{Component, Health};
 use crate::telemetry::process::ProcessMetrics;
@@ -22,11 +21,7 @@ use crate::telemetry::{work, SelfTracing};
 use anyhow::Context as _;
 use clap::Args;
 use opentelemetry::KeyValue;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -57,99 +52,6 @@ const INPUT: usize = 0;
 const REPARTITIONED: usize = 1;
 const FILES_EVERY: Duration = Duration::from_secs(5);
 const GC_LAG: Duration = Duration::from_secs(10);
-
-/// Undecodable messages, copied to `<topic>-dlq` with headers naming why and where from.
-struct DeadLetters {
-    producer: BaseProducer<QuietContext>,
-    topic: String,
-    /// The topics read, by a record's topic index.
-    source_topics: Vec<String>,
-    sent: prometheus_client::metrics::counter::Counter,
-}
-
-impl DeadLetters {
-    fn new(
-        brokers: &str,
-        source_topics: &[String],
-        props: &std::collections::BTreeMap<String, String>,
-        metrics: &ProcessMetrics,
-    ) -> anyhow::Result<Self> {
-        let mut cc = ClientConfig::new();
-        cc.set("bootstrap.servers", brokers).set("client.id", "poirot-dlq");
-        for (k, v) in props {
-            cc.set(k, v);
-        }
-        Ok(DeadLetters {
-            producer: cc
-                .create_with_context(QuietContext::new("dead-letters"))
-                .context("cannot create the dead-letter producer")?,
-            topic: format!("{}-dlq", source_topics.first().map_or("poirot", |s| s.as_str())),
-            source_topics: source_topics.to_vec(),
-            sent: metrics.dead_letters.clone(),
-        })
-    }
-
-    fn send(&mut self, r: &KafkaRecord, e: &DecodeError) {
-        let partition = r.kafka_partition.to_string();
-        let offset = r.offset.to_string();
-        let source_topic = self.source_topics.get(r.topic).map_or("", |s| s.as_str());
-        let headers = OwnedHeaders::new()
-            .insert(Header { key: "poirot.reason", value: Some(e.reason.as_str()) })
-            .insert(Header { key: "poirot.detail", value: Some(e.detail.as_str()) })
-            .insert(Header { key: "poirot.source.topic", value: Some(source_topic) })
-            .insert(Header { key: "poirot.source.partition", value: Some(partition.as_str()) })
-            .insert(Header { key: "poirot.source.offset", value: Some(offset.as_str()) });
-        let mut rec: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(&self.topic).payload(&r.payload[..]).headers(headers);
-        if let Some(k) = &r.key {
-            rec = rec.key(&k[..]);
-        }
-        match self.producer.send(rec) {
-            Ok(()) => {
-                self.sent.inc();
-            }
-            Err((err, _)) => tracing::warn!("cannot queue a dead letter: {err}"),
-        }
-        self.producer.poll(Duration::ZERO);
-    }
-
-    fn flush(&self) {
-        let _ = self.producer.flush(Duration::from_secs(10));
-    }
-}
-
-/// Appends anomalies as they are found and rewrites the dependency files now and then.
-struct FileSink {
-    dir: PathBuf,
-    /// Unbuffered: each anomaly is one whole-line write, so readers never see half a line.
-    anomalies: std::fs::File,
-}
-
-impl FileSink {
-    fn open(dir: PathBuf) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let path = dir.join(files::ANOMALIES);
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(FileSink { dir, anomalies: f })
-    }
-
-    fn anomaly(&mut self, a: &Anomaly) -> anyhow::Result<()> {
-        let mut line = serde_json::to_vec(a)?;
-        line.push(b'\n');
-        self.anomalies.write_all(&line)?;
-        Ok(())
-    }
-
-    fn flush(&mut self, p: &Pipeline) -> anyhow::Result<()> {
-        self.anomalies.flush()?;
-        files::write_dependencies(&self.dir, &p.outputs())?;
-        Ok(())
-    }
-}
 
 pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     let k = &config.kafka;
@@ -209,11 +111,14 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     let source_config = KafkaSourceConfig { brokers, topics, group, properties: k.properties.clone() };
     let format = k.encoding.format();
     let mut dlq = if k.dead_letter {
-        Some(DeadLetters::new(&source_config.brokers, &source_config.topics, &k.properties, &process)?)
+        Some(
+            DeadLetters::new(&source_config.brokers, &source_config.topics, &k.properties, &process)
+                .context("cannot create the dead-letter producer")?,
+        )
     } else {
         None
     };
-    let mut file_sink = args.out.clone().map(FileSink::open).transpose()?;
+    let mut file_sink = args.out.clone().map(files::LiveFiles::open).transpose()?;
     let mut neo4j = match neo4j_config {
         Some(c) => Some(
             Neo4jSink::connect(&c, &source_config.group, &topic, &process, &health, &stop)
@@ -472,7 +377,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         }
         if last_files.elapsed() >= FILES_EVERY {
             if let Some(f) = file_sink.as_mut() {
-                if let Err(e) = f.flush(&pipeline) {
+                if let Err(e) = f.flush(&pipeline.outputs()) {
                     tracing::warn!("{e:#}");
                 }
             }
@@ -486,7 +391,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         d.flush();
     }
     if let Some(f) = file_sink.as_mut() {
-        f.flush(&pipeline)?;
+        f.flush(&pipeline.outputs())?;
     }
     done.notify_one();
     match server.join() {

@@ -9,7 +9,7 @@
 use crate::analysis::Anomaly;
 use crate::runtime::Outputs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const ANOMALIES: &str = "anomalies.ndjson";
 pub const DEPENDENCIES: &str = "dependencies.ndjson";
@@ -55,4 +55,38 @@ pub fn write_outputs(dir: &Path, p: &Outputs<'_>, anomalies: &mut [Anomaly]) -> 
     sort_anomalies(anomalies);
     write_ndjson(&dir.join(ANOMALIES), anomalies)?;
     write_dependencies(dir, p)
+}
+
+/// `poirot run --out DIR`: appends anomalies as they are found and rewrites the
+/// dependency files and `metrics.prom` now and then.
+pub struct LiveFiles {
+    dir: PathBuf,
+    /// Unbuffered: each anomaly is one whole-line write, so readers never see half a line.
+    anomalies: std::fs::File,
+}
+
+impl LiveFiles {
+    pub fn open(dir: PathBuf) -> Result<Self, WriteError> {
+        let err = |path: &Path, source| WriteError { path: path.display().to_string(), source };
+        std::fs::create_dir_all(&dir).map_err(|e| err(&dir, e))?;
+        let path = dir.join(ANOMALIES);
+        let f =
+            std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| err(&path, e))?;
+        Ok(LiveFiles { dir, anomalies: f })
+    }
+
+    pub fn anomaly(&mut self, a: &Anomaly) -> Result<(), WriteError> {
+        let mut line = serde_json::to_vec(a).map_err(|e| self.error(e.into()))?;
+        line.push(b'\n');
+        self.anomalies.write_all(&line).map_err(|e| self.error(e))
+    }
+
+    pub fn flush(&mut self, p: &Outputs<'_>) -> Result<(), WriteError> {
+        self.anomalies.flush().map_err(|e| self.error(e))?;
+        write_dependencies(&self.dir, p)
+    }
+
+    fn error(&self, source: std::io::Error) -> WriteError {
+        WriteError { path: self.dir.join(ANOMALIES).display().to_string(), source }
+    }
 }

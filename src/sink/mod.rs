@@ -1,6 +1,8 @@
 //! Where results go: files for replay, Prometheus text for scrapers, and the
 //! live snapshot the demo page shows.
 
+#[cfg(feature = "servers")]
+pub mod dead_letters;
 pub mod documents;
 #[cfg(feature = "servers")]
 pub mod elasticsearch;

@@ -8,17 +8,19 @@
 //! what sinks read (RED, the service graph, edges, counters) through the
 //! read-only [`Outputs`] view.
 
+mod io;
+
+pub use io::{FinishedTrace, Input, InputStats, Outputs, RecordOutcome};
+
 use crate::analysis::{
-    AnalysisConfig, AnalysisStats, Analyzer, Anomaly, AnomalyCounters, Assembled, AssemblyConfig, DetectedAt,
-    Edges, Red, ServiceGraph, TraceAssembler,
+    AnalysisConfig, Analyzer, Anomaly, Assembled, AssemblyConfig, DetectedAt, TraceAssembler,
 };
 use crate::dataflow::{
     Clock, Context, EventTime, OffsetTracker, Operator, UpstreamWatermarks, WatermarkConfig, WatermarkTracker,
 };
-use crate::decode::{self, DecodeError, Format, Reason};
+use crate::decode::{self, DecodeError, Format};
 use crate::model::{Interner, Span, Sym, TraceId};
 use rustc_hash::FxHashMap;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -27,88 +29,6 @@ pub struct PipelineConfig {
     pub watermark: WatermarkConfig,
     pub analysis: AnalysisConfig,
     pub detected_at: DetectedAt,
-}
-
-/// Counters of the input side.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct InputStats {
-    pub records: u64,
-    pub spans: u64,
-    /// Spans of traces a previous owner had already finished, dropped on re-read.
-    pub replayed_spans: u64,
-    /// Spans of poirot's own service (self-tracing), dropped.
-    pub own_spans: u64,
-    /// Records read from the repartition topic (not counted in `records` again).
-    pub shuffled_records: u64,
-    pub bad: BTreeMap<Reason, u64>,
-}
-
-impl InputStats {
-    pub fn bad_total(&self) -> u64 {
-        self.bad.values().sum()
-    }
-}
-
-/// What a source hands the pipeline: the one way in ([`Pipeline::push`]).
-#[derive(Debug)]
-pub enum Input<'a> {
-    /// A record of `partition` in `format` (`None`: detected), decoded here.
-    /// `offset`: where it was read, for a source with offsets (the pipeline then
-    /// knows which offsets open traces still need: [`Pipeline::committable`]).
-    Record { partition: u32, offset: Option<i64>, format: Option<Format>, bytes: &'a [u8] },
-    /// The spans [`Pipeline::decode`] gave for the record at `offset` of `partition`
-    /// (emptied): keyed by trace id here, their event time moves the partition's.
-    Spans { partition: u32, offset: Option<i64>, spans: &'a mut Vec<Span> },
-    /// One decoded span of `partition`, from a source without offsets.
-    Span { partition: u32, span: Span },
-    /// Spans of the record at `offset` of a repartition-topic partition (emptied):
-    /// that partition's event time moves with its producers' watermark records
-    /// ([`Input::UpstreamWatermark`]), not with its spans.
-    Shuffled { partition: u32, offset: i64, spans: &'a mut Vec<Span> },
-    /// A watermark record at `offset` of a repartition-topic partition: `producer`
-    /// has re-keyed everything up to `event_time` ([`EventTime::MAX`]: it bounds nothing).
-    UpstreamWatermark { partition: u32, offset: i64, producer: u64, event_time: EventTime },
-    /// The record at `offset` was handled without feeding spans here (they were
-    /// re-keyed into the repartition topic).
-    PassedOn { partition: u32, offset: i64 },
-    /// Input that could not be used at all (an unreadable file, a bad frame).
-    Rejected(DecodeError),
-    /// `partition` was assigned: it takes part in event time from now on, even
-    /// before its first record. `gated`: the source reports when it has read the
-    /// partition to its end ([`Input::AtEnd`]), and it cannot turn idle before.
-    /// Traces this pipeline finished from it before it was taken away, if it was,
-    /// are skipped when their records are read again.
-    Assigned { partition: u32, gated: bool },
-    /// The source has read `partition` to its end: its silence counts towards idleness.
-    AtEnd(u32),
-    /// The group coordinator acknowledged `offset` as `partition`'s committed
-    /// offset: finished traces below it need no remembering.
-    Committed { partition: u32, offset: i64 },
-    /// `partition` was taken away: its open traces are dropped unanalysed (the new
-    /// owner re-reads them from the committed offset) and its event time is forgotten.
-    Revoked(u32),
-    /// Processing time passed: idle partitions and silent producers move event time.
-    Tick,
-    /// End of a finite input: every open trace closes.
-    End,
-}
-
-/// What the pipeline has computed, for sinks to read.
-#[derive(Clone, Copy)]
-pub struct Outputs<'a> {
-    pub names: &'a Interner,
-    pub red: &'a Red,
-    pub graph: &'a ServiceGraph,
-    pub edges: &'a Edges,
-    pub counters: &'a AnomalyCounters,
-    pub stats: &'a AnalysisStats,
-    pub input: &'a InputStats,
-    /// The most recent decode errors, newest last.
-    pub recent_errors: &'a [DecodeError],
-    /// The least event-time watermark over the partitions with data.
-    pub watermark: EventTime,
-    pub open_traces: usize,
-    pub buffered_spans: usize,
 }
 
 pub struct Pipeline {
@@ -139,22 +59,6 @@ pub struct Pipeline {
     /// Event-time progress of shuffled partitions, from their producers' watermark records.
     upstream: UpstreamWatermarks,
     idle_timeout_us: i64,
-}
-
-/// A trace that closed, with where its spans ended in its partition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FinishedTrace {
-    pub trace_id: TraceId,
-    pub partition: u32,
-    pub last_offset: i64,
-}
-
-/// What became of one record.
-#[derive(Debug, Default)]
-pub struct RecordOutcome {
-    pub spans: usize,
-    /// The first error, when the record or one of its spans could not be decoded.
-    pub error: Option<DecodeError>,
 }
 
 const RECENT_ERRORS: usize = 20;
