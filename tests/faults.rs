@@ -93,12 +93,20 @@ impl Group {
         for i in 0..self.members.len() {
             let text = std::fs::read_to_string(member_log(&self.config, i)).unwrap_or_default();
             for line in text.lines() {
-                if line.contains("partitions ") || traces.iter().any(|t| line.contains(t.as_str())) {
+                if line.contains("partition") || traces.iter().any(|t| line.contains(t.as_str())) {
                     out.push(format!("member {i}: {line}"));
                 }
             }
         }
-        let skip = out.len().saturating_sub(80);
+        // The whole logs are kept for a closer look (target/tmp survives the test).
+        let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join(&self.topic);
+        if std::fs::create_dir_all(&kept).is_ok() {
+            for i in 0..self.members.len() {
+                let _ = std::fs::copy(member_log(&self.config, i), kept.join(format!("member-{i}.log")));
+            }
+            out.push(format!("the members' whole logs are in {}", kept.display()));
+        }
+        let skip = out.len().saturating_sub(150);
         out[skip..].join("\n")
     }
 

@@ -13,7 +13,7 @@ use crate::sink::elasticsearch::EsSink;
 use crate::sink::live::{self, RecentAnomalies};
 use crate::sink::neo4j::Neo4jSink;
 use crate::sink::{files, web};
-use crate::source::kafka::{split_id, Connection, KafkaSource, KafkaSourceConfig, SourceEvent};
+use crate::source::kafka::{split_id, Assignment, Connection, KafkaSource, KafkaSourceConfig, SourceEvent};
 use crate::source::repartition::{self, Mode, Rekeyer};
 use crate::telemetry::health::{Component, Health};
 use crate::telemetry::process::ProcessMetrics;
@@ -21,7 +21,7 @@ use crate::telemetry::{work, SelfTracing};
 use anyhow::Context as _;
 use clap::Args;
 use opentelemetry::KeyValue;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -154,7 +154,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     let mut gc_offsets: Vec<(u32, i64)> = Vec::new();
     let mut last_gc = Instant::now();
     let mut recent = RecentAnomalies::default();
-    let mut assigned: BTreeSet<u32> = BTreeSet::new();
+    let mut assigned: BTreeMap<u32, Assignment> = BTreeMap::new();
     let mut spans = Vec::new();
     let (mut last_snapshot, mut last_files) = (Instant::now(), Instant::now());
     let mut result = Ok(());
@@ -213,7 +213,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                     }
                 }
             }
-            Ok(SourceEvent::Assigned(ps)) => {
+            Ok(SourceEvent::Assigned { partitions: ps, assignment }) => {
                 tracing::info!("partitions assigned: {ps:?}");
                 for &p in &ps {
                     // With every input message re-keyed, input partitions carry no
@@ -233,10 +233,16 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                     if let Some(n) = &neo4j {
                         let finished =
                             n.finished_traces(p, &stop).with_context(|| format!("partition {p}"))?;
+                        if let Some(last) = finished.iter().map(|&(_, o)| o).max() {
+                            tracing::info!(
+                                "partition {p}: {} traces finished by an earlier owner (up to offset {last}) are dropped when read again",
+                                finished.len()
+                            );
+                        }
                         pipeline.skip_finished(p, finished);
                     }
                 }
-                assigned.extend(ps);
+                assigned.extend(ps.into_iter().map(|p| (p, assignment)));
             }
             Ok(SourceEvent::AtEnd(ps)) => {
                 for p in ps {
@@ -251,7 +257,8 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
                 // final offsets of these partitions (input ones only once their re-keyed
                 // spans are acknowledged), then drop their open traces.
                 let acked = rekeyed_acked(rekeyer.as_mut()).unwrap_or(false);
-                publish_committable(&source, &pipeline, partitions.iter().copied(), acked);
+                let revoked = partitions.iter().filter_map(|p| Some((*p, *assigned.get(p)?)));
+                publish_committable(&source, &pipeline, revoked, acked);
                 for p in partitions {
                     if let Some(rk) = rekeyer.as_mut() {
                         rk.forget(p);
@@ -352,7 +359,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
             gc_offsets = source
                 .committed
                 .lock()
-                .map(|m| m.iter().filter(|(p, _)| assigned.contains(p)).map(|(&p, &o)| (p, o)).collect())
+                .map(|m| m.iter().filter(|(p, _)| assigned.contains_key(p)).map(|(&p, &o)| (p, o)).collect())
                 .unwrap_or_default();
             for &(p, o) in &gc_offsets {
                 pipeline.push(Input::Committed { partition: p, offset: o });
@@ -365,7 +372,9 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         // What open traces no longer need may be committed (after the file sink wrote
         // it, and for re-keyed input after the repartition topic acknowledged it).
         match rekeyed_acked(rekeyer.as_mut()) {
-            Ok(acked) => publish_committable(&source, &pipeline, assigned.iter().copied(), acked),
+            Ok(acked) => {
+                publish_committable(&source, &pipeline, assigned.iter().map(|(&p, &a)| (p, a)), acked)
+            }
             Err(e) => {
                 result = Err(e);
                 break;
@@ -424,19 +433,18 @@ fn rekeyed_acked(rekeyer: Option<&mut Rekeyer>) -> anyhow::Result<bool> {
     Ok(acked)
 }
 
-/// Publishes the offsets `pipeline` no longer needs for `partitions`; input partitions
-/// only when their re-keyed spans are `acked`.
+/// Publishes the offsets `pipeline` no longer needs for `partitions` (each under
+/// the assignment that granted it); input partitions only when their re-keyed
+/// spans are `acked`.
 fn publish_committable(
     source: &KafkaSource,
     pipeline: &Pipeline,
-    partitions: impl Iterator<Item = u32>,
+    partitions: impl Iterator<Item = (u32, Assignment)>,
     acked: bool,
 ) {
-    if let Ok(mut m) = source.committable.lock() {
-        for p in partitions.filter(|&p| acked || split_id(p).0 != INPUT) {
-            if let Some(o) = pipeline.committable(p) {
-                m.insert(p, o);
-            }
+    for (p, a) in partitions.filter(|&(p, _)| acked || split_id(p).0 != INPUT) {
+        if let Some(o) = pipeline.committable(p) {
+            source.publish(p, a, o);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! the statistics (lag, leaders up, partitions read to their end), error
 //! classification with rate-limited logs, the rebalance hand-off and commits.
 
-use super::{partition_id, split_id, Committable, Connection, SourceEvent};
+use super::{partition_id, split_id, Assignment, Committable, Connection, Offsets, SourceEvent};
 use crate::source::kafka_log::{left_out_note, LogLimiter};
 use crate::telemetry::process::{EventLabels, ProcessMetrics};
 use rdkafka::config::RDKafkaLogLevel;
@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -25,7 +25,10 @@ pub(super) struct State {
     /// The latest statistics found every assigned partition's leader up (and no
     /// transport error came after them).
     pub(super) leaders_up: bool,
-    pub(super) assigned: BTreeSet<u32>,
+    /// The partitions assigned now, each with the grant it came with.
+    pub(super) assigned: BTreeMap<u32, Assignment>,
+    /// Grants handed out so far.
+    pub(super) grants: u64,
     /// Partitions read to their end, not reported yet.
     pub(super) at_end: BTreeSet<u32>,
     /// Time spent in rebalance callbacks since the poll thread last looked.
@@ -33,6 +36,9 @@ pub(super) struct State {
     /// The assignment changed: the pause state is applied to all of it again
     /// (librdkafka keeps a partition paused across a revoke and a new assignment).
     pub(super) assignment_changed: bool,
+    /// Partitions assigned whose first record has not been read yet: where
+    /// reading starts is logged, for anyone following a hand-off.
+    pub(super) fresh: BTreeSet<u32>,
 }
 
 pub(super) struct Context {
@@ -43,7 +49,7 @@ pub(super) struct Context {
     pub(super) outbox: Mutex<VecDeque<SourceEvent>>,
     pub(super) committable: Committable,
     /// Offsets the group's coordinator acknowledged as committed.
-    pub(super) committed: Committable,
+    pub(super) committed: Offsets,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) metrics: ProcessMetrics,
     pub(super) state: Mutex<State>,
@@ -69,6 +75,17 @@ pub(super) fn classify(error: &KafkaError) -> Option<bool> {
         | RDKafkaErrorCode::Resolve => Some(false),
         _ => None,
     }
+}
+
+/// The published offsets that may be committed: those published under the
+/// assignment `current` holds for their partition. An offset published under an
+/// earlier grant (by a pipeline that answered a revocation too late) is stale
+/// even when the partition is assigned again: the owners in between moved on.
+fn owned_offsets(
+    published: &BTreeMap<u32, (Assignment, i64)>,
+    current: &BTreeMap<u32, Assignment>,
+) -> Vec<(u32, i64)> {
+    published.iter().filter(|(p, (a, _))| current.get(p) == Some(a)).map(|(&p, &(_, o))| (p, o)).collect()
 }
 
 /// Whether every record of a partition up to its end (as of the latest fetch
@@ -111,7 +128,7 @@ impl ClientContext for Context {
             .collect();
         let mut leaders_up = !up.is_empty();
         let mut at_end = Vec::new();
-        for &id in &state.assigned {
+        for &id in state.assigned.keys() {
             let (t, p) = split_id(id);
             let part = self.topics.get(t).and_then(|name| statistics.topics.get(name)?.partitions.get(&p));
             let Some(part) = part else {
@@ -190,15 +207,27 @@ impl Context {
             .collect()
     }
 
-    pub(super) fn commit(&self, consumer: &BaseConsumer<Self>, only: Option<&[u32]>, mode: CommitMode) {
+    /// Commits the offsets published under the current assignment of each partition
+    /// or, during a revocation, under the assignment being given up (`revoking`).
+    pub(super) fn commit(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        revoking: Option<&BTreeMap<u32, Assignment>>,
+        mode: CommitMode,
+    ) {
         let offsets = match self.committable.lock() {
             Ok(m) => m.clone(),
             Err(_) => return,
         };
+        let current = match (revoking, self.state.lock()) {
+            (Some(r), _) => r.clone(),
+            (None, Ok(s)) => s.assigned.clone(),
+            (None, Err(_)) => return,
+        };
         let mut tpl = TopicPartitionList::new();
-        for (id, o) in offsets {
+        for (id, o) in owned_offsets(&offsets, &current) {
             let (t, p) = split_id(id);
-            if let (Some(topic), true) = (self.topics.get(t), only.is_none_or(|ps| ps.contains(&id))) {
+            if let Some(topic) = self.topics.get(t) {
                 let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
                 self.metrics.committable_offset.get_or_create(&ProcessMetrics::partition(topic, p)).set(o);
             }
@@ -212,13 +241,16 @@ impl Context {
         }
     }
 
-    /// Notes the offsets of `tpl` that the coordinator acknowledged.
+    /// Notes the offsets of `tpl` that the coordinator acknowledged, for the
+    /// partitions still assigned (an answer may come after a revocation).
     pub(super) fn record_committed(&self, tpl: &TopicPartitionList) {
+        let Ok(assigned) = self.state.lock().map(|s| s.assigned.clone()) else { return };
         let Ok(mut committed) = self.committed.lock() else { return };
         for e in tpl.elements() {
             let Some(t) = self.topics.iter().position(|t| t == e.topic()) else { continue };
-            if let (Ok(()), Offset::Offset(o)) = (e.error(), e.offset()) {
-                let entry = committed.entry(partition_id(t, e.partition())).or_insert(o);
+            let id = partition_id(t, e.partition());
+            if let (Ok(()), Offset::Offset(o), true) = (e.error(), e.offset(), assigned.contains_key(&id)) {
+                let entry = committed.entry(id).or_insert(o);
                 *entry = (*entry).max(o);
             }
         }
@@ -279,10 +311,14 @@ impl ConsumerContext for Context {
             let ps = self.partitions(tpl);
             self.metrics.rebalances.get_or_create(&EventLabels { event: "revoked" }).inc();
             self.metrics.assigned_partitions.dec_by(ps.len() as i64);
+            let mut revoking = BTreeMap::new();
             if let Ok(mut s) = self.state.lock() {
                 for p in &ps {
-                    s.assigned.remove(p);
+                    if let Some(a) = s.assigned.remove(p) {
+                        revoking.insert(*p, a);
+                    }
                     s.at_end.remove(p);
+                    s.fresh.remove(p);
                 }
             }
             // Hand off cleanly: the pipeline first gets every record read before
@@ -298,8 +334,13 @@ impl ConsumerContext for Context {
                     tracing::warn!("the pipeline did not hand back partitions {ps:?} in time");
                 }
             }
-            self.commit(consumer, Some(&ps), CommitMode::Sync);
+            self.commit(consumer, Some(&revoking), CommitMode::Sync);
             if let Ok(mut m) = self.committable.lock() {
+                for p in &ps {
+                    m.remove(p);
+                }
+            }
+            if let Ok(mut m) = self.committed.lock() {
                 for p in &ps {
                     m.remove(p);
                 }
@@ -321,13 +362,16 @@ impl ConsumerContext for Context {
                 let ps = self.partitions(tpl);
                 self.metrics.rebalances.get_or_create(&EventLabels { event: "assigned" }).inc();
                 self.metrics.assigned_partitions.inc_by(ps.len() as i64);
-                if let Ok(mut s) = self.state.lock() {
-                    s.assigned.extend(ps.iter().copied());
-                    s.assignment_changed = true;
-                    // The new leaders' state is known with the next statistics.
-                    s.leaders_up = false;
-                }
-                self.enqueue(SourceEvent::Assigned(ps));
+                let Ok(mut s) = self.state.lock() else { return };
+                s.grants += 1;
+                let assignment = Assignment(s.grants);
+                s.assigned.extend(ps.iter().map(|&p| (p, assignment)));
+                s.fresh.extend(ps.iter().copied());
+                s.assignment_changed = true;
+                // The new leaders' state is known with the next statistics.
+                s.leaders_up = false;
+                drop(s);
+                self.enqueue(SourceEvent::Assigned { partitions: ps, assignment });
             }
             Rebalance::Error(e) => tracing::warn!("kafka rebalance error: {e}"),
             Rebalance::Revoke(_) => {}
@@ -340,5 +384,22 @@ impl ConsumerContext for Context {
         }
         // Per partition: some may have been committed even when others failed.
         self.record_committed(offsets);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_offsets_published_under_the_current_grant_are_committed() {
+        let (first, second) = (Assignment(1), Assignment(2));
+        // Partition 0 was granted, revoked and granted again; the pipeline's late answer to
+        // the revocation published under the first grant. Partition 1 is no longer assigned.
+        let published = BTreeMap::from([(0, (first, 900)), (1, (first, 40)), (2, (second, 7))]);
+        let current = BTreeMap::from([(0, second), (2, second)]);
+        assert_eq!(owned_offsets(&published, &current), vec![(2, 7)]);
+        let current = BTreeMap::from([(0, first), (1, first)]);
+        assert_eq!(owned_offsets(&published, &current), vec![(0, 900), (1, 40)]);
     }
 }

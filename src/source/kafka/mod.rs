@@ -95,10 +95,20 @@ pub struct KafkaRecord {
     pub watermark: Option<(u64, i64)>,
 }
 
+/// One grant of partitions to this member: offsets published under an
+/// assignment that has since been revoked are never committed, even when the
+/// same partition was granted again meanwhile (a pipeline that answered a
+/// rebalance too late must not overwrite what the next owner committed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Assignment(u64);
+
 #[derive(Debug)]
 pub enum SourceEvent {
     Batch(Vec<KafkaRecord>),
-    Assigned(Vec<u32>),
+    Assigned {
+        partitions: Vec<u32>,
+        assignment: Assignment,
+    },
     /// These partitions were read to their end (after the records before this
     /// event): their silence from now on is idleness.
     AtEnd(Vec<u32>),
@@ -112,8 +122,11 @@ pub enum SourceEvent {
     },
 }
 
-/// Offsets the pipeline allows to commit, per partition.
-pub type Committable = Arc<Mutex<BTreeMap<u32, i64>>>;
+/// Offsets the pipeline allows to commit, per partition, with the assignment
+/// they were published under.
+type Committable = Arc<Mutex<BTreeMap<u32, (Assignment, i64)>>>;
+/// Offsets per partition.
+pub type Offsets = Arc<Mutex<BTreeMap<u32, i64>>>;
 
 /// A pipeline stalled this long ([`context::STALL_GRACE`] stops reading time)
 /// has its assignment paused while polling goes on (well
@@ -124,10 +137,10 @@ pub const PAUSE_AFTER: Duration = Duration::from_secs(20);
 /// A running source: events come out of `events`; set `stop` to end it.
 pub struct KafkaSource {
     pub events: Receiver<SourceEvent>,
-    pub committable: Committable,
-    /// Offsets actually committed (acknowledged by the group coordinator): what a
-    /// new owner would start reading from.
-    pub committed: Committable,
+    committable: Committable,
+    /// Offsets actually committed (acknowledged by the group coordinator) for the
+    /// partitions assigned now: what a new owner would start reading from.
+    pub committed: Offsets,
     /// Processing time that passes only while the source is really reading.
     pub clock: ReadingClock,
     context: Arc<Context>,
@@ -147,7 +160,7 @@ impl KafkaSource {
     ) -> Result<KafkaSource, KafkaSourceError> {
         let (tx, rx) = sync_channel(IN_FLIGHT);
         let committable: Committable = Arc::default();
-        let committed: Committable = Arc::default();
+        let committed: Offsets = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let context = Context {
             topics: config.topics.clone(),
@@ -187,6 +200,15 @@ impl KafkaSource {
                 .map_err(KafkaSourceError::Thread)?
         };
         Ok(KafkaSource { events: rx, committable, committed, clock, context, stop, thread: Some(thread) })
+    }
+
+    /// Allows `offset` of `partition` to be committed: everything before it is
+    /// written where it belongs. Ignored unless `assignment` is the partition's
+    /// current one (checked when committing).
+    pub fn publish(&self, partition: u32, assignment: Assignment, offset: i64) {
+        if let Ok(mut m) = self.committable.lock() {
+            m.insert(partition, (assignment, offset));
+        }
     }
 
     /// How the connection to the brokers stands now.
@@ -307,6 +329,14 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
                     // Those partitions delivered again: their end is no longer reported.
                     for r in &batch {
                         s.at_end.remove(&r.partition);
+                        if s.fresh.remove(&r.partition) {
+                            tracing::info!(
+                                "partition {} of {}: reading from offset {}",
+                                r.kafka_partition,
+                                context.topics.get(r.topic).map_or("?", String::as_str),
+                                r.offset
+                            );
+                        }
                     }
                     // Records arriving prove the brokers reachable, whatever the last
                     // statistics or error said.
