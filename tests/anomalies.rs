@@ -24,6 +24,25 @@ fn complete_messaging_trace_has_no_anomaly() {
 }
 
 #[test]
+fn a_span_delivered_twice_counts_once_and_does_not_make_its_trace_oversized() {
+    // Kafka and collectors deliver at least once: the same span may arrive twice.
+    let (p, anomalies) = analyse(|t| {
+        t.span(1, "A", Server, &[]);
+        t.span(2, "A", Producer, &[(1, ChildOf)]).destination = t.names.intern("Q");
+        t.span(3, "B", Consumer, &[(2, FollowsFrom)]);
+        let copy = t.spans[1].clone();
+        t.spans.push(copy);
+    });
+    assert!(anomalies.is_empty(), "{anomalies:#?}");
+    let o = p.outputs();
+    assert_eq!((o.stats.traces, o.stats.spans, o.stats.duplicate_spans), (1, 3, 1));
+    let names = o.names;
+    let edges: Vec<(String, String, u64)> =
+        o.edges.service_rows(names).into_iter().map(|r| (r.source, r.target, r.stats.calls)).collect();
+    assert_eq!(edges, [("A".to_owned(), "B".to_owned(), 1)], "the producer → consumer edge, once");
+}
+
+#[test]
 fn unconsumed_producer_is_message_loss() {
     let (_, anomalies) = analyse(|t| {
         t.span(1, "A", Server, &[]);

@@ -7,7 +7,9 @@
 mod common;
 
 use common::http;
-use common::servers::{assert_same, diagnostics, env, free_port, metric, now_us, run_to_end, Proc};
+use common::servers::{
+    anomaly_keys, assert_same, diagnostics, env, free_port, metric, now_us, run_to_end, Proc,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -55,23 +57,6 @@ fn with_props(cmd: &mut Command, props: &BTreeMap<&str, String>, via: Via, dir: 
     }
 }
 
-/// The anomalies of an ndjson file (whole lines only), as sorted comparable keys.
-fn anomalies(path: &Path) -> Vec<(String, String, String, String)> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    let mut v: Vec<_> = whole
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
-            let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-            let span = if s("kind") == "message_loss" { s("span_id") } else { String::new() };
-            (s("kind"), s("trace_id"), span, s("destination"))
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 /// `poirot simulate` of `traces` traces (10 % lost messages, 10 % loops) into `topic`
 /// through `brokers` with `props`; the anomalies they must produce go to `expected`.
 fn simulate(brokers: &str, topic: &str, traces: usize, props: &BTreeMap<&str, String>, via: Via, dir: &Path) {
@@ -98,7 +83,7 @@ fn round_trip(mechanism: &str, traces: usize, via: Via) {
     let brokers = env("POIROT_TEST_KAFKA_SASL_SSL");
     let props = scram(mechanism, &env("POIROT_TEST_KAFKA_SCRAM_PASSWORD"));
     simulate(&brokers, &topic, traces, &props, via, dir.path());
-    let expected = anomalies(&dir.path().join("expected.ndjson"));
+    let expected = anomaly_keys(&dir.path().join("expected.ndjson"));
     assert!(expected.len() > traces / 20, "{} anomalies simulated", expected.len());
 
     let listen = format!("127.0.0.1:{}", free_port());
@@ -129,10 +114,10 @@ fn round_trip(mechanism: &str, traces: usize, via: Via) {
         std::thread::sleep(Duration::from_millis(300));
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while anomalies(&out.join("anomalies.ndjson")).len() < expected.len() && Instant::now() < deadline {
+    while anomaly_keys(&out.join("anomalies.ndjson")).len() < expected.len() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    let found = anomalies(&out.join("anomalies.ndjson"));
+    let found = anomaly_keys(&out.join("anomalies.ndjson"));
     if found != expected {
         eprintln!("{}", diagnostics(&listen, &dir.path().join("run.log")));
     }

@@ -7,8 +7,9 @@ mod common;
 
 use common::http;
 use common::servers::{
-    assert_same, chrono_now, clean_calls, create_topic, env, free_port, group_config, metric, neo4j_calls,
-    neo4j_clear, neo4j_sink, now_us, produce_junk, root, simulate_into, start_run_on, urlencode, Proc,
+    anomaly_keys, assert_same, chrono_now, clean_calls, create_topic, env, free_port, group_config, metric,
+    neo4j_calls, neo4j_clear, neo4j_sink, now_us, produce_junk, root, simulate_into, start_run_on, urlencode,
+    Proc,
 };
 use poirot::decode::{self, Format};
 use poirot::model::Interner;
@@ -317,27 +318,13 @@ fn run_end_to_end(search: &str, tag: &str, format: &str) {
     wait_for_metric(&listen, "poirot_dead_letters_total", 1.0, Duration::from_secs(30));
 
     // Exactly the simulated anomalies, once each.
-    let key = |v: &serde_json::Value| {
-        let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-        let span = if s("kind") == "message_loss" { s("span_id") } else { String::new() };
-        (s("kind"), s("trace_id"), span, s("destination"))
-    };
-    let read = |p: &std::path::Path| -> Vec<(String, String, String, String)> {
-        let text = std::fs::read_to_string(p).unwrap_or_default();
-        // Only whole lines: the file may be in the middle of being appended to.
-        let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        let mut v: Vec<_> =
-            whole.lines().map(|l| key(&serde_json::from_str(l).expect("json line"))).collect();
-        v.sort();
-        v
-    };
-    let want = read(&expected);
+    let want = anomaly_keys(&expected);
     assert!(want.len() > 10);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while read(&out.join("anomalies.ndjson")).len() < want.len() && Instant::now() < deadline {
+    while anomaly_keys(&out.join("anomalies.ndjson")).len() < want.len() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert_same(&read(&out.join("anomalies.ndjson")), &want, "anomalies");
+    assert_same(&anomaly_keys(&out.join("anomalies.ndjson")), &want, "anomalies");
 
     // Unkeyed input went through `<group>-repartition`, made with the input's partition count;
     // keyed input did not.

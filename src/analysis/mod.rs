@@ -6,6 +6,7 @@ pub mod assembly;
 pub mod dag;
 pub mod detect;
 pub mod edges;
+pub mod outputs;
 pub mod red;
 pub mod service_graph;
 
@@ -13,6 +14,7 @@ pub use anomaly::{Anomaly, AnomalyKind, DocLimits};
 pub use assembly::{Assembled, AssemblyConfig, ClosedTrace, TraceAssembler};
 pub use dag::TraceDag;
 pub use edges::Edges;
+pub use outputs::{FinishedTrace, InputStats, Outputs};
 pub use red::Red;
 pub use service_graph::ServiceGraph;
 
@@ -175,6 +177,10 @@ impl Analyzer {
         if trace.cause == assembly::CloseCause::Evicted {
             self.stats.evicted_traces += 1;
         }
+        // Whether assembly dropped spans past its limit, judged before copies are
+        // removed: a span delivered twice (Kafka and collectors deliver at least
+        // once) counts once and never makes a trace look oversized.
+        let oversized = trace.oversized();
         // A canonical order makes every result independent of arrival order.
         trace.spans.sort_unstable_by_key(|s| (s.start_us, s.span_id, s.service));
         self.stats.duplicate_spans += dag::dedupe(&mut trace.spans) as u64;
@@ -190,7 +196,7 @@ impl Analyzer {
         let t =
             TraceCtx { spans: &trace.spans, names: ctx.names, detected_at_us, limits: self.config.documents };
         let before = ctx.out.len();
-        if trace.oversized() {
+        if oversized {
             // Incomplete by construction: references into the dropped part would
             // all look broken, so only the size is reported.
             detect::oversized(&t, trace.total_spans, self.config.max_spans_per_trace, ctx.out);

@@ -5,12 +5,12 @@
 use crate::analysis::DetectedAt;
 use crate::config::Config;
 use crate::dataflow::{Clock, SystemClock};
-use crate::decode::{jaeger_proto, Format};
-use crate::model::{Interner, Span};
-use crate::runtime::{Input, Pipeline};
-use crate::sink::live::{self, RecentAnomalies};
-use crate::sink::web;
-use crate::source::simulator::{SimConfig, Simulator, EXTRA_TAGS};
+use crate::runtime::{Driver, InProcess, Pipeline};
+use crate::sink::live::LivePage;
+use crate::sink::log::LogAnomalies;
+use crate::sink::{web, Sink};
+use crate::source::demo::LiveSimulator;
+use crate::source::simulator::SimConfig;
 use crate::telemetry::health::Health;
 use anyhow::Context as _;
 use clap::Args;
@@ -31,62 +31,23 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
-const STEP: Duration = Duration::from_millis(25);
-
 /// Runs the simulator and the pipeline until `stop` is set.
 fn pipeline_thread(config: Config, seed: u64, shared: web::Shared, stop: Arc<AtomicBool>) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let pconf = super::pipeline_config(&config, DetectedAt::Clock(clock.clone()));
-    let mut pipeline = Pipeline::new(pconf, clock.clone());
+    let pipeline = Pipeline::new(pconf, clock.clone());
     let demo = &config.demo;
-    let mut sim = Simulator::new(
-        SimConfig {
-            s3: demo.s3_behaviour,
-            message_loss_rate: demo.message_loss_rate,
-            ping_pong_rate: demo.ping_pong_rate,
-        },
-        seed,
-    );
-    // The simulated services have their own names, as real producers would.
-    let mut sim_names = Interner::new();
-    let interval_us = (1e6 / demo.publisher_rate) as i64;
-    let mut next_start = clock.now_us();
-    // Spans not yet "finished", newest end time first so the due ones pop off the back.
-    let mut pending: Vec<Span> = Vec::new();
-    let mut recent = RecentAnomalies::default();
-    let mut last_snapshot = std::time::Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        let now = clock.now_us();
-        let mut started = false;
-        while next_start <= now {
-            pending.extend(sim.workflow(next_start, &mut sim_names).spans);
-            next_start += interval_us;
-            started = true;
-        }
-        if started {
-            pending.sort_by_key(|s| std::cmp::Reverse(s.event_time_us()));
-        }
-        while pending.last().is_some_and(|s| s.event_time_us() <= now) {
-            if let Some(s) = pending.pop() {
-                let record = jaeger_proto::encode(&s, &sim_names, &EXTRA_TAGS);
-                pipeline.push(Input::Record {
-                    partition: 0,
-                    offset: None,
-                    format: Some(Format::JaegerProto),
-                    bytes: &record,
-                });
-            }
-        }
-        pipeline.push(Input::Tick);
-        for a in pipeline.drain_anomalies() {
-            tracing::info!(kind = %a.kind, trace_id = %a.trace_id, "{}", a.summary);
-            recent.push(a);
-        }
-        if last_snapshot.elapsed() >= live::SNAPSHOT_EVERY {
-            web::publish(&shared, live::take("demo", &pipeline.outputs(), &recent));
-            last_snapshot = std::time::Instant::now();
-        }
-        std::thread::sleep(STEP);
+    let sim = SimConfig {
+        s3: demo.s3_behaviour,
+        message_loss_rate: demo.message_loss_rate,
+        ping_pong_rate: demo.ping_pong_rate,
+    };
+    let mut source = LiveSimulator::new(sim, seed, demo.publisher_rate, clock);
+    let page = LivePage::new("demo", move |snapshot| web::publish(&shared, snapshot));
+    let sinks: Vec<Box<dyn Sink>> = vec![Box::new(LogAnomalies), Box::new(page)];
+    let mut driver = Driver::new(pipeline, Box::new(InProcess), sinks);
+    if let Err(e) = driver.run(&mut source, &stop) {
+        tracing::error!("the demo pipeline stopped: {e}");
     }
 }
 

@@ -4,14 +4,16 @@
 use crate::analysis::DetectedAt;
 use crate::config::Config;
 use crate::dataflow::SystemClock;
-use crate::decode::{DecodeError, Format, Reason};
-use crate::runtime::{Input, Outputs, Pipeline};
-use crate::sink::files;
-use crate::source::file::{detect_input, framing_for, RecordReader};
+use crate::decode::Format;
+use crate::runtime::{Driver, InProcess, Outputs, Pipeline};
+use crate::sink::files::{self, ReplayFiles};
+use crate::sink::Sink;
+use crate::source::file::FileSource;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use std::io::{BufRead, BufReader, IsTerminal, Read};
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -74,79 +76,39 @@ fn open(input: &str) -> anyhow::Result<(Box<dyn Read>, Option<u64>)> {
     Ok((Box::new(f), Some(meta.len())))
 }
 
-/// Reads up to `n` bytes without losing them: returns them and a reader that yields them again.
-fn peek(mut r: Box<dyn Read>, n: usize) -> std::io::Result<(Vec<u8>, impl BufRead)> {
-    let mut head = Vec::with_capacity(n);
-    r.by_ref().take(n as u64).read_to_end(&mut head)?;
-    let again = std::io::Cursor::new(head.clone()).chain(r);
-    Ok((head, BufReader::with_capacity(1 << 16, again)))
-}
-
 pub fn run(args: ReplayArgs, config: &Config) -> anyhow::Result<()> {
     let started = Instant::now();
     // Open everything first: a missing file fails before any work is done.
     let mut inputs = Vec::new();
+    let mut total_bytes = 0;
     for name in &args.inputs {
-        inputs.push((name.clone(), open(name)?));
+        let (reader, size) = open(name)?;
+        total_bytes += size.unwrap_or(0);
+        inputs.push((name.clone(), reader));
     }
-    let total_bytes: u64 = inputs.iter().filter_map(|(_, (_, n))| *n).sum();
     let progress = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(total_bytes);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} {bytes}/{total_bytes} {wide_bar} {msg} ({eta})",
-        ) {
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {wide_bar} ({eta})")
+        {
             bar.set_style(style);
         }
         bar
     } else {
         indicatif::ProgressBar::hidden()
     };
+    let bar = progress.clone();
+    let mut source = FileSource::new(inputs, args.format.format(), move |bytes| bar.inc(bytes));
 
     let mut pconf = super::pipeline_config(config, DetectedAt::TraceClose);
     // One finite stream: no partition is ever idle.
     pconf.watermark.idle_timeout_us = i64::MAX;
-    let mut pipeline = Pipeline::new(pconf, Arc::new(SystemClock));
-    let mut anomalies = Vec::new();
-    for (name, (reader, _)) in inputs {
-        let (head, reader) = peek(reader, 64 << 10).with_context(|| format!("cannot read input {name}"))?;
-        let format = match args.format.format().or_else(|| detect_input(&head)) {
-            Some(f) => f,
-            None => {
-                pipeline.push(Input::Rejected(DecodeError::new(
-                    Reason::UnrecognizedFormat,
-                    format!("{name}: the first bytes match none of the formats; pass --format"),
-                )));
-                continue;
-            }
-        };
-        for record in RecordReader::new(reader, framing_for(format)) {
-            match record {
-                Ok(bytes) => {
-                    progress.inc(bytes.len() as u64);
-                    pipeline.push(Input::Record {
-                        partition: 0,
-                        offset: None,
-                        format: Some(format),
-                        bytes: &bytes,
-                    });
-                }
-                Err(e) => {
-                    pipeline
-                        .push(Input::Rejected(DecodeError::new(e.reason, format!("{name}: {}", e.detail))));
-                }
-            }
-            anomalies.extend(pipeline.drain_anomalies());
-            let input = pipeline.outputs().input;
-            if input.records % 4096 == 0 {
-                progress.set_message(format!("{} spans", input.spans));
-            }
-        }
-    }
-    pipeline.push(Input::End);
-    anomalies.extend(pipeline.drain_anomalies());
+    let pipeline = Pipeline::new(pconf, Arc::new(SystemClock));
+    let sinks: Vec<Box<dyn Sink>> = vec![Box::new(ReplayFiles::new(args.out.clone()))];
+    let mut driver = Driver::new(pipeline, Box::new(InProcess), sinks);
+    driver.run(&mut source, &AtomicBool::new(false))?;
     progress.finish_and_clear();
-    files::write_outputs(&args.out, &pipeline.outputs(), &mut anomalies)?;
-    print_summary(&pipeline.outputs(), &args, started.elapsed().as_secs_f64());
+    print_summary(&driver.outputs(), &args, started.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -7,25 +7,25 @@
 use crate::analysis::DetectedAt;
 use crate::config::Config;
 use crate::dataflow::{Clock, SystemClock};
-use crate::runtime::{Input, Pipeline};
+use crate::decode::Format;
+use crate::runtime::exchange::ThroughTopic;
+use crate::runtime::{Driver, Exchange, InProcess, Pipeline};
 use crate::sink::dead_letters::DeadLetters;
 use crate::sink::elasticsearch::EsSink;
-use crate::sink::live::{self, RecentAnomalies};
+use crate::sink::live::LivePage;
+use crate::sink::log::LogAnomalies;
 use crate::sink::neo4j::Neo4jSink;
-use crate::sink::{files, web};
-use crate::source::kafka::{split_id, Assignment, Connection, KafkaSource, KafkaSourceConfig, SourceEvent};
+use crate::sink::{files, web, Sink};
+use crate::source::kafka::{KafkaSource, KafkaSourceConfig};
 use crate::source::repartition::{self, Mode, Rekeyer};
 use crate::telemetry::health::{Component, Health};
 use crate::telemetry::process::ProcessMetrics;
-use crate::telemetry::{work, SelfTracing};
+use crate::telemetry::SelfTracing;
 use anyhow::Context as _;
 use clap::Args;
-use opentelemetry::KeyValue;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -45,13 +45,6 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }
-
-/// Index of the span topic among the topics read.
-const INPUT: usize = 0;
-/// Index of the repartition topic.
-const REPARTITIONED: usize = 1;
-const FILES_EVERY: Duration = Duration::from_secs(5);
-const GC_LAG: Duration = Duration::from_secs(10);
 
 pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     let k = &config.kafka;
@@ -99,6 +92,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     // them; unreachable brokers are waited for (backoff up to 30 s, one log line per try).
     crate::source::kafka_check::startup_check(&brokers, &k.properties)?;
     let mut topics = vec![topic.clone()];
+    let mut formats = vec![k.encoding.format()];
     let mut rekeyer = None;
     if mode != Mode::Never {
         let internal = repartition::topic_name(&group);
@@ -107,10 +101,12 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         let idle_us = config.assembly.idle_timeout.as_micros() as i64;
         rekeyer = Some(Rekeyer::new(&brokers, &k.properties, &internal, partitions, idle_us)?);
         topics.push(internal);
+        // Re-keyed spans are always Jaeger protobuf, whatever the input's encoding.
+        formats.push(Some(Format::JaegerProto));
     }
-    let source_config = KafkaSourceConfig { brokers, topics, group, properties: k.properties.clone() };
-    let format = k.encoding.format();
-    let mut dlq = if k.dead_letter {
+    let source_config =
+        KafkaSourceConfig { brokers, topics, group, properties: k.properties.clone(), formats };
+    let dlq = if k.dead_letter {
         Some(
             DeadLetters::new(&source_config.brokers, &source_config.topics, &k.properties, &process)
                 .context("cannot create the dead-letter producer")?,
@@ -118,290 +114,53 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let mut file_sink = args.out.clone().map(files::LiveFiles::open).transpose()?;
-    let mut neo4j = match neo4j_config {
+    let file_sink = args.out.clone().map(files::LiveFiles::open).transpose()?;
+    let neo4j = match neo4j_config {
         Some(c) => Some(
             Neo4jSink::connect(&c, &source_config.group, &topic, &process, &health, &stop)
                 .with_context(|| format!("cannot set up Neo4j at {}", c.uri))?,
         ),
         None => None,
     };
-    let mut es = match es_config {
+    let es = match es_config {
         Some(c) => Some(
             EsSink::connect(&c, &process, &health, &stop)
                 .with_context(|| format!("cannot set up Elasticsearch at {}", c.url))?,
         ),
         None => None,
     };
-    let mut source = KafkaSource::start(&source_config, process.clone())
+    let mut source = KafkaSource::start(&source_config, process.clone(), health.clone())
         .with_context(|| format!("cannot consume {topic} from {}", source_config.brokers))?;
 
     // Documents are stamped with wall time; idleness is measured on the source's
     // reading clock, which stands still while poirot cannot read (a sink that
     // blocks the pipeline, unreachable brokers, a rebalance).
     let wall: Arc<dyn Clock> = Arc::new(SystemClock);
-    let reading = source.clock.clone();
-    let mut pipeline =
-        Pipeline::new(super::pipeline_config(config, DetectedAt::Clock(wall)), Arc::new(reading.clone()));
-    if neo4j.is_some() {
-        pipeline.enable_deltas();
-    }
+    let mut pipeline = Pipeline::new(
+        super::pipeline_config(config, DetectedAt::Clock(wall)),
+        Arc::new(source.clock.clone()),
+    );
     if !config.self_tracing.endpoint.is_empty() {
         pipeline.ignore_service(&config.self_tracing.service_name);
     }
-    // Finished-trace records may be deleted below offsets published this long ago
-    // (the consumer thread commits published offsets every second).
-    let mut gc_offsets: Vec<(u32, i64)> = Vec::new();
-    let mut last_gc = Instant::now();
-    let mut recent = RecentAnomalies::default();
-    let mut assigned: BTreeMap<u32, Assignment> = BTreeMap::new();
-    let mut spans = Vec::new();
-    let (mut last_snapshot, mut last_files) = (Instant::now(), Instant::now());
-    let mut result = Ok(());
-    while !stop.load(Ordering::Relaxed) {
-        match source.events.recv_timeout(Duration::from_millis(100)) {
-            Ok(SourceEvent::Batch(records)) => {
-                let now = reading.now_us();
-                for r in &records {
-                    let outcome = match rekeyer.as_mut().filter(|_| r.topic == INPUT) {
-                        _ if r.topic == REPARTITIONED => {
-                            if let Some((producer, event_time)) = r.watermark {
-                                pipeline.push(Input::UpstreamWatermark {
-                                    partition: r.partition,
-                                    offset: r.offset,
-                                    producer,
-                                    event_time,
-                                });
-                                continue;
-                            }
-                            // Always Jaeger protobuf, whatever the input's encoding.
-                            let outcome = pipeline.decode_shuffled(&r.payload, &mut spans);
-                            pipeline.push(Input::Shuffled {
-                                partition: r.partition,
-                                offset: r.offset,
-                                spans: &mut spans,
-                            });
-                            outcome
-                        }
-                        // Input that may need re-keying: decode, then decide.
-                        Some(rk) => {
-                            let outcome = pipeline.decode(format, &r.payload, &mut spans);
-                            if mode.rekeys(r.key.as_deref(), &spans) {
-                                rk.send(&spans, pipeline.names(), r.partition, now, &stop);
-                                process.repartitioned_spans.inc_by(spans.len() as u64);
-                                spans.clear();
-                                pipeline.push(Input::PassedOn { partition: r.partition, offset: r.offset });
-                            } else {
-                                rk.keyed(r.partition);
-                                pipeline.push(Input::Spans {
-                                    partition: r.partition,
-                                    offset: Some(r.offset),
-                                    spans: &mut spans,
-                                });
-                            }
-                            outcome
-                        }
-                        None => pipeline.push(Input::Record {
-                            partition: r.partition,
-                            offset: Some(r.offset),
-                            format,
-                            bytes: &r.payload,
-                        }),
-                    };
-                    if let (0, Some(e), Some(d)) = (outcome.spans, &outcome.error, dlq.as_mut()) {
-                        d.send(r, e);
-                    }
-                }
-            }
-            Ok(SourceEvent::Assigned { partitions: ps, assignment }) => {
-                tracing::info!("partitions assigned: {ps:?}");
-                for &p in &ps {
-                    // With every input message re-keyed, input partitions carry no
-                    // event time and must not hold the watermark back. Repartition-topic
-                    // partitions hold it until their producers' watermark records arrive
-                    // (every producer announces itself when it is assigned input).
-                    // Spans of traces this process finished before the partition was
-                    // taken away are dropped when read again; so are those a previous
-                    // owner recorded in Neo4j.
-                    let topic = split_id(p).0;
-                    if !(mode == Mode::Always && topic == INPUT) {
-                        pipeline.push(Input::Assigned { partition: p, gated: true });
-                    }
-                    if let (Some(rk), INPUT) = (rekeyer.as_mut(), topic) {
-                        rk.assigned(p, reading.now_us());
-                    }
-                    if let Some(n) = &neo4j {
-                        let finished =
-                            n.finished_traces(p, &stop).with_context(|| format!("partition {p}"))?;
-                        if let Some(last) = finished.iter().map(|&(_, o)| o).max() {
-                            tracing::info!(
-                                "partition {p}: {} traces finished by an earlier owner (up to offset {last}) are dropped when read again",
-                                finished.len()
-                            );
-                        }
-                        pipeline.skip_finished(p, finished);
-                    }
-                }
-                assigned.extend(ps.into_iter().map(|p| (p, assignment)));
-            }
-            Ok(SourceEvent::AtEnd(ps)) => {
-                for p in ps {
-                    pipeline.push(Input::AtEnd(p));
-                }
-            }
-            Ok(SourceEvent::Revoked { partitions, done }) => {
-                tracing::info!("partitions revoked: {partitions:?}");
-                let _work =
-                    work("kafka.revoke", vec![KeyValue::new("partitions", format!("{partitions:?}"))]);
-                // Everything closed so far was written in earlier rounds; publish the
-                // final offsets of these partitions (input ones only once their re-keyed
-                // spans are acknowledged), then drop their open traces.
-                let acked = rekeyed_acked(rekeyer.as_mut()).unwrap_or(false);
-                let revoked = partitions.iter().filter_map(|p| Some((*p, *assigned.get(p)?)));
-                publish_committable(&source, &pipeline, revoked, acked);
-                for p in partitions {
-                    if let Some(rk) = rekeyer.as_mut() {
-                        rk.forget(p);
-                    }
-                    pipeline.push(Input::Revoked(p));
-                    assigned.remove(&p);
-                }
-                let _ = done.send(());
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                result = Err(anyhow::anyhow!("the kafka consumer stopped"));
-                break;
-            }
-        }
-        match source.connection() {
-            Connection::Up => health.ok(Component::Kafka),
-            Connection::Starting => {}
-            Connection::Unreachable { reason } => health.failing(
-                Component::Kafka,
-                format!("cannot reach kafka at {}: {reason}", source_config.brokers),
-            ),
-            Connection::Refused { reason } => {
-                let line = format!(
-                    "kafka at {} refused poirot (authentication or TLS): {reason}",
-                    source_config.brokers
-                );
-                health.failing(Component::Kafka, line.clone());
-                result = Err(anyhow::anyhow!(line));
-                break;
-            }
-        }
-        pipeline.push(Input::Tick);
-        if let Some(rk) = rekeyer.as_mut() {
-            // Also when no input came: readers learn this process's final progress promptly.
-            rk.send_watermarks(reading.now_us());
-        }
-        for a in pipeline.drain_anomalies() {
-            tracing::info!(kind = %a.kind, trace_id = %a.trace_id, "{}", a.summary);
-            if let Some(f) = file_sink.as_mut() {
-                if let Err(e) = f.anomaly(&a) {
-                    tracing::warn!("{e:#}");
-                }
-            }
-            if let Some(es) = es.as_mut() {
-                es.push(a.clone());
-            }
-            recent.push(a);
-        }
-        // Sink writes are acknowledged before the offsets behind them are committed;
-        // while Elasticsearch is down this waits, and Kafka polling waits with it.
-        if let Some(es) = es.as_mut() {
-            if es.has_pending() {
-                let mut w = work("elasticsearch.bulk", vec![KeyValue::new("documents", es.pending() as i64)]);
-                match es.flush(&stop) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        w.fail("stopped with documents pending");
-                        break;
-                    }
-                    Err(e) => {
-                        w.fail("refused");
-                        result = Err(e.into());
-                        break;
-                    }
-                }
-            }
-        }
-        if let Some(n) = neo4j.as_mut() {
-            let (delta, finished) = pipeline.take_finished();
-            let gc = if last_gc.elapsed() >= GC_LAG { std::mem::take(&mut gc_offsets) } else { Vec::new() };
-            if !delta.is_empty() || !finished.is_empty() || !gc.is_empty() {
-                let mut w = work(
-                    "neo4j.write",
-                    vec![
-                        KeyValue::new("edges", delta.services.len() as i64),
-                        KeyValue::new("finished_traces", finished.len() as i64),
-                    ],
-                );
-                match n.write(&delta, pipeline.names(), &finished, &gc, &stop) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        w.fail("stopped before the write was acknowledged");
-                        break;
-                    }
-                    Err(e) => {
-                        w.fail("refused");
-                        result = Err(e.into());
-                        break;
-                    }
-                }
-            }
-        }
-        if last_gc.elapsed() >= GC_LAG {
-            // Only below what the coordinator acknowledged: a commit that failed
-            // (Kafka down, a rebalance) means those spans are read again, and their
-            // records must still be there to drop them.
-            gc_offsets = source
-                .committed
-                .lock()
-                .map(|m| m.iter().filter(|(p, _)| assigned.contains_key(p)).map(|(&p, &o)| (p, o)).collect())
-                .unwrap_or_default();
-            for &(p, o) in &gc_offsets {
-                pipeline.push(Input::Committed { partition: p, offset: o });
-            }
-            if neo4j.is_none() {
-                gc_offsets.clear();
-            }
-            last_gc = Instant::now();
-        }
-        // What open traces no longer need may be committed (after the file sink wrote
-        // it, and for re-keyed input after the repartition topic acknowledged it).
-        match rekeyed_acked(rekeyer.as_mut()) {
-            Ok(acked) => {
-                publish_committable(&source, &pipeline, assigned.iter().map(|(&p, &a)| (p, a)), acked)
-            }
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        }
-        if last_snapshot.elapsed() >= live::SNAPSHOT_EVERY {
-            web::publish(&shared, live::take("run", &pipeline.outputs(), &recent));
-            last_snapshot = Instant::now();
-        }
-        if last_files.elapsed() >= FILES_EVERY {
-            if let Some(f) = file_sink.as_mut() {
-                if let Err(e) = f.flush(&pipeline.outputs()) {
-                    tracing::warn!("{e:#}");
-                }
-            }
-            last_files = Instant::now();
-        }
-    }
-    // Open traces are not emitted half-done: their offsets stay uncommitted and the
-    // next owner re-reads them.
-    source.stop();
-    if let Some(d) = &dlq {
-        d.flush();
-    }
-    if let Some(f) = file_sink.as_mut() {
-        f.flush(&pipeline.outputs())?;
-    }
+    let exchange: Box<dyn Exchange> = match rekeyer {
+        Some(rk) => Box::new(ThroughTopic::new(rk, mode, process.repartitioned_spans.clone())),
+        None => Box::new(InProcess),
+    };
+    // Dead letters first: they never wait. Then the log and the page, then the
+    // sinks that acknowledge writes.
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    sinks.extend(dlq.map(|d| Box::new(d) as Box<dyn Sink>));
+    sinks.push(Box::new(LogAnomalies));
+    let page = shared.clone();
+    sinks.push(Box::new(LivePage::new("run", move |snapshot| web::publish(&page, snapshot))));
+    sinks.extend(file_sink.map(|f| Box::new(f) as Box<dyn Sink>));
+    sinks.extend(es.map(|e| Box::new(e) as Box<dyn Sink>));
+    sinks.extend(neo4j.map(|n| Box::new(n) as Box<dyn Sink>));
+    let mut driver = Driver::new(pipeline, exchange, sinks);
+    // Open traces are not emitted half-done when poirot stops: their offsets stay
+    // uncommitted and the next owner reads them again.
+    let result = driver.run(&mut source, &stop);
     done.notify_one();
     match server.join() {
         Ok(r) => r?,
@@ -409,42 +168,5 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     }
     self_tracing.shutdown();
     tracing::info!("poirot run stopped");
-    result
-}
-
-/// Flushes the repartition producer: true when every re-keyed span is acknowledged
-/// (always without repartitioning), an error when a delivery failed for good.
-fn rekeyed_acked(rekeyer: Option<&mut Rekeyer>) -> anyhow::Result<bool> {
-    let Some(rk) = rekeyer else { return Ok(true) };
-    if !rk.has_unflushed() && !rk.failed() {
-        return Ok(true);
-    }
-    let mut w = work("repartition.flush", Vec::new());
-    let acked = rk.flush();
-    if rk.failed() {
-        w.fail("a delivery failed for good");
-        anyhow::bail!(
-            "spans could not be written to the repartition topic: poirot stops, the input is re-read"
-        );
-    }
-    if !acked {
-        w.fail("not acknowledged yet");
-    }
-    Ok(acked)
-}
-
-/// Publishes the offsets `pipeline` no longer needs for `partitions` (each under
-/// the assignment that granted it); input partitions only when their re-keyed
-/// spans are `acked`.
-fn publish_committable(
-    source: &KafkaSource,
-    pipeline: &Pipeline,
-    partitions: impl Iterator<Item = (u32, Assignment)>,
-    acked: bool,
-) {
-    for (p, a) in partitions.filter(|&(p, _)| acked || split_id(p).0 != INPUT) {
-        if let Some(o) = pipeline.committable(p) {
-            source.publish(p, a, o);
-        }
-    }
+    result.map(|_| ()).map_err(anyhow::Error::from)
 }

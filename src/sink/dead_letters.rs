@@ -1,9 +1,10 @@
 //! The dead-letter topic: undecodable Kafka messages copied to `<topic>-dlq`
 //! with headers naming why and where from, counted in `poirot_dead_letters_total`.
 
+use super::{Round, Sink, SinkError, Written};
 use crate::decode::DecodeError;
-use crate::source::kafka::KafkaRecord;
 use crate::source::kafka_log::QuietContext;
+use crate::source::Record;
 use crate::telemetry::process::ProcessMetrics;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -39,9 +40,9 @@ impl DeadLetters {
         })
     }
 
-    pub fn send(&mut self, r: &KafkaRecord, e: &DecodeError) {
+    fn send(&mut self, r: &Record, e: &DecodeError) {
         let partition = r.kafka_partition.to_string();
-        let offset = r.offset.to_string();
+        let offset = r.offset.map_or_else(String::new, |o| o.to_string());
         let source_topic = self.source_topics.get(r.topic).map_or("", |s| s.as_str());
         let headers = OwnedHeaders::new()
             .insert(Header { key: "poirot.reason", value: Some(e.reason.as_str()) })
@@ -63,7 +64,33 @@ impl DeadLetters {
         self.producer.poll(Duration::ZERO);
     }
 
-    pub fn flush(&self) {
+    fn flush(&self) {
         let _ = self.producer.flush(Duration::from_secs(10));
+    }
+}
+
+/// Dead letters are sent as they come (librdkafka retries them) and flushed when
+/// poirot stops: a message lost there is still counted by reason.
+impl Sink for DeadLetters {
+    fn name(&self) -> &'static str {
+        "dead letters"
+    }
+
+    fn wants_rejected(&self) -> bool {
+        true
+    }
+
+    fn write(
+        &mut self,
+        round: &Round<'_>,
+        _stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<Written, SinkError> {
+        for r in round.rejected {
+            self.send(&r.record, &r.error);
+        }
+        if round.last.is_some() {
+            self.flush();
+        }
+        Ok(Written::Acknowledged)
     }
 }

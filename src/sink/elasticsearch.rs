@@ -12,10 +12,13 @@
 
 use super::documents::{document_id, index_name, template};
 use super::retry::{retry, Backoff, Classify, Fault, Retried};
+use super::{Closing, Round, Sink, SinkError, Written};
 use crate::analysis::Anomaly;
 use crate::config::{ConfigError, ElasticsearchSection};
+use crate::telemetry::events::{SinkEvent, SinkTelemetry};
 use crate::telemetry::health::{Component, Health};
-use crate::telemetry::process::{ProcessMetrics, SinkMetrics};
+use crate::telemetry::process::ProcessMetrics;
+use crate::telemetry::work;
 use elasticsearch::auth::{ClientCertificate, Credentials};
 use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::headers::{HeaderValue, AUTHORIZATION};
@@ -24,6 +27,7 @@ use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder}
 use elasticsearch::http::Url;
 use elasticsearch::indices::IndicesPutIndexTemplateParts;
 use elasticsearch::{BulkParts, Elasticsearch};
+use opentelemetry::KeyValue;
 use prometheus_client::metrics::counter::Counter;
 use serde_json::{json, Value};
 use std::sync::atomic::AtomicBool;
@@ -206,11 +210,10 @@ pub struct EsSink {
     prefix: String,
     rt: tokio::runtime::Runtime,
     pending: Vec<Anomaly>,
-    metrics: SinkMetrics,
+    /// Write counters, readiness and log lines.
+    telemetry: SinkTelemetry,
     indexed: Counter,
     rejected: Counter,
-    /// Where its state is reported for `/readyz`.
-    health: Health,
 }
 
 /// The `Authorization` header of basic or API-key credentials, marked sensitive.
@@ -238,7 +241,12 @@ impl EsSink {
         health: &Health,
         stop: &AtomicBool,
     ) -> Result<EsSink, EsError> {
-        health.register(Component::Elasticsearch);
+        let telemetry = SinkTelemetry::new(
+            "elasticsearch",
+            Component::Elasticsearch,
+            metrics.sink("elasticsearch"),
+            health.clone(),
+        );
         let url = Url::parse(&config.url).map_err(|e| EsError::Url(config.url.clone(), e.to_string()))?;
         let mut builder =
             TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(Duration::from_secs(30));
@@ -277,30 +285,23 @@ impl EsSink {
             prefix: config.index_prefix.clone(),
             rt,
             pending: Vec::new(),
-            metrics: metrics.sink("elasticsearch"),
+            telemetry: telemetry.clone(),
             indexed: metrics.es_indexed.clone(),
             rejected: metrics.es_rejected.clone(),
-            health: health.clone(),
         };
         let connecting = retry(
             Backoff::new(Duration::from_millis(500), RETRY_MAX),
             stop,
             || sink.put_template(),
-            |e, delay| {
-                health.failing(Component::Elasticsearch, format!("cannot reach {}: {e}", config.url));
-                tracing::warn!(
-                    "cannot reach elasticsearch at {}: {e}; trying again in {delay:?}",
-                    config.url
-                );
-            },
+            |e, delay| telemetry.emit(SinkEvent::Unreachable { address: &config.url, error: e, delay }),
         );
         match connecting {
             Retried::Done(()) => {
-                health.ok(Component::Elasticsearch);
+                telemetry.emit(SinkEvent::Ready);
                 Ok(sink)
             }
             Retried::Failed(e) | Retried::Stopped(e) => {
-                health.failing(Component::Elasticsearch, e.to_string());
+                telemetry.emit(SinkEvent::Refused { error: &e });
                 Err(e)
             }
         }
@@ -326,16 +327,7 @@ impl EsSink {
         })
     }
 
-    pub fn push(&mut self, a: Anomaly) {
-        self.pending.push(a);
-    }
-
-    /// Documents waiting to be written.
-    pub fn pending(&self) -> usize {
-        self.pending.len()
-    }
-
-    pub fn has_pending(&self) -> bool {
+    fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }
 
@@ -398,37 +390,61 @@ impl EsSink {
     /// `Ok(false)` when it stopped with documents still pending; an error when
     /// retrying cannot help (refused credentials, a request the server rejects):
     /// the documents stay pending and nothing is committed past them.
-    pub fn flush(&mut self, stop: &AtomicBool) -> Result<bool, EsError> {
+    fn flush(&mut self, stop: &AtomicBool) -> Result<bool, EsError> {
         if !self.has_pending() {
             return Ok(true);
         }
         let started = std::time::Instant::now();
-        let (metrics, health) = (self.metrics.clone(), self.health.clone());
+        let telemetry = self.telemetry.clone();
         let written = retry(
             Backoff::new(Duration::from_millis(100), RETRY_MAX),
             stop,
             || self.bulk_once(),
-            |e, delay| {
-                metrics.retried();
-                health.failing(Component::Elasticsearch, e.to_string());
-                tracing::warn!("{e}; retrying in {delay:?}");
-            },
+            |e, delay| telemetry.emit(SinkEvent::Retrying { what: "write a bulk request", error: e, delay }),
         );
         match written {
             Retried::Done(()) => {
-                metrics.written(started.elapsed());
-                health.ok(Component::Elasticsearch);
+                telemetry.emit(SinkEvent::Written { took: started.elapsed() });
                 Ok(true)
             }
             Retried::Failed(e) => {
-                metrics.failures.inc();
-                health.failing(Component::Elasticsearch, e.to_string());
+                telemetry.emit(SinkEvent::Refused { error: &e });
                 Err(e)
             }
             Retried::Stopped(e) => {
-                metrics.failures.inc();
-                tracing::warn!("{e}");
+                telemetry.emit(SinkEvent::Abandoned { error: &e });
                 Ok(!self.has_pending())
+            }
+        }
+    }
+}
+
+/// Anomaly documents, one bulk request per round, acknowledged before the
+/// offsets behind them are committed (while the server is down this waits, and
+/// Kafka polling waits with it).
+impl Sink for EsSink {
+    fn name(&self) -> &'static str {
+        "elasticsearch"
+    }
+
+    fn write(&mut self, round: &Round<'_>, stop: &AtomicBool) -> Result<Written, SinkError> {
+        if round.last == Some(Closing::Stopping) {
+            return Ok(Written::Stopped);
+        }
+        self.pending.extend(round.anomalies.iter().cloned());
+        if !self.has_pending() {
+            return Ok(Written::Acknowledged);
+        }
+        let mut w = work("elasticsearch.bulk", vec![KeyValue::new("documents", self.pending.len() as i64)]);
+        match self.flush(stop) {
+            Ok(true) => Ok(Written::Acknowledged),
+            Ok(false) => {
+                w.fail("stopped with documents pending");
+                Ok(Written::Stopped)
+            }
+            Err(e) => {
+                w.fail("refused");
+                Err(SinkError::classified("elasticsearch", e))
             }
         }
     }

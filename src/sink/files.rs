@@ -6,10 +6,13 @@
 //! - `operation_dependencies.ndjson`: the same per operation;
 //! - `metrics.prom`: Prometheus text exposition of the RED series at the end of the input.
 
+use super::{Closing, Fault, Round, Sink, SinkError, Written};
 use crate::analysis::Anomaly;
-use crate::runtime::Outputs;
+use crate::analysis::Outputs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 pub const ANOMALIES: &str = "anomalies.ndjson";
 pub const DEPENDENCIES: &str = "dependencies.ndjson";
@@ -57,12 +60,44 @@ pub fn write_outputs(dir: &Path, p: &Outputs<'_>, anomalies: &mut [Anomaly]) -> 
     write_dependencies(dir, p)
 }
 
+/// `poirot replay`: the four files, written once the input ended.
+pub struct ReplayFiles {
+    dir: PathBuf,
+    anomalies: Vec<Anomaly>,
+}
+
+impl ReplayFiles {
+    pub fn new(dir: PathBuf) -> Self {
+        ReplayFiles { dir, anomalies: Vec::new() }
+    }
+}
+
+impl Sink for ReplayFiles {
+    fn name(&self) -> &'static str {
+        "files"
+    }
+
+    fn write(&mut self, round: &Round<'_>, _stop: &AtomicBool) -> Result<Written, SinkError> {
+        self.anomalies.extend(round.anomalies.iter().cloned());
+        // Only whole results: not after a failure or a stop.
+        if round.last == Some(Closing::InputEnded) {
+            write_outputs(&self.dir, &round.outputs, &mut self.anomalies)
+                .map_err(|e| SinkError::new("files", Fault::User, e))?;
+        }
+        Ok(Written::Acknowledged)
+    }
+}
+
+/// How often `poirot run --out` rewrites the dependency files and metrics.prom.
+const REWRITE_EVERY: Duration = Duration::from_secs(5);
+
 /// `poirot run --out DIR`: appends anomalies as they are found and rewrites the
 /// dependency files and `metrics.prom` now and then.
 pub struct LiveFiles {
     dir: PathBuf,
     /// Unbuffered: each anomaly is one whole-line write, so readers never see half a line.
     anomalies: std::fs::File,
+    rewritten: Instant,
 }
 
 impl LiveFiles {
@@ -72,21 +107,46 @@ impl LiveFiles {
         let path = dir.join(ANOMALIES);
         let f =
             std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| err(&path, e))?;
-        Ok(LiveFiles { dir, anomalies: f })
+        Ok(LiveFiles { dir, anomalies: f, rewritten: Instant::now() })
     }
 
-    pub fn anomaly(&mut self, a: &Anomaly) -> Result<(), WriteError> {
+    fn anomaly(&mut self, a: &Anomaly) -> Result<(), WriteError> {
         let mut line = serde_json::to_vec(a).map_err(|e| self.error(e.into()))?;
         line.push(b'\n');
         self.anomalies.write_all(&line).map_err(|e| self.error(e))
     }
 
-    pub fn flush(&mut self, p: &Outputs<'_>) -> Result<(), WriteError> {
+    fn flush(&mut self, p: &Outputs<'_>) -> Result<(), WriteError> {
         self.anomalies.flush().map_err(|e| self.error(e))?;
         write_dependencies(&self.dir, p)
     }
 
     fn error(&self, source: std::io::Error) -> WriteError {
         WriteError { path: self.dir.join(ANOMALIES).display().to_string(), source }
+    }
+}
+
+/// A file that cannot be written is reported and the run goes on (the other
+/// sinks still get everything); at the end it is an error.
+impl Sink for LiveFiles {
+    fn name(&self) -> &'static str {
+        "files"
+    }
+
+    fn write(&mut self, round: &Round<'_>, _stop: &AtomicBool) -> Result<Written, SinkError> {
+        for a in round.anomalies {
+            if let Err(e) = self.anomaly(a) {
+                tracing::warn!("{e}");
+            }
+        }
+        if round.last.is_some() || self.rewritten.elapsed() >= REWRITE_EVERY {
+            self.rewritten = Instant::now();
+            match self.flush(&round.outputs) {
+                Err(e) if round.last.is_some() => return Err(SinkError::new("files", Fault::User, e)),
+                Err(e) => tracing::warn!("{e}"),
+                Ok(()) => {}
+            }
+        }
+        Ok(Written::Acknowledged)
     }
 }

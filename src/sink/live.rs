@@ -5,8 +5,8 @@
 use crate::analysis::edges::ServiceEdgeRow;
 use crate::analysis::red::{RedStats, BUCKETS_MS};
 use crate::analysis::Anomaly;
+use crate::analysis::Outputs;
 use crate::model::time::format_rfc3339_us;
-use crate::runtime::Outputs;
 use crate::sink::exposition::ExpoFormat;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
@@ -70,6 +70,42 @@ impl RecentAnomalies {
             self.items.pop_back();
         }
         self.items.push_front(a);
+    }
+}
+
+/// The live page's sink: keeps the latest anomalies and hands a fresh
+/// [`Snapshot`] to `publish` every [`SNAPSHOT_EVERY`] (and at the end).
+pub struct LivePage {
+    mode: &'static str,
+    recent: RecentAnomalies,
+    last: Option<std::time::Instant>,
+    publish: Box<dyn FnMut(Snapshot) + Send>,
+}
+
+impl LivePage {
+    pub fn new(mode: &'static str, publish: impl FnMut(Snapshot) + Send + 'static) -> Self {
+        LivePage { mode, recent: RecentAnomalies::default(), last: None, publish: Box::new(publish) }
+    }
+}
+
+impl super::Sink for LivePage {
+    fn name(&self) -> &'static str {
+        "live page"
+    }
+
+    fn write(
+        &mut self,
+        round: &super::Round<'_>,
+        _stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<super::Written, super::SinkError> {
+        for a in round.anomalies {
+            self.recent.push(a.clone());
+        }
+        if round.last.is_some() || self.last.is_none_or(|t| t.elapsed() >= SNAPSHOT_EVERY) {
+            (self.publish)(take(self.mode, &round.outputs, &self.recent));
+            self.last = Some(std::time::Instant::now());
+        }
+        Ok(super::Written::Acknowledged)
     }
 }
 

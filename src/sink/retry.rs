@@ -12,27 +12,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Whose fault a failed write is, which says whether a retry can help.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Fault {
-    /// The settings: wrong credentials, an untrusted certificate, a bad address.
-    User,
-    /// The server: down, unreachable, overloaded, restarting. Waiting helps.
-    External,
-    /// poirot itself: a request the server rejects as malformed.
-    Internal,
-}
-
-impl Fault {
-    pub fn retryable(self) -> bool {
-        self == Fault::External
-    }
-}
-
-/// An error that knows whose fault it is.
-pub trait Classify {
-    fn fault(&self) -> Fault;
-}
+pub use super::{Classify, Fault};
 
 /// Exponential backoff: `first`, doubling, at most `max`.
 #[derive(Clone, Copy, Debug)]

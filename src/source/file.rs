@@ -171,6 +171,113 @@ fn io_error(e: std::io::Error) -> DecodeError {
     DecodeError::new(reason, format!("read error: {e}"))
 }
 
+/// Reads up to `n` bytes without losing them: returns them and a reader that yields them again.
+fn peek(mut r: Box<dyn Read>, n: usize) -> std::io::Result<(Vec<u8>, Box<dyn BufRead>)> {
+    let mut head = Vec::with_capacity(n);
+    r.by_ref().take(n as u64).read_to_end(&mut head)?;
+    let again = std::io::Cursor::new(head.clone()).chain(r);
+    Ok((head, Box::new(std::io::BufReader::with_capacity(1 << 16, again))))
+}
+
+/// Records per batch handed to the runtime.
+const BATCH: usize = 512;
+
+/// An input being read: its name, its records and their format.
+type Reading = (String, RecordReader<Box<dyn BufRead>>, Format);
+
+/// `poirot replay`'s source: inputs read one after another as one stream (one
+/// partition, no offsets), then the end.
+pub struct FileSource {
+    inputs: std::collections::VecDeque<(String, Box<dyn Read>)>,
+    /// The input being read, its records and their format.
+    current: Option<Reading>,
+    /// The format given on the command line (`None`: each input's first bytes decide).
+    format: Option<Format>,
+    /// An event held back so that it comes after the records read before it.
+    held: Option<super::Event>,
+    ended: bool,
+    /// Told the size of each record read (a progress bar).
+    on_record: Box<dyn FnMut(u64)>,
+}
+
+impl FileSource {
+    pub fn new(
+        inputs: Vec<(String, Box<dyn Read>)>,
+        format: Option<Format>,
+        on_record: impl FnMut(u64) + 'static,
+    ) -> Self {
+        FileSource {
+            inputs: inputs.into(),
+            current: None,
+            format,
+            held: None,
+            ended: false,
+            on_record: Box::new(on_record),
+        }
+    }
+
+    /// Opens the next input; `Some` event when its format cannot be told.
+    fn open_next(&mut self) -> Result<Option<super::Event>, super::SourceError> {
+        let Some((name, reader)) = self.inputs.pop_front() else {
+            self.ended = true;
+            return Ok(Some(super::Event::End));
+        };
+        let (head, reader) = peek(reader, 64 << 10)
+            .map_err(|e| super::SourceError::Read(format!("cannot read input {name}: {e}")))?;
+        match self.format.or_else(|| detect_input(&head)) {
+            Some(f) => {
+                self.current = Some((name, RecordReader::new(reader, framing_for(f)), f));
+                Ok(None)
+            }
+            None => Ok(Some(super::Event::Unreadable(DecodeError::new(
+                Reason::UnrecognizedFormat,
+                format!("{name}: the first bytes match none of the formats; pass --format"),
+            )))),
+        }
+    }
+}
+
+impl super::Source for FileSource {
+    fn next(&mut self, _wait: std::time::Duration) -> Result<Option<super::Event>, super::SourceError> {
+        if let Some(e) = self.held.take() {
+            return Ok(Some(e));
+        }
+        if self.ended {
+            return Ok(None);
+        }
+        let mut batch = Vec::new();
+        while batch.len() < BATCH {
+            let Some((name, records, format)) = self.current.as_mut() else {
+                match self.open_next()? {
+                    Some(e) if batch.is_empty() => return Ok(Some(e)),
+                    Some(e) => {
+                        self.held = Some(e);
+                        break;
+                    }
+                    None => continue,
+                }
+            };
+            match records.next() {
+                Some(Ok(bytes)) => {
+                    (self.on_record)(bytes.len() as u64);
+                    batch.push(super::Record { payload: bytes, format: Some(*format), ..Default::default() });
+                }
+                Some(Err(e)) => {
+                    let e =
+                        super::Event::Unreadable(DecodeError::new(e.reason, format!("{name}: {}", e.detail)));
+                    if batch.is_empty() {
+                        return Ok(Some(e));
+                    }
+                    self.held = Some(e);
+                    break;
+                }
+                None => self.current = None,
+            }
+        }
+        Ok(Some(super::Event::Batch(batch)))
+    }
+}
+
 /// Writes one length-delimited frame.
 pub fn write_delimited(out: &mut Vec<u8>, record: &[u8]) {
     let mut n = record.len() as u64;

@@ -11,6 +11,7 @@
 //! [`health`] is poirot's readiness (`/readyz`); [`process`] the metrics that
 //! threads other than the pipeline's update (Kafka, sinks, rebalances).
 
+pub mod events;
 pub mod health;
 pub mod process;
 

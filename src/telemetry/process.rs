@@ -13,7 +13,6 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SinkLabels {
@@ -60,6 +59,8 @@ pub struct ProcessMetrics {
     pub rebalances: Family<EventLabels, Counter>,
     pub dead_letters: Counter,
     pub repartitioned_spans: Counter<u64, AtomicU64>,
+    /// Records the Kafka client fetched again within one assignment, not handed on.
+    pub redelivered_records: Counter<u64, AtomicU64>,
     /// The Kafka source's reading clock ([`crate::dataflow::ReadingClock`]), in seconds.
     pub reading_seconds: Gauge<f64, AtomicU64>,
     /// 1 while the brokers leading the assigned partitions answer, else 0.
@@ -95,6 +96,7 @@ impl ProcessMetrics {
         let rebalances = Family::<EventLabels, Counter>::default();
         let dead_letters = Counter::default();
         let repartitioned_spans = Counter::default();
+        let redelivered_records = Counter::default();
         let reading_seconds = Gauge::<f64, AtomicU64>::default();
         let kafka_reachable = Gauge::default();
         let build_info = Family::<VersionLabels, Gauge>::default();
@@ -151,6 +153,11 @@ impl ProcessMetrics {
             repartitioned_spans.clone(),
         );
         r.register(
+            "poirot_kafka_redelivered_records",
+            "Records the Kafka client fetched again within one assignment (around a pause and resume): dropped, never analysed twice",
+            redelivered_records.clone(),
+        );
+        r.register(
             "poirot_kafka_reading_seconds",
             "Time the Kafka source could read (brokers reachable, pipeline not stalled, no rebalance): the time idleness is measured in",
             reading_seconds.clone(),
@@ -175,6 +182,7 @@ impl ProcessMetrics {
             rebalances,
             dead_letters,
             repartitioned_spans,
+            redelivered_records,
             reading_seconds,
             kafka_reachable,
         }
@@ -203,7 +211,8 @@ impl ProcessMetrics {
     }
 }
 
-/// The counters of one sink; every series exists (at zero) from the start.
+/// The counters of one sink; every series exists (at zero) from the start. They
+/// move with [`crate::telemetry::events::SinkEvent`]s.
 #[derive(Clone, Debug)]
 pub struct SinkMetrics {
     pub writes: Counter,
@@ -212,31 +221,26 @@ pub struct SinkMetrics {
     pub write_seconds: Histogram,
 }
 
-impl SinkMetrics {
-    /// A write acknowledged `took` after it started.
-    pub fn written(&self, took: Duration) {
-        self.writes.inc();
-        self.write_seconds.observe(took.as_secs_f64());
-    }
-
-    /// A failed attempt that will be retried.
-    pub fn retried(&self) {
-        self.failures.inc();
-        self.retries.inc();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::events::{SinkEvent, SinkTelemetry};
+    use crate::telemetry::health::{Component, Health};
+    use std::time::Duration;
 
     #[test]
     fn sink_series_exist_from_the_start_and_count() {
         let m = ProcessMetrics::new();
-        let es = m.sink("elasticsearch");
+        let es = SinkTelemetry::new(
+            "elasticsearch",
+            Component::Elasticsearch,
+            m.sink("elasticsearch"),
+            Health::new(),
+        );
         let _neo = m.sink("neo4j");
-        es.retried();
-        es.written(Duration::from_millis(3));
+        let error = "503";
+        es.emit(SinkEvent::Retrying { what: "write", error: &error, delay: Duration::from_millis(1) });
+        es.emit(SinkEvent::Written { took: Duration::from_millis(3) });
         let mut out = String::new();
         m.encode(&mut out);
         assert!(out.contains("poirot_sink_failures_total{sink=\"elasticsearch\"} 1\n"), "{out}");

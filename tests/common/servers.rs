@@ -281,6 +281,27 @@ pub fn group_config(dir: &Path) -> std::path::PathBuf {
     config
 }
 
+/// An anomaly as tests compare them: kind, trace, the span for a message loss, destination.
+pub type AnomalyKey = (String, String, String, String);
+
+/// The anomalies of an ndjson file (whole lines only: the file may be in the middle
+/// of being appended to), as sorted comparable keys.
+pub fn anomaly_keys(path: &Path) -> Vec<AnomalyKey> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    let mut v: Vec<_> = whole
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            let span = if s("kind") == "message_loss" { s("span_id") } else { String::new() };
+            (s("kind"), s("trace_id"), span, s("destination"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// Asserts that `got` and `want` hold the same items (as multisets) and, when they
 /// do not, names only what is missing and what is extra rather than both lists whole.
 pub fn assert_same<T: Ord + Clone + std::fmt::Debug>(got: &[T], want: &[T], what: &str) {

@@ -1,32 +1,9 @@
-//! The pipeline's interface: what a source hands it ([`Input`]), what becomes of a
-//! record ([`RecordOutcome`]), and what sinks read ([`Outputs`], [`InputStats`],
-//! [`FinishedTrace`]).
+//! The pipeline's interface: what a source hands it ([`Input`]) and what becomes
+//! of a record ([`RecordOutcome`]). What sinks read is [`crate::analysis::Outputs`].
 
-use crate::analysis::{AnalysisStats, AnomalyCounters, Edges, Red, ServiceGraph};
 use crate::dataflow::EventTime;
-use crate::decode::{DecodeError, Format, Reason};
-use crate::model::{Interner, Span, TraceId};
-use std::collections::BTreeMap;
-
-/// Counters of the input side.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct InputStats {
-    pub records: u64,
-    pub spans: u64,
-    /// Spans of traces a previous owner had already finished, dropped on re-read.
-    pub replayed_spans: u64,
-    /// Spans of poirot's own service (self-tracing), dropped.
-    pub own_spans: u64,
-    /// Records read from the repartition topic (not counted in `records` again).
-    pub shuffled_records: u64,
-    pub bad: BTreeMap<Reason, u64>,
-}
-
-impl InputStats {
-    pub fn bad_total(&self) -> u64 {
-        self.bad.values().sum()
-    }
-}
+use crate::decode::{DecodeError, Format};
+use crate::model::Span;
 
 /// What a source hands the pipeline: the one way in ([`Pipeline::push`]).
 #[derive(Debug)]
@@ -70,32 +47,6 @@ pub enum Input<'a> {
     Tick,
     /// End of a finite input: every open trace closes.
     End,
-}
-
-/// What the pipeline has computed, for sinks to read.
-#[derive(Clone, Copy)]
-pub struct Outputs<'a> {
-    pub names: &'a Interner,
-    pub red: &'a Red,
-    pub graph: &'a ServiceGraph,
-    pub edges: &'a Edges,
-    pub counters: &'a AnomalyCounters,
-    pub stats: &'a AnalysisStats,
-    pub input: &'a InputStats,
-    /// The most recent decode errors, newest last.
-    pub recent_errors: &'a [DecodeError],
-    /// The least event-time watermark over the partitions with data.
-    pub watermark: EventTime,
-    pub open_traces: usize,
-    pub buffered_spans: usize,
-}
-
-/// A trace that closed, with where its spans ended in its partition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FinishedTrace {
-    pub trace_id: TraceId,
-    pub partition: u32,
-    pub last_offset: i64,
 }
 
 /// What became of one record.

@@ -10,7 +10,8 @@
 
 mod io;
 
-pub use io::{FinishedTrace, Input, InputStats, Outputs, RecordOutcome};
+pub use crate::analysis::{FinishedTrace, InputStats, Outputs};
+pub use io::{Input, RecordOutcome};
 
 use crate::analysis::{
     AnalysisConfig, Analyzer, Anomaly, Assembled, AssemblyConfig, DetectedAt, TraceAssembler,
@@ -141,6 +142,16 @@ impl Pipeline {
             open_traces: self.assembler.open_traces(),
             buffered_spans: self.assembler.buffered_spans(),
         }
+    }
+
+    /// Processing time on the pipeline's clock (for a Kafka source, its reading clock), µs.
+    pub fn now_us(&self) -> i64 {
+        self.tracker.now_us()
+    }
+
+    /// Whether edge deltas and finished traces are kept for a sink.
+    pub fn deltas_enabled(&self) -> bool {
+        self.analyzer.delta.is_some()
     }
 
     /// The names spans refer to.

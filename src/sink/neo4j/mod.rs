@@ -21,13 +21,17 @@ pub use queries::operation_key;
 use queries::write_queries;
 
 use crate::analysis::Edges;
+use crate::analysis::FinishedTrace;
 use crate::config::{ConfigError, Neo4jSection};
 use crate::model::{Interner, TraceId};
-use crate::runtime::FinishedTrace;
 use crate::sink::retry::{retry, Backoff, Classify, Fault, Retried};
+use crate::sink::{Closing, Round, Sink, SinkError, Written};
+use crate::telemetry::events::{SinkEvent, SinkTelemetry};
 use crate::telemetry::health::{Component, Health};
-use crate::telemetry::process::{ProcessMetrics, SinkMetrics};
+use crate::telemetry::process::ProcessMetrics;
+use crate::telemetry::work;
 use neo4rs::{query, Graph};
+use opentelemetry::KeyValue;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -195,10 +199,9 @@ pub struct Neo4jSink {
     rt: tokio::runtime::Runtime,
     /// `group/topic`: whose finished-trace records these are.
     source: String,
-    metrics: SinkMetrics,
+    /// Write counters, readiness and log lines.
+    telemetry: SinkTelemetry,
     finished_traces: Counter,
-    /// Where its state is reported for `/readyz`.
-    health: Health,
 }
 
 impl Neo4jSink {
@@ -214,7 +217,7 @@ impl Neo4jSink {
         health: &Health,
         stop: &AtomicBool,
     ) -> Result<Neo4jSink, Neo4jError> {
-        health.register(Component::Neo4j);
+        let telemetry = SinkTelemetry::new("neo4j", Component::Neo4j, metrics.sink("neo4j"), health.clone());
         // The sink writes one transaction at a time: one connection is enough,
         // and a refused password is tried once, not by a pool of 16.
         let bolt = config.bolt(1)?;
@@ -233,24 +236,20 @@ impl Neo4jSink {
                     uri: config.uri.clone(),
                     rt,
                     source: source.clone(),
-                    metrics: metrics.sink("neo4j"),
+                    telemetry: telemetry.clone(),
                     finished_traces: metrics.neo4j_finished_traces.clone(),
-                    health: health.clone(),
                 };
                 sink.create_constraints().map(|()| sink)
             },
-            |e, delay| {
-                health.failing(Component::Neo4j, format!("cannot reach {}: {e}", config.uri));
-                tracing::warn!("cannot reach neo4j at {}: {e}; trying again in {delay:?}", config.uri);
-            },
+            |e, delay| telemetry.emit(SinkEvent::Unreachable { address: &config.uri, error: e, delay }),
         );
         match connecting {
             Retried::Done(sink) => {
-                health.ok(Component::Neo4j);
+                telemetry.emit(SinkEvent::Ready);
                 Ok(sink)
             }
             Retried::Failed(e) | Retried::Stopped(e) => {
-                health.failing(Component::Neo4j, e.to_string());
+                telemetry.emit(SinkEvent::Refused { error: &e });
                 Err(e)
             }
         }
@@ -281,11 +280,8 @@ impl Neo4jSink {
             stop,
             || self.load_finished_traces(partition),
             |e, delay| {
-                self.metrics.retried();
-                self.health.failing(Component::Neo4j, e.to_string());
-                tracing::warn!(
-                    "neo4j: cannot load the finished traces of partition {partition}: {e}; retrying in {delay:?}"
-                );
+                let what = format!("load the finished traces of partition {partition}");
+                self.telemetry.emit(SinkEvent::Retrying { what: &what, error: e, delay });
             },
         );
         match loaded {
@@ -334,7 +330,7 @@ impl Neo4jSink {
     /// below the `gc` offsets; retries with backoff while `stop` is not set.
     /// `Ok(false)`: stopped before the write was acknowledged; an error: Neo4j
     /// refused the credentials (nothing was written, retrying cannot help).
-    pub fn write(
+    fn write_round(
         &mut self,
         delta: &Edges,
         names: &Interner,
@@ -350,7 +346,7 @@ impl Neo4jSink {
         // cause may have come after the commit, a retry first asks whether it landed.
         let id = format!("{}/{:016x}{:016x}", self.source, rand::random::<u64>(), rand::random::<u64>());
         let mut attempted = false;
-        let (metrics, health) = (self.metrics.clone(), self.health.clone());
+        let telemetry = self.telemetry.clone();
         let written = retry(
             Backoff::new(Duration::from_millis(100), RETRY_MAX),
             stop,
@@ -375,30 +371,75 @@ impl Neo4jSink {
                 }
                 .map_err(|e| Neo4jError::from_bolt(&self.uri, e))
             },
-            |e, delay| {
-                metrics.retried();
-                health.failing(Component::Neo4j, e.to_string());
-                tracing::warn!("neo4j write failed: {e}; retrying in {delay:?}");
-            },
+            |e, delay| telemetry.emit(SinkEvent::Retrying { what: "write", error: e, delay }),
         );
         match written {
             Retried::Done(()) => {
-                metrics.written(started.elapsed());
+                telemetry.emit(SinkEvent::Written { took: started.elapsed() });
                 self.finished_traces.inc_by(finished.len() as u64);
-                health.ok(Component::Neo4j);
                 Ok(true)
             }
             Retried::Failed(e) => {
-                metrics.failures.inc();
-                health.failing(Component::Neo4j, e.to_string());
+                telemetry.emit(SinkEvent::Refused { error: &e });
                 Err(e)
             }
             Retried::Stopped(e) => {
-                metrics.failures.inc();
-                tracing::warn!("neo4j write failed while stopping: {e}");
+                telemetry.emit(SinkEvent::Abandoned { error: &e });
                 Ok(false)
             }
         }
+    }
+}
+
+/// Edge deltas and the finished-trace registry, one transaction per round; the
+/// registry tells the next owner of a partition which traces to drop when it
+/// reads them again.
+impl Sink for Neo4jSink {
+    fn name(&self) -> &'static str {
+        "neo4j"
+    }
+
+    fn wants_deltas(&self) -> bool {
+        true
+    }
+
+    fn write(&mut self, round: &Round<'_>, stop: &AtomicBool) -> Result<Written, SinkError> {
+        let (delta, finished) = (round.delta, round.finished);
+        if round.last == Some(Closing::Stopping) {
+            return Ok(Written::Stopped);
+        }
+        if delta.is_empty() && finished.is_empty() && round.forget_below.is_empty() {
+            return Ok(Written::Acknowledged);
+        }
+        let mut w = work(
+            "neo4j.write",
+            vec![
+                KeyValue::new("edges", delta.services.len() as i64),
+                KeyValue::new("finished_traces", finished.len() as i64),
+            ],
+        );
+        match self.write_round(delta, round.outputs.names, finished, round.forget_below, stop) {
+            Ok(true) => Ok(Written::Acknowledged),
+            Ok(false) => {
+                w.fail("stopped before the write was acknowledged");
+                Ok(Written::Stopped)
+            }
+            Err(e) => {
+                w.fail("refused");
+                Err(SinkError::classified("neo4j", e))
+            }
+        }
+    }
+
+    fn finished_before(
+        &mut self,
+        partition: u32,
+        stop: &AtomicBool,
+    ) -> Result<Vec<(TraceId, i64)>, SinkError> {
+        self.finished_traces(partition, stop).map_err(|e| {
+            let detail = std::io::Error::other(format!("partition {partition}: {e}"));
+            SinkError::new("neo4j", e.fault(), detail)
+        })
     }
 }
 

@@ -4,8 +4,8 @@
 
 use super::WRITE_MARKER_KEEP_MS;
 use crate::analysis::Edges;
+use crate::analysis::FinishedTrace;
 use crate::model::Interner;
-use crate::runtime::FinishedTrace;
 use neo4rs::{query, BoltType, Query};
 use std::collections::HashMap;
 

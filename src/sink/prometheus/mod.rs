@@ -9,7 +9,7 @@ pub mod red;
 
 use super::exposition::{ExpoFormat, Exposition, Kind};
 use crate::analysis::AnomalyKind;
-use crate::runtime::Outputs;
+use crate::analysis::Outputs;
 
 /// The RED series of `p`, sorted, in text format 0.0.4 (`metrics.prom`).
 pub fn render_red(p: &Outputs<'_>) -> String {

@@ -2,8 +2,10 @@
 //! the statistics (lag, leaders up, partitions read to their end), error
 //! classification with rate-limited logs, the rebalance hand-off and commits.
 
-use super::{partition_id, split_id, Assignment, Committable, Connection, Offsets, SourceEvent};
+use super::{partition_id, split_id, Committable, Connection, Offsets};
+use crate::decode::Format;
 use crate::source::kafka_log::{left_out_note, LogLimiter};
+use crate::source::{Assignment, Event};
 use crate::telemetry::process::{EventLabels, ProcessMetrics};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -11,7 +13,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,14 +41,33 @@ pub(super) struct State {
     /// Partitions assigned whose first record has not been read yet: where
     /// reading starts is logged, for anyone following a hand-off.
     pub(super) fresh: BTreeSet<u32>,
+    /// Per assigned partition, the offset after the last record handed on.
+    pub(super) next_offset: BTreeMap<u32, i64>,
+}
+
+impl State {
+    /// Whether the record at `offset` of `partition` is handed on for the first
+    /// time in this assignment. Within one assignment offsets only grow: a lower
+    /// one is the client fetching again what it already gave (around a pause and
+    /// resume), which must not reach the pipeline twice.
+    pub(super) fn first_delivery(&mut self, partition: u32, offset: i64) -> bool {
+        let next = self.next_offset.entry(partition).or_insert(offset);
+        if offset < *next {
+            return false;
+        }
+        *next = offset + 1;
+        true
+    }
 }
 
 pub(super) struct Context {
     pub(super) topics: Vec<String>,
+    /// The encoding of each topic's messages.
+    pub(super) formats: Vec<Option<Format>>,
     pub(super) brokers: String,
-    pub(super) events: SyncSender<SourceEvent>,
+    pub(super) events: SyncSender<Event>,
     /// Events waiting for room in `events`, oldest first (order is kept).
-    pub(super) outbox: Mutex<VecDeque<SourceEvent>>,
+    pub(super) outbox: Mutex<VecDeque<Event>>,
     pub(super) committable: Committable,
     /// Offsets the group's coordinator acknowledged as committed.
     pub(super) committed: Offsets,
@@ -54,6 +75,9 @@ pub(super) struct Context {
     pub(super) metrics: ProcessMetrics,
     pub(super) state: Mutex<State>,
     pub(super) limiter: LogLimiter,
+    pub(super) started: Instant,
+    /// When the pipeline last asked for an event, µs after `started`.
+    pub(super) last_asked_us: AtomicU64,
 }
 
 /// How long a rebalance waits for the pipeline to hand revoked partitions back
@@ -256,7 +280,7 @@ impl Context {
         }
     }
 
-    pub(super) fn enqueue(&self, event: SourceEvent) {
+    pub(super) fn enqueue(&self, event: Event) {
         if let Ok(mut q) = self.outbox.lock() {
             q.push_back(event);
         }
@@ -294,6 +318,17 @@ impl Context {
         }
     }
 
+    /// The pipeline asks for an event (it is not blocked).
+    pub(super) fn asked(&self) {
+        self.last_asked_us.store(self.started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// How long ago the pipeline last asked for an event.
+    pub(super) fn pipeline_silent_for(&self) -> Duration {
+        let asked = Duration::from_micros(self.last_asked_us.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(asked)
+    }
+
     pub(super) fn connection(&self) -> Connection {
         self.state.lock().ok().and_then(|s| s.connection.clone()).unwrap_or(Connection::Starting)
     }
@@ -319,14 +354,19 @@ impl ConsumerContext for Context {
                     }
                     s.at_end.remove(p);
                     s.fresh.remove(p);
+                    s.next_offset.remove(p);
                 }
             }
+            let _work = crate::telemetry::work(
+                "kafka.revoke",
+                vec![opentelemetry::KeyValue::new("partitions", format!("{ps:?}"))],
+            );
             // Hand off cleanly: the pipeline first gets every record read before
             // (in order), writes everything it owes for these partitions (so the
             // next owner sees their finished traces), then their offsets are committed.
             let (done, acked) = std::sync::mpsc::channel();
             if !self.stop.load(Ordering::Relaxed) {
-                self.enqueue(SourceEvent::Revoked { partitions: ps.clone(), done });
+                self.enqueue(Event::Revoked { partitions: ps.clone(), done });
                 let deadline = started + HANDOFF_TIMEOUT;
                 let handed_back = self.deliver_all(deadline)
                     && acked.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_ok();
@@ -367,11 +407,14 @@ impl ConsumerContext for Context {
                 let assignment = Assignment(s.grants);
                 s.assigned.extend(ps.iter().map(|&p| (p, assignment)));
                 s.fresh.extend(ps.iter().copied());
+                for p in &ps {
+                    s.next_offset.remove(p);
+                }
                 s.assignment_changed = true;
                 // The new leaders' state is known with the next statistics.
                 s.leaders_up = false;
                 drop(s);
-                self.enqueue(SourceEvent::Assigned { partitions: ps, assignment });
+                self.enqueue(Event::Assigned { partitions: ps, assignment });
             }
             Rebalance::Error(e) => tracing::warn!("kafka rebalance error: {e}"),
             Rebalance::Revoke(_) => {}
@@ -390,6 +433,19 @@ impl ConsumerContext for Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_fetched_again_within_one_assignment_is_not_handed_on_twice() {
+        let mut s = State::default();
+        assert!(s.first_delivery(3, 100));
+        assert!(s.first_delivery(3, 101));
+        assert!(!s.first_delivery(3, 100), "fetched again after a resume");
+        assert!(!s.first_delivery(3, 101));
+        assert!(s.first_delivery(3, 102));
+        assert!(s.first_delivery(4, 7), "partitions apart");
+        s.next_offset.remove(&3); // a new assignment starts wherever it is read from
+        assert!(s.first_delivery(3, 50));
+    }
 
     #[test]
     fn only_offsets_published_under_the_current_grant_are_committed() {

@@ -15,7 +15,7 @@
 //! passes only while it is really reading (the pipeline takes records, the
 //! brokers leading the assigned partitions are up, no rebalance hand-off is in
 //! progress), and reports partitions it has read to their end
-//! ([`SourceEvent::AtEnd`]). The pipeline measures idleness on both, so a stall
+//! ([`Event::AtEnd`]). The pipeline measures idleness on both, so a stall
 //! never makes a partition look idle and never makes later spans late.
 //!
 //! The source may read several topics (the span topic and poirot's repartition
@@ -25,7 +25,10 @@
 mod context;
 
 use super::kafka_log::LogLimiter;
+use super::{Assignment, Event, Record, Source, SourceError};
 use crate::dataflow::ReadingClock;
+use crate::decode::Format;
+use crate::telemetry::health::{Component, Health};
 use crate::telemetry::process::ProcessMetrics;
 use context::{Context, STALL_GRACE};
 use rdkafka::config::ClientConfig;
@@ -54,6 +57,8 @@ pub struct KafkaSourceConfig {
     pub group: String,
     /// Passed to librdkafka as they are (security.protocol, sasl.*, ssl.*, ...).
     pub properties: BTreeMap<String, String>,
+    /// The encoding of each topic's messages (`None`: detected per message).
+    pub formats: Vec<Option<Format>>,
 }
 
 /// How the source's connection to the brokers stands.
@@ -80,53 +85,11 @@ pub fn split_id(id: u32) -> (usize, i32) {
     ((id >> 16) as usize, (id & 0xffff) as i32)
 }
 
-/// One consumed message.
-#[derive(Debug)]
-pub struct KafkaRecord {
-    /// The pipeline's partition id ([`partition_id`]).
-    pub partition: u32,
-    /// Index of the topic in [`KafkaSourceConfig::topics`].
-    pub topic: usize,
-    pub kafka_partition: i32,
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    /// A watermark record of the repartition topic: (producer, event time µs).
-    pub watermark: Option<(u64, i64)>,
-}
-
-/// One grant of partitions to this member: offsets published under an
-/// assignment that has since been revoked are never committed, even when the
-/// same partition was granted again meanwhile (a pipeline that answered a
-/// rebalance too late must not overwrite what the next owner committed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Assignment(u64);
-
-#[derive(Debug)]
-pub enum SourceEvent {
-    Batch(Vec<KafkaRecord>),
-    Assigned {
-        partitions: Vec<u32>,
-        assignment: Assignment,
-    },
-    /// These partitions were read to their end (after the records before this
-    /// event): their silence from now on is idleness.
-    AtEnd(Vec<u32>),
-    /// These partitions are being taken away. The pipeline finishes what it owes
-    /// for them, publishes their final committable offsets, drops their state and
-    /// then answers on `done`; only then are the offsets committed and the
-    /// partitions released.
-    Revoked {
-        partitions: Vec<u32>,
-        done: std::sync::mpsc::Sender<()>,
-    },
-}
-
 /// Offsets the pipeline allows to commit, per partition, with the assignment
 /// they were published under.
 type Committable = Arc<Mutex<BTreeMap<u32, (Assignment, i64)>>>;
 /// Offsets per partition.
-pub type Offsets = Arc<Mutex<BTreeMap<u32, i64>>>;
+type Offsets = Arc<Mutex<BTreeMap<u32, i64>>>;
 
 /// A pipeline stalled this long ([`context::STALL_GRACE`] stops reading time)
 /// has its assignment paused while polling goes on (well
@@ -134,13 +97,16 @@ pub type Offsets = Arc<Mutex<BTreeMap<u32, i64>>>;
 /// librdkafka's pause and resume are best used sparingly).
 pub const PAUSE_AFTER: Duration = Duration::from_secs(20);
 
-/// A running source: events come out of `events`; set `stop` to end it.
+/// A running consumer group member, read through [`Source`].
 pub struct KafkaSource {
-    pub events: Receiver<SourceEvent>,
+    events: Receiver<Event>,
+    brokers: String,
+    /// Readiness: the brokers reachable or not, and why.
+    health: Health,
     committable: Committable,
     /// Offsets actually committed (acknowledged by the group coordinator) for the
     /// partitions assigned now: what a new owner would start reading from.
-    pub committed: Offsets,
+    committed: Offsets,
     /// Processing time that passes only while the source is really reading.
     pub clock: ReadingClock,
     context: Arc<Context>,
@@ -157,6 +123,7 @@ impl KafkaSource {
     pub fn start(
         config: &KafkaSourceConfig,
         metrics: ProcessMetrics,
+        health: Health,
     ) -> Result<KafkaSource, KafkaSourceError> {
         let (tx, rx) = sync_channel(IN_FLIGHT);
         let committable: Committable = Arc::default();
@@ -164,6 +131,7 @@ impl KafkaSource {
         let stop = Arc::new(AtomicBool::new(false));
         let context = Context {
             topics: config.topics.clone(),
+            formats: config.formats.clone(),
             brokers: config.brokers.clone(),
             events: tx,
             outbox: Mutex::default(),
@@ -173,6 +141,8 @@ impl KafkaSource {
             metrics,
             state: Mutex::default(),
             limiter: LogLimiter::default(),
+            started: Instant::now(),
+            last_asked_us: Default::default(),
         };
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &config.brokers)
@@ -199,16 +169,17 @@ impl KafkaSource {
                 .spawn(move || poll_loop(consumer, stop, clock))
                 .map_err(KafkaSourceError::Thread)?
         };
-        Ok(KafkaSource { events: rx, committable, committed, clock, context, stop, thread: Some(thread) })
-    }
-
-    /// Allows `offset` of `partition` to be committed: everything before it is
-    /// written where it belongs. Ignored unless `assignment` is the partition's
-    /// current one (checked when committing).
-    pub fn publish(&self, partition: u32, assignment: Assignment, offset: i64) {
-        if let Ok(mut m) = self.committable.lock() {
-            m.insert(partition, (assignment, offset));
-        }
+        Ok(KafkaSource {
+            events: rx,
+            brokers: config.brokers.clone(),
+            health,
+            committable,
+            committed,
+            clock,
+            context,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// How the connection to the brokers stands now.
@@ -216,8 +187,53 @@ impl KafkaSource {
         self.context.connection()
     }
 
+    /// Reports the connection on /readyz; brokers that refused poirot end the run.
+    fn check_connection(&self) -> Result<(), SourceError> {
+        match self.connection() {
+            Connection::Up => self.health.ok(Component::Kafka),
+            Connection::Starting => {}
+            Connection::Unreachable { reason } => self
+                .health
+                .failing(Component::Kafka, format!("cannot reach kafka at {}: {reason}", self.brokers)),
+            Connection::Refused { reason } => {
+                let line =
+                    format!("kafka at {} refused poirot (authentication or TLS): {reason}", self.brokers);
+                self.health.failing(Component::Kafka, line.clone());
+                return Err(SourceError::Refused(line));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Source for KafkaSource {
+    /// Refused credentials end the run before the next event, so an event
+    /// received before (a revocation) was handled in full.
+    fn next(&mut self, wait: Duration) -> Result<Option<Event>, SourceError> {
+        self.context.asked();
+        self.check_connection()?;
+        match self.events.recv_timeout(wait) {
+            Ok(e) => Ok(Some(e)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err(SourceError::Stopped("the kafka consumer"))
+            }
+        }
+    }
+
+    /// Checked against the partition's current assignment when committing.
+    fn publish(&mut self, partition: u32, assignment: Assignment, offset: i64) {
+        if let Ok(mut m) = self.committable.lock() {
+            m.insert(partition, (assignment, offset));
+        }
+    }
+
+    fn committed(&self) -> Vec<(u32, i64)> {
+        self.committed.lock().map(|m| m.iter().map(|(&p, &o)| (p, o)).collect()).unwrap_or_default()
+    }
+
     /// Stops polling, commits what may be committed, and leaves the group.
-    pub fn stop(&mut self) {
+    fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         // Unblock a poll thread waiting on a full channel.
         while self.events.try_recv().is_ok() {}
@@ -229,19 +245,20 @@ impl KafkaSource {
 
 impl Drop for KafkaSource {
     fn drop(&mut self) {
-        self.stop();
+        Source::stop(self);
     }
 }
 
-fn record(topics: &[String], m: &rdkafka::message::BorrowedMessage<'_>) -> KafkaRecord {
-    let topic = topics.iter().position(|t| t == m.topic()).unwrap_or(0);
-    KafkaRecord {
+fn record(context: &Context, m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    let topic = context.topics.iter().position(|t| t == m.topic()).unwrap_or(0);
+    Record {
         partition: partition_id(topic, m.partition()),
         topic,
         kafka_partition: m.partition(),
-        offset: m.offset(),
+        offset: Some(m.offset()),
         key: m.key().map(<[u8]>::to_vec),
         payload: m.payload().unwrap_or_default().to_vec(),
+        format: context.formats.get(topic).copied().flatten(),
         watermark: m.headers().and_then(watermark_of),
     }
 }
@@ -287,21 +304,49 @@ fn set_paused(consumer: &BaseConsumer<Context>, pause: bool, paused: &mut Option
     }
 }
 
+/// Whether the pipeline keeps up with the source. It does while it asks for
+/// events ([`Source::next`]) and takes what is handed to it; a pipeline blocked
+/// on a sink does neither, however much room is left in the channel, and the
+/// events already in the channel wait unseen. While it is stalled reading time
+/// stands still, so no partition looks idle because of the stall and no span
+/// that waited in the channel is late when it is finally seen.
+#[derive(Default)]
+struct Stall {
+    since: Option<Instant>,
+    /// The pipeline has not asked for an event for [`STALL_GRACE`].
+    pipeline_away: bool,
+}
+
+impl Stall {
+    /// Notes a cycle at `now`: whether everything queued was handed over, and how
+    /// long ago the pipeline last asked for an event. Returns how long it has been stalled.
+    fn update(&mut self, now: Instant, delivered: bool, pipeline_silent: Duration) -> Duration {
+        self.pipeline_away = pipeline_silent >= STALL_GRACE;
+        if delivered && !self.pipeline_away {
+            self.since = None;
+        } else {
+            self.since.get_or_insert(now);
+        }
+        self.since.map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+    }
+
+    /// Whether reading time passes: the pipeline asks for events, and a
+    /// backlog it cannot take at once is brief.
+    fn reading(&self, stalled_for: Duration) -> bool {
+        !self.pipeline_away && stalled_for < STALL_GRACE
+    }
+}
+
 fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: ReadingClock) {
     let context = consumer.context().clone();
     let mut last_commit = Instant::now();
     let mut last_cycle = Instant::now();
-    let mut stalled_since: Option<Instant> = None;
+    let mut stall = Stall::default();
     let mut paused: Option<TopicPartitionList> = None;
     while !stop.load(Ordering::Relaxed) {
         // What was read before goes first; the pipeline may be behind.
         let Some(delivered) = context.deliver() else { break };
-        if delivered {
-            stalled_since = None;
-        } else {
-            stalled_since.get_or_insert_with(Instant::now);
-        }
-        let stalled_for = stalled_since.map_or(Duration::ZERO, |t| t.elapsed());
+        let stalled_for = stall.update(Instant::now(), delivered, context.pipeline_silent_for());
         // A pipeline blocked on a sink: pause the assignment and keep polling, so
         // the group keeps this member and nothing piles up in memory.
         let pause = stalled_for >= PAUSE_AFTER;
@@ -318,7 +363,7 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
             // The first message may take a while; the rest of a batch is what is already there.
             while batch.len() < BATCH {
                 match consumer.poll(wait) {
-                    Some(Ok(m)) => batch.push(record(&context.topics, &m)),
+                    Some(Ok(m)) => batch.push(record(&context, &m)),
                     Some(Err(e)) => context.limiter.error("consumer", &e, &format!("kafka: {e}")),
                     None => break,
                 }
@@ -334,10 +379,13 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
                                 "partition {} of {}: reading from offset {}",
                                 r.kafka_partition,
                                 context.topics.get(r.topic).map_or("?", String::as_str),
-                                r.offset
+                                r.offset.unwrap_or(-1)
                             );
                         }
                     }
+                    let before = batch.len();
+                    batch.retain(|r| s.first_delivery(r.partition, r.offset.unwrap_or(-1)));
+                    context.metrics.redelivered_records.inc_by((before - batch.len()) as u64);
                     // Records arriving prove the brokers reachable, whatever the last
                     // statistics or error said.
                     if !matches!(s.connection, Some(Connection::Refused { .. })) {
@@ -345,12 +393,12 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
                         s.connection = Some(Connection::Up);
                     }
                 }
-                context.enqueue(SourceEvent::Batch(batch));
+                context.enqueue(Event::Batch(batch));
             }
         }
         let at_end = context.state.lock().map(|mut s| std::mem::take(&mut s.at_end)).unwrap_or_default();
         if !at_end.is_empty() && paused.is_none() {
-            context.enqueue(SourceEvent::AtEnd(at_end.into_iter().collect()));
+            context.enqueue(Event::AtEnd(at_end.into_iter().collect()));
         }
         // Reading time: what passed in this cycle, unless the pipeline is stalled,
         // the brokers cannot be reached, or a rebalance hand-off took it.
@@ -360,7 +408,7 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
         let rebalancing =
             context.state.lock().map(|mut s| std::mem::take(&mut s.rebalancing)).unwrap_or_default();
         let reachable = context.reading_possible();
-        if stalled_for < STALL_GRACE && reachable {
+        if stall.reading(stalled_for) && reachable {
             clock.advance(cycle.saturating_sub(rebalancing).as_micros() as i64);
         }
         context.metrics.kafka_reachable.set(i64::from(reachable));
@@ -372,4 +420,38 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
     }
     context.commit(&consumer, None, CommitMode::Sync);
     consumer.unsubscribe();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn reading_time_stops_while_the_pipeline_does_not_ask_for_events() {
+        let t0 = Instant::now();
+        let mut stall = Stall::default();
+        // The pipeline asks and takes everything: time passes.
+        let d = stall.update(t0, true, 10 * MS);
+        assert!(stall.reading(d));
+        // A brief backlog (the pipeline busy with a large batch): time still passes.
+        let d = stall.update(t0 + 100 * MS, false, 50 * MS);
+        assert!(stall.reading(d));
+        // Blocked on a sink: everything fits in the channel, so all is "delivered",
+        // but nobody asks. Time stands still, however long that lasts.
+        let d = stall.update(t0 + 200 * MS, true, STALL_GRACE);
+        assert!(!stall.reading(d));
+        let d = stall.update(t0 + 60_000 * MS, true, 60 * STALL_GRACE);
+        assert!(!stall.reading(d));
+        assert!(d >= PAUSE_AFTER, "long enough to pause the assignment: {d:?}");
+        // Asking again: time passes again at once.
+        let d = stall.update(t0 + 60_100 * MS, true, MS);
+        assert!(stall.reading(d));
+        assert_eq!(d, Duration::ZERO);
+        // A backlog that lasts: time stops after the grace.
+        stall.update(t0 + 61_000 * MS, false, MS);
+        let d = stall.update(t0 + 61_000 * MS + STALL_GRACE, false, MS);
+        assert!(!stall.reading(d));
+    }
 }

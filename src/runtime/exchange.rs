@@ -1,0 +1,174 @@
+//! The keyBy(trace id) stage: how records reach the trace-keyed pipeline.
+//!
+//! All of a trace's spans must meet in one process. Replay and demo read one
+//! stream into one pipeline: [`InProcess`] feeds records straight in. `poirot
+//! run` reads Kafka partitions that Jaeger keyed by trace id; spans that arrive
+//! unkeyed (an OTLP batch mixing traces) are re-keyed through poirot's
+//! repartition topic by [`ThroughTopic`], and come back from it, keyed, with
+//! their producers' watermarks. A second exchange keyed by another id would be
+//! another implementation of [`Exchange`]; the driver does not change.
+
+use super::{Input, Pipeline, RecordOutcome};
+use crate::source::Record;
+use std::sync::atomic::AtomicBool;
+
+/// A delivery to another process failed for good: the input behind it must be
+/// read again, so poirot stops.
+#[derive(Debug, thiserror::Error)]
+#[error("spans could not be written to the repartition topic: poirot stops, the input is read again")]
+pub struct ExchangeError;
+
+/// Routes records by trace id, to the local pipeline or to the process that owns the trace.
+pub trait Exchange {
+    /// Hands `record` on: decoded and fed to `pipeline`, or sent to its trace's owner.
+    fn route(&mut self, record: &Record, pipeline: &mut Pipeline, stop: &AtomicBool) -> RecordOutcome;
+
+    /// `partition` was assigned at reading time `now_us`; returns whether the
+    /// pipeline's event time waits for it.
+    fn assigned(&mut self, _partition: u32, _now_us: i64) -> bool {
+        true
+    }
+
+    fn revoked(&mut self, _partition: u32) {}
+
+    /// Processing time passed: producers report their progress.
+    fn tick(&mut self, _now_us: i64) {}
+
+    /// Waits for what was sent elsewhere to be acknowledged: `Ok(false)` while it
+    /// is not (offsets of [`passes_on`](Self::passes_on) partitions wait).
+    fn acked(&mut self) -> Result<bool, ExchangeError> {
+        Ok(true)
+    }
+
+    /// Whether records of `partition` may be sent elsewhere.
+    fn passes_on(&self, _partition: u32) -> bool {
+        false
+    }
+}
+
+/// One process holds every trace: records go straight into the pipeline.
+pub struct InProcess;
+
+impl Exchange for InProcess {
+    fn route(&mut self, r: &Record, pipeline: &mut Pipeline, _stop: &AtomicBool) -> RecordOutcome {
+        pipeline.push(Input::Record {
+            partition: r.partition,
+            offset: r.offset,
+            format: r.format,
+            bytes: &r.payload,
+        })
+    }
+}
+
+#[cfg(feature = "servers")]
+pub use through_topic::ThroughTopic;
+
+#[cfg(feature = "servers")]
+mod through_topic {
+    use super::*;
+    use crate::model::Span;
+    use crate::source::kafka::split_id;
+    use crate::source::repartition::{Mode, Rekeyer};
+    use crate::telemetry::work;
+    use prometheus_client::metrics::counter::Counter;
+
+    /// Index of the span topic among the topics `poirot run` reads.
+    pub const INPUT: usize = 0;
+    /// Index of the repartition topic.
+    pub const REPARTITIONED: usize = 1;
+
+    /// Re-keys unkeyed input through the repartition topic (topic 1 of the
+    /// source), and feeds what comes back from it.
+    pub struct ThroughTopic {
+        rekeyer: Rekeyer,
+        mode: Mode,
+        spans: Vec<Span>,
+        /// Spans sent to the repartition topic.
+        repartitioned: Counter,
+    }
+
+    impl ThroughTopic {
+        pub fn new(rekeyer: Rekeyer, mode: Mode, repartitioned: Counter) -> Self {
+            ThroughTopic { rekeyer, mode, spans: Vec::new(), repartitioned }
+        }
+    }
+
+    impl Exchange for ThroughTopic {
+        fn route(&mut self, r: &Record, pipeline: &mut Pipeline, stop: &AtomicBool) -> RecordOutcome {
+            let Some(offset) = r.offset else {
+                return InProcess.route(r, pipeline, stop);
+            };
+            let spans = &mut self.spans;
+            if r.topic == REPARTITIONED {
+                if let Some((producer, event_time)) = r.watermark {
+                    pipeline.push(Input::UpstreamWatermark {
+                        partition: r.partition,
+                        offset,
+                        producer,
+                        event_time,
+                    });
+                    return RecordOutcome::default();
+                }
+                // Always Jaeger protobuf, whatever the input's encoding.
+                let outcome = pipeline.decode_shuffled(&r.payload, spans);
+                pipeline.push(Input::Shuffled { partition: r.partition, offset, spans });
+                return outcome;
+            }
+            // Input that may need re-keying: decode, then decide.
+            let outcome = pipeline.decode(r.format, &r.payload, spans);
+            if self.mode.rekeys(r.key.as_deref(), spans) {
+                let now = pipeline.now_us();
+                self.rekeyer.send(spans, pipeline.names(), r.partition, now, stop);
+                self.repartitioned.inc_by(spans.len() as u64);
+                spans.clear();
+                pipeline.push(Input::PassedOn { partition: r.partition, offset });
+            } else {
+                self.rekeyer.keyed(r.partition);
+                pipeline.push(Input::Spans { partition: r.partition, offset: Some(offset), spans });
+            }
+            outcome
+        }
+
+        /// With every input message re-keyed, input partitions carry no event time
+        /// and must not hold the watermark back. Repartition-topic partitions hold
+        /// it until their producers' watermark records arrive (every producer
+        /// announces itself when it is assigned input).
+        fn assigned(&mut self, partition: u32, now_us: i64) -> bool {
+            let input = split_id(partition).0 == INPUT;
+            if input {
+                self.rekeyer.assigned(partition, now_us);
+            }
+            !(self.mode == Mode::Always && input)
+        }
+
+        fn revoked(&mut self, partition: u32) {
+            self.rekeyer.forget(partition);
+        }
+
+        /// Also when no input came: readers learn this process's final progress promptly.
+        fn tick(&mut self, now_us: i64) {
+            self.rekeyer.send_watermarks(now_us);
+        }
+
+        fn acked(&mut self) -> Result<bool, ExchangeError> {
+            let rk = &mut self.rekeyer;
+            if !rk.has_unflushed() && !rk.failed() {
+                return Ok(true);
+            }
+            let mut w = work("repartition.flush", Vec::new());
+            let acked = rk.flush();
+            if rk.failed() {
+                w.fail("a delivery failed for good");
+                return Err(ExchangeError);
+            }
+            if !acked {
+                w.fail("not acknowledged yet");
+            }
+            Ok(acked)
+        }
+
+        fn passes_on(&self, partition: u32) -> bool {
+            split_id(partition).0 == INPUT
+        }
+    }
+}
