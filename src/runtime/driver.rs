@@ -218,8 +218,8 @@ impl Driver {
     ) -> Result<Written, DriverError> {
         self.anomalies.clear();
         self.anomalies.extend(self.pipeline.drain_anomalies());
-        let (delta, finished) =
-            if self.pipeline.deltas_enabled() { self.pipeline.take_finished() } else { Default::default() };
+        // Empty unless a sink asked for deltas.
+        let (delta, finished) = self.pipeline.take_finished();
         let forget_due = last.is_none() && self.last_forget.elapsed() >= self.forget_after;
         let forget_below = if forget_due { std::mem::take(&mut self.committed) } else { Vec::new() };
         let round = Round {

@@ -149,11 +149,6 @@ impl Pipeline {
         self.tracker.now_us()
     }
 
-    /// Whether edge deltas and finished traces are kept for a sink.
-    pub fn deltas_enabled(&self) -> bool {
-        self.analyzer.delta.is_some()
-    }
-
     /// The names spans refer to.
     pub fn names(&self) -> &Interner {
         &self.names
@@ -171,7 +166,8 @@ impl Pipeline {
         self.analyzer.delta = Some(Default::default());
     }
 
-    /// Edges added and traces finished since the last call.
+    /// Edges added and traces finished since the last call (both empty unless
+    /// [`enable_deltas`](Self::enable_deltas) was called).
     pub fn take_finished(&mut self) -> (crate::analysis::Edges, Vec<FinishedTrace>) {
         (self.analyzer.take_delta(), std::mem::take(&mut self.finished))
     }
