@@ -65,7 +65,7 @@ fn ui_download_gives_the_exact_files() {
     assert_eq!(a["detected_at"], "2026-01-01T00:00:10.300000Z");
     assert_eq!(
         a["summary"],
-        "driver published a message to dispatch in publish dispatch (span 00f067aa0ba902bc) that no span of trace 4bf92f3577b34da6a3ce929d0e0e4736 consumed."
+        "driver published a message to dispatch in publish dispatch (span 00f067aa0ba902bc) that no span of trace 4bf92f3577b34da6a3ce929d0e0e4736 or of another trace consumed."
     );
     assert_eq!(a["evidence"]["trace"].as_array().map(Vec::len), Some(6));
 

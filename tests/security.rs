@@ -95,6 +95,7 @@ fn round_trip(mechanism: &str, traces: usize, via: Via) {
         .arg("--out")
         .arg(&out)
         .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
+        .env("POIROT_MESSAGE_LOSS__MIN_DEADLINE", "3s")
         .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
         .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "3s")
         .env("POIROT_LOG", "info")

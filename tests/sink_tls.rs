@@ -57,6 +57,7 @@ fn run_cmd(topic: &str, listen: &str) -> Command {
     cmd.args(["run", "--brokers", &env("POIROT_TEST_KAFKA"), "--topic", topic])
         .args(["--group", &format!("{topic}-group"), "--listen", listen])
         .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
+        .env("POIROT_MESSAGE_LOSS__MIN_DEADLINE", "3s")
         .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
         .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "3s")
         .env("POIROT_KAFKA__REPARTITION", "never");

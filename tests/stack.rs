@@ -199,6 +199,7 @@ fn start_poirot(dir: &Path, topic: &str) -> Proc {
             .args(["--listen", &env("POIROT_TEST_POIROT_METRICS")])
             .env("POIROT_RUN__METRICS_TOKEN_FILE", env("POIROT_TEST_POIROT_METRICS_TOKEN_FILE"))
             .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
+            .env("POIROT_MESSAGE_LOSS__MIN_DEADLINE", "3s")
             .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
             .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "3s")
             .env("POIROT_ELASTICSEARCH__URL", env("POIROT_TEST_OPENSEARCH"))

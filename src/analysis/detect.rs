@@ -1,33 +1,47 @@
 //! The anomaly detectors, each exactly as DESIGN.md defines its kind.
 
-use super::anomaly::{Anomaly, AnomalyKind, Details, TraceCtx, Truncated};
+use super::anomaly::{Anomaly, AnomalyKind, Details, LossStatus, TraceCtx, Truncated};
 use super::dag::TraceDag;
 use crate::model::{SpanKind, Sym};
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 use std::collections::BTreeMap;
 
-/// message_loss: a producer span that no span of its trace references.
-pub fn message_loss(t: &TraceCtx<'_>, dag: &TraceDag, out: &mut Vec<Anomaly>) {
+/// message_loss: the producer spans of a closed trace that no span consumed
+/// (`consumed[i]`: a span of this trace or a link from another references it),
+/// as the documents they become should their deadline pass without a consumer.
+pub fn unconsumed_producers(t: &TraceCtx<'_>, consumed: &[bool]) -> Vec<(u32, Anomaly)> {
+    let mut out = Vec::new();
     for (i, s) in t.spans.iter().enumerate() {
-        let i = i as u32;
-        if s.kind != SpanKind::Producer || dag.has_children(i) {
+        if s.kind != SpanKind::Producer || consumed.get(i).copied().unwrap_or(false) {
             continue;
         }
-        let destination = t.names.resolve(s.destination);
-        let dest_text =
-            if destination.is_empty() { "an unnamed destination".to_owned() } else { destination.to_owned() };
-        let summary = format!(
-            "{} published a message to {} in {} (span {}) that no span of trace {} consumed.",
-            t.name(i),
-            dest_text,
-            t.names.resolve(s.operation),
-            s.span_id,
-            s.trace_id
-        );
-        let details = Details { destination: Some(destination.to_owned()), ..Details::default() };
-        out.push(t.anomaly(AnomalyKind::MessageLoss, i, summary, details, &[i], Truncated::default()));
+        let i = i as u32;
+        out.push((i, loss_document(t, i)));
     }
+    out
+}
+
+/// The message_loss document of producer span `i`.
+pub fn loss_document(t: &TraceCtx<'_>, i: u32) -> Anomaly {
+    let s = &t.spans[i as usize];
+    let destination = t.names.resolve(s.destination);
+    let dest_text =
+        if destination.is_empty() { "an unnamed destination".to_owned() } else { destination.to_owned() };
+    let summary = format!(
+        "{} published a message to {} in {} (span {}) that no span of trace {} or of another trace consumed.",
+        t.name(i),
+        dest_text,
+        t.names.resolve(s.operation),
+        s.span_id,
+        s.trace_id
+    );
+    let details = Details {
+        destination: Some(destination.to_owned()),
+        status: Some(LossStatus::Lost),
+        ..Details::default()
+    };
+    t.anomaly(AnomalyKind::MessageLoss, i, summary, details, &[i], Truncated::default())
 }
 
 /// orphan_reference: a span whose reference names a span that never arrived.

@@ -103,6 +103,54 @@ impl HopStats {
     }
 }
 
+/// The referenced (parent) side of an edge: a span of this trace, or one
+/// remembered from a trace that already closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Callee {
+    pub service: Sym,
+    pub operation: Sym,
+    pub destination: Sym,
+    pub start_us: i64,
+    /// A producer span: the reference is a message from its destination.
+    pub producer: bool,
+}
+
+impl Callee {
+    pub fn of(s: &Span) -> Callee {
+        Callee {
+            service: s.service,
+            operation: s.operation,
+            destination: s.destination,
+            start_us: s.start_us,
+            producer: s.kind == SpanKind::Producer,
+        }
+    }
+}
+
+/// The referencing (child) side of an edge: the calls it counts are its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub service: Sym,
+    pub operation: Sym,
+    pub destination: Sym,
+    pub start_us: i64,
+    pub duration_us: u64,
+    pub error: bool,
+}
+
+impl Caller {
+    pub fn of(s: &Span) -> Caller {
+        Caller {
+            service: s.service,
+            operation: s.operation,
+            destination: s.destination,
+            start_us: s.start_us,
+            duration_us: s.duration_us,
+            error: s.error,
+        }
+    }
+}
+
 #[derive(Default, Debug, Clone)]
 pub struct Edges {
     pub services: FxHashMap<ServiceEdge, CallStats>,
@@ -131,38 +179,47 @@ impl Edges {
     /// Adds the edges of one trace.
     pub fn add_trace(&mut self, spans: &[Span], dag: &TraceDag) {
         for e in dag.graph.raw_edges() {
+            if e.source() == e.target() {
+                continue; // a span that references itself calls nobody
+            }
             let (p, c) = (&spans[e.source().index()], &spans[e.target().index()]);
-            if p.kind == SpanKind::Producer && e.source() != e.target() {
-                let destination = if p.destination != Sym(0) { p.destination } else { c.destination };
-                let hop = (c.start_us - p.start_us).max(0) as u64;
-                let h = self
-                    .hops
-                    .entry(MessageHop { producer: p.service, destination, consumer: c.service })
-                    .or_default();
-                h.hop_latency_us_min = if h.messages == 0 { hop } else { h.hop_latency_us_min.min(hop) };
-                h.hop_latency_us_max = h.hop_latency_us_max.max(hop);
-                h.messages += 1;
-                h.hop_latency_us_sum += hop;
-            }
-            if p.service == c.service {
-                continue;
-            }
-            let relation = e.weight;
-            self.services
-                .entry(ServiceEdge { source: p.service, target: c.service, relation })
-                .or_default()
-                .add(c.error, c.duration_us, c.start_us);
-            self.operations
-                .entry(OperationEdge {
-                    source_service: p.service,
-                    source_operation: p.operation,
-                    target_service: c.service,
-                    target_operation: c.operation,
-                    relation,
-                })
-                .or_default()
-                .add(c.error, c.duration_us, c.start_us);
+            self.add_call(&Callee::of(p), &Caller::of(c), e.weight);
         }
+    }
+
+    /// Adds one reference from `child` to `parent` under `relation`: a call when
+    /// their services differ, and a message when the parent is a producer.
+    pub fn add_call(&mut self, parent: &Callee, child: &Caller, relation: RefKind) {
+        if parent.producer {
+            let destination =
+                if parent.destination != Sym(0) { parent.destination } else { child.destination };
+            let hop = (child.start_us - parent.start_us).max(0) as u64;
+            let h = self
+                .hops
+                .entry(MessageHop { producer: parent.service, destination, consumer: child.service })
+                .or_default();
+            h.hop_latency_us_min = if h.messages == 0 { hop } else { h.hop_latency_us_min.min(hop) };
+            h.hop_latency_us_max = h.hop_latency_us_max.max(hop);
+            h.messages += 1;
+            h.hop_latency_us_sum += hop;
+        }
+        if parent.service == child.service {
+            return;
+        }
+        self.services
+            .entry(ServiceEdge { source: parent.service, target: child.service, relation })
+            .or_default()
+            .add(child.error, child.duration_us, child.start_us);
+        self.operations
+            .entry(OperationEdge {
+                source_service: parent.service,
+                source_operation: parent.operation,
+                target_service: child.service,
+                target_operation: child.operation,
+                relation,
+            })
+            .or_default()
+            .add(child.error, child.duration_us, child.start_us);
     }
 
     /// Service edges as report rows, sorted by source, target and relation.

@@ -6,22 +6,27 @@ pub mod assembly;
 pub mod dag;
 pub mod detect;
 pub mod edges;
+pub mod flows;
 pub mod outputs;
 pub mod red;
 pub mod service_graph;
 
-pub use anomaly::{Anomaly, AnomalyKind, DocLimits};
+pub use anomaly::{Anomaly, AnomalyKind, DocLimits, Resolution};
 pub use assembly::{Assembled, AssemblyConfig, ClosedTrace, TraceAssembler};
 pub use dag::TraceDag;
 pub use edges::Edges;
+pub use flows::{DeadlineConfig, FlowConfig, FlowStats, Flows, Late, Link};
 pub use outputs::{FinishedTrace, InputStats, Outputs};
 pub use red::Red;
 pub use service_graph::ServiceGraph;
 
+use crate::dataflow::EventTime;
 use crate::dataflow::{Clock, Context, Operator};
-use crate::model::{Interner, Span, SpanKind, Sym};
+use crate::model::{Interner, Span, SpanId, SpanKind, Sym};
 use anomaly::TraceCtx;
-use rustc_hash::FxHashSet;
+use edges::{Callee, Caller};
+use flows::FlowOut;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -88,6 +93,8 @@ pub struct AnalysisStats {
 pub struct AnomalyCounters {
     pub by_service: BTreeMap<(AnomalyKind, Sym), u64>,
     pub message_loss: BTreeMap<(Sym, Sym), u64>,
+    /// Reported losses a consumer resolved after all, by producer service and destination.
+    pub message_loss_resolved: BTreeMap<(Sym, Sym), u64>,
     services: FxHashSet<Sym>,
     producers: FxHashSet<(Sym, Sym)>,
     max_series: usize,
@@ -115,8 +122,22 @@ impl AnomalyCounters {
             if !self.producers.contains(&pair) && !full(self.message_loss.len(), self.max_series) {
                 self.producers.insert(pair);
                 self.message_loss.entry(pair).or_insert(0);
+                self.message_loss_resolved.entry(pair).or_insert(0);
             }
         }
+    }
+
+    /// A reported loss of `producer` to `destination` was resolved.
+    fn resolved(&mut self, producer: Sym, destination: Sym) {
+        let key = if self.message_loss_resolved.contains_key(&(producer, destination))
+            || self.max_series == 0
+            || self.message_loss_resolved.len() < self.max_series
+        {
+            (producer, destination)
+        } else {
+            (self.overflow, self.overflow)
+        };
+        *self.message_loss_resolved.entry(key).or_default() += 1;
     }
 
     fn count(&mut self, a: &Anomaly, names: &Interner) {
@@ -155,6 +176,18 @@ pub struct Analyzer {
     /// [`Analyzer::take_delta`] moves them into `edges`: one pass per trace either way.
     pub delta: Option<Edges>,
     pub stats: AnalysisStats,
+    /// What carries traces past their close: the closed-trace index, pending
+    /// producers, reported losses, links waiting.
+    pub flows: Flows,
+    /// References into other traces found since the pipeline last took them: it
+    /// routes each to the owner of the trace it names ([`Analyzer::link`]).
+    pub links: Vec<Link>,
+    /// Reported losses resolved since the pipeline last took them.
+    pub resolutions: Vec<Resolution>,
+    /// Traces whose pending producers were all decided since the pipeline last
+    /// took them: it stops holding their input offsets.
+    pub settled: Vec<crate::model::TraceId>,
+    flow_out: FlowOut,
 }
 
 impl Analyzer {
@@ -169,6 +202,19 @@ impl Analyzer {
             edges: Edges::default(),
             delta: None,
             stats: AnalysisStats::default(),
+            flows: Flows::new(FlowConfig::default(), &mut Interner::new()),
+            links: Vec::new(),
+            resolutions: Vec::new(),
+            settled: Vec::new(),
+            flow_out: FlowOut::default(),
+        }
+    }
+
+    /// The time a finding is detected at: `event_time` for replays, the clock live.
+    fn detected_us(&self, event_time: EventTime) -> i64 {
+        match &self.detected_at {
+            DetectedAt::TraceClose => event_time,
+            DetectedAt::Clock(c) => c.now_us(),
         }
     }
 
@@ -189,10 +235,13 @@ impl Analyzer {
             self.counters.seen(s);
         }
         self.stats.spans += trace.spans.len() as u64;
-        let detected_at_us = match &self.detected_at {
-            DetectedAt::TraceClose => trace.closes_at,
-            DetectedAt::Clock(c) => c.now_us(),
-        };
+        let detected_at_us = self.detected_us(trace.closes_at);
+        // Links from other traces that waited for this one to close.
+        let waiting = self.flows.take_waiting(&trace.trace_id);
+        let mut consumed = vec![false; trace.spans.len()];
+        if !waiting.is_empty() {
+            self.apply_waiting(&trace.spans, waiting, &mut consumed, detected_at_us, false, ctx.names);
+        }
         let t =
             TraceCtx { spans: &trace.spans, names: ctx.names, detected_at_us, limits: self.config.documents };
         let before = ctx.out.len();
@@ -207,12 +256,22 @@ impl Analyzer {
             for &i in cycles.iter().flatten() {
                 in_cycle[i as usize] = true;
             }
+            for e in dag.graph.raw_edges() {
+                let (p, c) = (&trace.spans[e.source().index()], &trace.spans[e.target().index()]);
+                if p.kind == SpanKind::Producer && e.source() != e.target() {
+                    consumed[e.source().index()] = true;
+                    let destination = if p.destination != Sym(0) { p.destination } else { c.destination };
+                    self.flows.observe_hop(destination, c.start_us - p.start_us);
+                }
+            }
             match self.delta.as_mut() {
                 Some(d) => d.add_trace(&trace.spans, &dag),
                 None => self.edges.add_trace(&trace.spans, &dag),
             }
             self.graph.add_trace(&trace.spans, &dag);
-            detect::message_loss(&t, &dag, ctx.out);
+            for (i, doc) in detect::unconsumed_producers(&t, &consumed) {
+                self.flows.pend(&trace.spans[i as usize], trace.closes_at, doc);
+            }
             detect::orphan_references(&t, &dag, ctx.out);
             detect::reference_cycles(&t, &cycles, ctx.out);
             detect::recursive_chains(&t, &dag, &in_cycle, self.config.min_reentries, ctx.out);
@@ -221,6 +280,216 @@ impl Analyzer {
             *self.stats.anomalies.entry(a.kind).or_default() += 1;
             self.counters.count(a, ctx.names);
         }
+        for s in &trace.spans {
+            self.links.extend(Link::of(s));
+        }
+        self.flows.closed(trace.trace_id, &trace.spans, trace.closes_at, false);
+        self.flush_flows(ctx);
+    }
+
+    /// A trace read again that an earlier owner already analysed and wrote
+    /// (after a rebalance or a crash): nothing is counted again, but what it
+    /// still owed is rebuilt: its producers no span consumed wait for their
+    /// deadline again, its links consume again, and later spans and links find
+    /// it in the closed-trace index.
+    pub fn replayed_trace(&mut self, mut trace: ClosedTrace, ctx: &mut Context<'_, Anomaly>) {
+        trace.spans.sort_unstable_by_key(|s| (s.start_us, s.span_id, s.service));
+        dag::dedupe(&mut trace.spans);
+        let detected_at_us = self.detected_us(trace.closes_at);
+        let waiting = self.flows.take_waiting(&trace.trace_id);
+        let mut consumed = vec![false; trace.spans.len()];
+        if !waiting.is_empty() {
+            self.apply_waiting(&trace.spans, waiting, &mut consumed, detected_at_us, true, ctx.names);
+        }
+        if !trace.oversized() {
+            let dag = TraceDag::build(&trace.spans);
+            for e in dag.graph.raw_edges() {
+                if e.source() != e.target() {
+                    consumed[e.source().index()] = true;
+                }
+            }
+            let t = TraceCtx {
+                spans: &trace.spans,
+                names: ctx.names,
+                detected_at_us,
+                limits: self.config.documents,
+            };
+            for (i, doc) in detect::unconsumed_producers(&t, &consumed) {
+                self.flows.pend(&trace.spans[i as usize], trace.closes_at, doc);
+            }
+        }
+        for s in &trace.spans {
+            self.links.extend(Link::of(s).map(|l| Link { replayed: true, ..l }));
+        }
+        self.flows.closed(trace.trace_id, &trace.spans, trace.closes_at, true);
+        self.flush_flows(ctx);
+    }
+
+    /// Applies links that waited for the trace of `spans` to close: each one
+    /// naming a span of it is an edge and consumes it; the others keep waiting.
+    /// `replayed`: the trace was read again (an edge from a link read again too
+    /// was written by the earlier owner).
+    fn apply_waiting(
+        &mut self,
+        spans: &[Span],
+        waiting: Vec<Link>,
+        consumed: &mut [bool],
+        detected_at_us: i64,
+        replayed: bool,
+        names: &Interner,
+    ) {
+        let index: FxHashMap<SpanId, usize> = spans.iter().enumerate().map(|(i, s)| (s.span_id, i)).collect();
+        for link in waiting {
+            let Some(&i) = index.get(&link.to.span_id) else {
+                self.flows.wait(link);
+                continue;
+            };
+            self.flows.stats.links_resolved += 1;
+            let callee = Callee::of(&spans[i]);
+            if callee.producer {
+                consumed[i] = true;
+            }
+            let consumer = flows::consumer_ref(link.from_trace, link.from_span, &link.caller, names);
+            let to = (link.to.trace_id, link.to.span_id, link.to.kind);
+            let edges = match self.delta.as_mut() {
+                Some(d) => d,
+                None => &mut self.edges,
+            };
+            flows::apply_reference(
+                &mut self.flows,
+                edges,
+                to,
+                callee,
+                &link.caller,
+                consumer,
+                detected_at_us,
+                link.replayed && replayed,
+                &mut self.flow_out,
+            );
+        }
+    }
+
+    /// A reference from a span of another trace into a trace this analyzer owns
+    /// (routed here by trace id): applied now if that trace closed, else it waits.
+    pub fn link(&mut self, link: Link, ctx: &mut Context<'_, Anomaly>) {
+        self.flows.stats.links += 1;
+        match self.flows.link_to_closed(&link) {
+            Some((callee, replayed)) => {
+                self.flows.stats.links_resolved += 1;
+                let detected_at_us = self.detected_us(link.caller.start_us);
+                let consumer = flows::consumer_ref(link.from_trace, link.from_span, &link.caller, ctx.names);
+                let to = (link.to.trace_id, link.to.span_id, link.to.kind);
+                let edges = match self.delta.as_mut() {
+                    Some(d) => d,
+                    None => &mut self.edges,
+                };
+                flows::apply_reference(
+                    &mut self.flows,
+                    edges,
+                    to,
+                    callee,
+                    &link.caller,
+                    consumer,
+                    detected_at_us,
+                    link.replayed && replayed,
+                    &mut self.flow_out,
+                );
+                self.flush_flows(ctx);
+            }
+            None => self.flows.wait(link),
+        }
+    }
+
+    /// A span that arrived after its trace closed. A copy of a counted span is
+    /// dropped; otherwise it counts for RED, and when its trace is still in the
+    /// closed-trace index it is joined to it: its references are edges, it
+    /// consumes producers, and links waiting for it are applied.
+    pub fn late_span(&mut self, span: Span, ctx: &mut Context<'_, Anomaly>) -> Late {
+        let mut parents = Vec::new();
+        let late = self.flows.late(&span, &mut parents);
+        if late == Late::Copy {
+            self.stats.duplicate_spans += 1;
+            return late;
+        }
+        self.red.observe(&span);
+        self.counters.seen(&span);
+        self.stats.spans += 1;
+        self.stats.late_spans += 1;
+        self.links.extend(Link::of(&span));
+        if late == Late::Joined {
+            let detected_at_us = self.detected_us(span.event_time_us());
+            let caller = Caller::of(&span);
+            for (r, callee) in parents {
+                let consumer = flows::consumer_ref(span.trace_id, span.span_id, &caller, ctx.names);
+                let edges = match self.delta.as_mut() {
+                    Some(d) => d,
+                    None => &mut self.edges,
+                };
+                flows::apply_reference(
+                    &mut self.flows,
+                    edges,
+                    (r.trace_id, r.span_id, r.kind),
+                    callee,
+                    &caller,
+                    consumer,
+                    detected_at_us,
+                    false,
+                    &mut self.flow_out,
+                );
+            }
+            for link in self.flows.take_waiting(&span.trace_id) {
+                self.link(link, ctx);
+                self.flows.stats.links -= 1; // counted when it first came
+            }
+            if span.kind == SpanKind::Producer {
+                let t = TraceCtx {
+                    spans: std::slice::from_ref(&span),
+                    names: ctx.names,
+                    detected_at_us,
+                    limits: self.config.documents,
+                };
+                let doc = detect::loss_document(&t, 0);
+                let at = span.event_time_us().max(self.flows_watermark());
+                self.flows.pend(&span, at, doc);
+            }
+        }
+        self.flush_flows(ctx);
+        late
+    }
+
+    fn flows_watermark(&self) -> EventTime {
+        self.flows.watermark()
+    }
+
+    /// Event time reached `watermark` (the least over the inputs): producers
+    /// whose deadline passed without a consumer are reported, expired state leaves.
+    pub fn advance(&mut self, watermark: EventTime, ctx: &mut Context<'_, Anomaly>) {
+        let now = match &self.detected_at {
+            DetectedAt::TraceClose => None,
+            DetectedAt::Clock(c) => Some(c.now_us()),
+        };
+        self.flows.advance(watermark, now, &mut self.flow_out);
+        self.flush_flows(ctx);
+    }
+
+    /// The input ended: every producer still pending is lost.
+    pub fn finish(&mut self, ctx: &mut Context<'_, Anomaly>) {
+        self.flows.finish(&mut self.flow_out);
+        self.flush_flows(ctx);
+    }
+
+    /// Emits and counts what the flows decided.
+    fn flush_flows(&mut self, ctx: &mut Context<'_, Anomaly>) {
+        for a in self.flow_out.losses.drain(..) {
+            *self.stats.anomalies.entry(a.kind).or_default() += 1;
+            self.counters.count(&a, ctx.names);
+            ctx.out.push(a);
+        }
+        for (producer, destination) in self.flow_out.resolved.drain(..) {
+            self.counters.resolved(producer, destination);
+        }
+        self.resolutions.append(&mut self.flow_out.resolutions);
+        self.settled.append(&mut self.flow_out.settled);
     }
 }
 
@@ -241,14 +510,13 @@ impl Operator for Analyzer {
     fn process_element(&mut self, input: Assembled, ctx: &mut Context<'_, Anomaly>) {
         match input {
             Assembled::Trace(t) => self.analyse(t, ctx),
-            Assembled::Unbuffered { span, late } => {
+            Assembled::Unbuffered { span, late: true } => {
+                self.late_span(span, ctx);
+            }
+            Assembled::Unbuffered { span, late: false } => {
                 self.red.observe(&span);
                 self.stats.spans += 1;
-                if late {
-                    self.stats.late_spans += 1;
-                } else {
-                    self.stats.overflow_spans += 1;
-                }
+                self.stats.overflow_spans += 1;
             }
         }
     }

@@ -2,7 +2,7 @@
 //! analyses ([`Outputs`]), the input counters ([`InputStats`]) and the traces
 //! that closed with where they ended ([`FinishedTrace`]).
 
-use crate::analysis::{AnalysisStats, AnomalyCounters, Edges, Red, ServiceGraph};
+use crate::analysis::{AnalysisStats, AnomalyCounters, Edges, Flows, Red, ServiceGraph};
 use crate::dataflow::EventTime;
 use crate::decode::{DecodeError, Reason};
 use crate::model::{Interner, TraceId};
@@ -44,6 +44,8 @@ pub struct Outputs<'a> {
     pub watermark: EventTime,
     pub open_traces: usize,
     pub buffered_spans: usize,
+    /// The state that outlives a trace's close, and its counters.
+    pub flows: &'a Flows,
 }
 
 /// A trace that closed, with where its spans ended in its partition.

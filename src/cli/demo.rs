@@ -34,7 +34,10 @@ pub struct DemoArgs {
 /// Runs the simulator and the pipeline until `stop` is set.
 fn pipeline_thread(config: Config, seed: u64, shared: web::Shared, stop: Arc<AtomicBool>) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let pconf = super::pipeline_config(&config, DetectedAt::Clock(clock.clone()));
+    let mut pconf = super::pipeline_config(&config, DetectedAt::Clock(clock.clone()));
+    // The simulated queues deliver in milliseconds: a lost message shows within seconds.
+    pconf.flows.deadlines.min_us =
+        i64::try_from(config.demo.message_loss_deadline.as_micros()).unwrap_or(i64::MAX);
     let pipeline = Pipeline::new(pconf, clock.clone());
     let demo = &config.demo;
     let sim = SimConfig {

@@ -7,7 +7,7 @@ pub mod replay;
 pub mod run;
 pub mod simulate;
 
-use crate::analysis::{AnalysisConfig, AssemblyConfig, DetectedAt};
+use crate::analysis::{AnalysisConfig, AssemblyConfig, DeadlineConfig, DetectedAt, FlowConfig};
 use crate::config::Config;
 use crate::dataflow::WatermarkConfig;
 use crate::runtime::PipelineConfig;
@@ -64,6 +64,17 @@ pub fn pipeline_config(c: &Config, detected_at: DetectedAt) -> PipelineConfig {
             max_names: c.metrics.max_names,
             max_name_bytes: c.metrics.max_name_bytes,
             documents: c.anomalies.limits(),
+        },
+        flows: FlowConfig {
+            closed_retention_us: us(c.assembly.closed_retention),
+            max_closed_bytes: c.assembly.max_closed_bytes,
+            deadlines: DeadlineConfig {
+                min_us: us(c.message_loss.min_deadline),
+                max_us: us(c.message_loss.max_deadline),
+                latency_factor: c.message_loss.latency_factor,
+                fixed: c.message_loss.deadlines.iter().map(|(d, t)| (d.clone(), us(*t))).collect(),
+            },
+            ..FlowConfig::default()
         },
         detected_at,
     }

@@ -15,6 +15,13 @@ pub struct AssemblySection {
     pub idle_timeout: Duration,
     pub max_spans_per_trace: usize,
     pub max_buffered_spans: usize,
+    /// How long (event time) a closed trace stays joinable: a span that arrives
+    /// later, or a link from another trace, still finds it.
+    #[serde(deserialize_with = "duration")]
+    pub closed_retention: Duration,
+    /// Most bytes the closed-trace index holds (about 20 bytes a span plus 90 a
+    /// trace); past it the oldest traces leave early, counted.
+    pub max_closed_bytes: usize,
 }
 
 impl Default for AssemblySection {
@@ -25,6 +32,39 @@ impl Default for AssemblySection {
             idle_timeout: Duration::from_secs(30),
             max_spans_per_trace: 50_000,
             max_buffered_spans: 2_000_000,
+            closed_retention: Duration::from_secs(300),
+            max_closed_bytes: 64 << 20,
+        }
+    }
+}
+
+/// When a message counts as lost: a producer span that no span consumed is
+/// pending until its deadline, counted from when its trace closed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessageLossSection {
+    /// The least deadline, for every destination. 2 minutes lets an ordinary
+    /// slow queue (a consumer group that lags, a sandbox that takes a minute) pass.
+    #[serde(deserialize_with = "duration")]
+    pub min_deadline: Duration,
+    /// The largest deadline the observed latency may set.
+    #[serde(deserialize_with = "duration")]
+    pub max_deadline: Duration,
+    /// The deadline follows the destination's observed producer → consumer latency:
+    /// this multiple of its 99th percentile (within the two bounds above).
+    pub latency_factor: f64,
+    /// Fixed deadlines per destination name, e.g. `{ "SAMPLE_RECEIVED" = "10m" }`.
+    #[serde(deserialize_with = "super::durations")]
+    pub deadlines: std::collections::BTreeMap<String, Duration>,
+}
+
+impl Default for MessageLossSection {
+    fn default() -> Self {
+        MessageLossSection {
+            min_deadline: Duration::from_secs(120),
+            max_deadline: Duration::from_secs(3600),
+            latency_factor: 4.0,
+            deadlines: Default::default(),
         }
     }
 }
@@ -142,6 +182,10 @@ pub struct DemoSection {
     pub s3_behaviour: S3Behaviour,
     pub message_loss_rate: f64,
     pub ping_pong_rate: f64,
+    /// The demo's `message_loss.min_deadline`: its simulated queues deliver in
+    /// milliseconds, so a lost message is reported within seconds.
+    #[serde(deserialize_with = "duration")]
+    pub message_loss_deadline: Duration,
 }
 
 impl Default for DemoSection {
@@ -152,6 +196,7 @@ impl Default for DemoSection {
             s3_behaviour: S3Behaviour::Const,
             message_loss_rate: 0.02,
             ping_pong_rate: 0.02,
+            message_loss_deadline: Duration::from_secs(5),
         }
     }
 }

@@ -82,7 +82,9 @@ mod sinks;
 #[cfg(test)]
 mod tests;
 
-pub use analysis::{AnomalySection, AssemblySection, DemoSection, MetricsSection, S3Behaviour};
+pub use analysis::{
+    AnomalySection, AssemblySection, DemoSection, MessageLossSection, MetricsSection, S3Behaviour,
+};
 pub use kafka::{Encoding, KafkaSection, Repartition};
 pub use run::RunSection;
 pub use sinks::{ElasticsearchSection, Neo4jSection, SelfTracingSection};
@@ -105,6 +107,7 @@ pub enum ConfigError {
 pub struct Config {
     pub assembly: AssemblySection,
     pub anomalies: AnomalySection,
+    pub message_loss: MessageLossSection,
     pub metrics: MetricsSection,
     pub demo: DemoSection,
     pub kafka: KafkaSection,
@@ -183,6 +186,16 @@ pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::E
     })
 }
 
+/// A table of durations, e.g. per destination.
+pub(crate) fn durations<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, Duration>, D::Error> {
+    #[derive(Deserialize)]
+    struct One(#[serde(deserialize_with = "duration")] Duration);
+    let raw = std::collections::BTreeMap::<String, One>::deserialize(d)?;
+    Ok(raw.into_iter().map(|(k, One(v))| (k, v)).collect())
+}
+
 impl Config {
     /// Loads `path` (if any), applies overrides from `env`, and validates.
     pub fn load(
@@ -254,6 +267,19 @@ impl Config {
         }
         if a.max_buffered_spans < a.max_spans_per_trace {
             return Err(("assembly.max_buffered_spans", "must be at least max_spans_per_trace".into()));
+        }
+        if a.closed_retention.is_zero() {
+            return Err(("assembly.closed_retention", "must be greater than zero".into()));
+        }
+        let ml = &self.message_loss;
+        if ml.max_deadline < ml.min_deadline {
+            return Err(("message_loss.max_deadline", "must be at least message_loss.min_deadline".into()));
+        }
+        if !(ml.latency_factor.is_finite() && ml.latency_factor >= 0.0) {
+            return Err((
+                "message_loss.latency_factor",
+                format!("{} is not a number ≥ 0", ml.latency_factor),
+            ));
         }
         if self.anomalies.min_reentries == 0 {
             return Err(("anomalies.min_reentries", "must be at least 1".into()));

@@ -21,6 +21,10 @@ pub struct OffsetTracker {
     partitions: FxHashMap<u32, PartitionOffsets>,
     /// Open traces: partition, first offset, last offset.
     traces: FxHashMap<TraceId, (u32, i64, i64)>,
+    /// Closed traces whose results are not all decided yet (a producer waiting
+    /// for its consumer): they hold their first offset like open traces, so a
+    /// new owner reads them again.
+    held: FxHashMap<TraceId, (u32, i64)>,
 }
 
 impl OffsetTracker {
@@ -52,6 +56,30 @@ impl OffsetTracker {
     /// its partition and last offset.
     pub fn trace_closed(&mut self, trace: &TraceId) -> Option<(u32, i64)> {
         let (partition, offset, last) = self.traces.remove(trace)?;
+        self.unhold(partition, offset);
+        Some((partition, last))
+    }
+
+    /// The first offset of open `trace`.
+    pub fn first_offset(&self, trace: &TraceId) -> Option<i64> {
+        self.traces.get(trace).map(|t| t.1)
+    }
+
+    /// Closed `trace` still needs its records from `offset` of `partition` on.
+    pub fn hold(&mut self, trace: TraceId, partition: u32, offset: i64) {
+        if self.held.insert(trace, (partition, offset)).is_none() {
+            *self.partitions.entry(partition).or_default().open.entry(offset).or_default() += 1;
+        }
+    }
+
+    /// Closed `trace` no longer needs its records.
+    pub fn release(&mut self, trace: &TraceId) {
+        if let Some((partition, offset)) = self.held.remove(trace) {
+            self.unhold(partition, offset);
+        }
+    }
+
+    fn unhold(&mut self, partition: u32, offset: i64) {
         if let Some(p) = self.partitions.get_mut(&partition) {
             if let Some(n) = p.open.get_mut(&offset) {
                 *n -= 1;
@@ -60,7 +88,6 @@ impl OffsetTracker {
                 }
             }
         }
-        Some((partition, last))
     }
 
     /// The offset to commit for `partition`: the first one still needed.
@@ -74,12 +101,19 @@ impl OffsetTracker {
         self.traces.iter().filter(|(_, (p, _, _))| *p == partition).map(|(t, _)| *t).collect()
     }
 
-    /// Forgets `partition` entirely (revoked).
-    pub fn forget(&mut self, partition: u32) {
+    /// Forgets `partition` entirely (revoked); returns the closed traces it held
+    /// (the next owner reads them again and decides what they still owed).
+    pub fn forget(&mut self, partition: u32) -> Vec<TraceId> {
         for t in self.traces_of(partition) {
             self.traces.remove(&t);
         }
         self.partitions.remove(&partition);
+        let held: Vec<TraceId> =
+            self.held.iter().filter(|(_, (p, _))| *p == partition).map(|(t, _)| *t).collect();
+        for t in &held {
+            self.held.remove(t);
+        }
+        held
     }
 }
 

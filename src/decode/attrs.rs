@@ -11,6 +11,8 @@ pub mod keys {
     pub const DB_SYSTEM: &str = "db.system";
     pub const DB_SYSTEM_NAME: &str = "db.system.name";
     pub const SERVICE_NAME: &str = "service.name";
+    /// On an OTLP link: the OpenTracing relation it stands for (`child_of`, `follows_from`).
+    pub const REF_TYPE: &str = "opentracing.ref_type";
     /// The key poirot writes a messaging destination under.
     pub const DESTINATION: &str = "messaging.destination.name";
     /// Every key a messaging destination is read from.

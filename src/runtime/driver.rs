@@ -13,7 +13,7 @@
 
 use super::exchange::{Exchange, ExchangeError};
 use super::{Input, Pipeline};
-use crate::analysis::{Anomaly, Outputs};
+use crate::analysis::{Anomaly, Outputs, Resolution};
 use crate::sink::{Closing, Round, Sink, SinkError, Written};
 use crate::source::{Assignment, Event, Rejected, Source, SourceError};
 use std::collections::BTreeMap;
@@ -53,6 +53,7 @@ pub struct Driver {
     /// The partitions assigned now, each with the grant it came with.
     assigned: BTreeMap<u32, Assignment>,
     anomalies: Vec<Anomaly>,
+    resolutions: Vec<Resolution>,
     rejected: Vec<Rejected>,
     keep_rejected: bool,
     /// Offsets acknowledged as committed when last looked at; sinks forget below
@@ -79,6 +80,7 @@ impl Driver {
             sinks,
             assigned: BTreeMap::new(),
             anomalies: Vec::new(),
+            resolutions: Vec::new(),
             rejected: Vec::new(),
             committed: Vec::new(),
             last_forget: Instant::now(),
@@ -218,12 +220,15 @@ impl Driver {
     ) -> Result<Written, DriverError> {
         self.anomalies.clear();
         self.anomalies.extend(self.pipeline.drain_anomalies());
+        self.resolutions.clear();
+        self.resolutions.extend(self.pipeline.drain_resolutions());
         // Empty unless a sink asked for deltas.
         let (delta, finished) = self.pipeline.take_finished();
         let forget_due = last.is_none() && self.last_forget.elapsed() >= self.forget_after;
         let forget_below = if forget_due { std::mem::take(&mut self.committed) } else { Vec::new() };
         let round = Round {
             anomalies: &self.anomalies,
+            resolutions: &self.resolutions,
             outputs: self.pipeline.outputs(),
             delta: &delta,
             finished: &finished,

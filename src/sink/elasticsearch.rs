@@ -13,7 +13,7 @@
 use super::documents::{document_id, index_name, template};
 use super::retry::{retry, Backoff, Classify, Fault, Retried};
 use super::{Closing, Round, Sink, SinkError, Written};
-use crate::analysis::Anomaly;
+use crate::analysis::{Anomaly, Resolution};
 use crate::config::{ConfigError, ElasticsearchSection};
 use crate::telemetry::events::{SinkEvent, SinkTelemetry};
 use crate::telemetry::health::{Component, Health};
@@ -209,7 +209,7 @@ pub struct EsSink {
     client: Elasticsearch,
     prefix: String,
     rt: tokio::runtime::Runtime,
-    pending: Vec<Anomaly>,
+    pending: Vec<Doc>,
     /// Write counters, readiness and log lines.
     telemetry: SinkTelemetry,
     indexed: Counter,
@@ -335,11 +335,25 @@ impl EsSink {
     fn bulk_once(&mut self) -> Result<(), EsError> {
         let docs = std::mem::take(&mut self.pending);
         let mut body: Vec<JsonBody<Value>> = Vec::with_capacity(docs.len() * 2);
-        for a in &docs {
-            body.push(
-                json!({"index": {"_index": index_name(&self.prefix, a), "_id": document_id(a)}}).into(),
-            );
-            body.push(serde_json::to_value(a).unwrap_or(Value::Null).into());
+        for d in &docs {
+            match d {
+                Doc::Anomaly(a) => {
+                    body.push(
+                        json!({"index": {"_index": index_name(&self.prefix, a), "_id": document_id(a)}})
+                            .into(),
+                    );
+                    body.push(serde_json::to_value(a).unwrap_or(Value::Null).into());
+                }
+                Doc::Resolution(r) => {
+                    // A partial update: the loss document stays, marked resolved.
+                    let key = r.document_key();
+                    body.push(
+                        json!({"update": {"_index": index_name(&self.prefix, &key), "_id": document_id(&key)}})
+                            .into(),
+                    );
+                    body.push(json!({ "doc": r.update() }).into());
+                }
+            }
         }
         let sent = self.rt.block_on(async {
             let r = self.client.bulk(BulkParts::None).body(body).send().await.map_err(EsError::request)?;
@@ -358,19 +372,23 @@ impl EsSink {
             }
         };
         let items = answer["items"].as_array().cloned().unwrap_or_default();
-        for (a, item) in docs.into_iter().zip(items.iter().chain(std::iter::repeat(&Value::Null))) {
-            let status = item["index"]["status"].as_u64().unwrap_or(0);
+        for (d, item) in docs.into_iter().zip(items.iter().chain(std::iter::repeat(&Value::Null))) {
+            let action = if matches!(d, Doc::Anomaly(_)) { "index" } else { "update" };
+            let status = item[action]["status"].as_u64().unwrap_or(0);
             match status {
                 200..=299 => {
                     self.indexed.inc();
                 }
-                429 | 500..=599 | 0 => self.pending.push(a),
+                429 | 500..=599 | 0 => self.pending.push(d),
                 _ => {
                     self.rejected.inc();
+                    let id = match &d {
+                        Doc::Anomaly(a) => document_id(a),
+                        Doc::Resolution(r) => document_id(&r.document_key()),
+                    };
                     tracing::warn!(
-                        "elasticsearch rejected anomaly {}: {}",
-                        document_id(&a),
-                        item["index"]["error"]
+                        "elasticsearch rejected the {action} of anomaly {id}: {}",
+                        item[action]["error"]
                     );
                 }
             }
@@ -419,6 +437,12 @@ impl EsSink {
     }
 }
 
+/// One bulk item: a new anomaly document, or a resolved loss's update.
+enum Doc {
+    Anomaly(Box<Anomaly>),
+    Resolution(Box<Resolution>),
+}
+
 /// Anomaly documents, one bulk request per round, acknowledged before the
 /// offsets behind them are committed (while the server is down this waits, and
 /// Kafka polling waits with it).
@@ -431,7 +455,8 @@ impl Sink for EsSink {
         if round.last == Some(Closing::Stopping) {
             return Ok(Written::Stopped);
         }
-        self.pending.extend(round.anomalies.iter().cloned());
+        self.pending.extend(round.anomalies.iter().map(|a| Doc::Anomaly(Box::new(a.clone()))));
+        self.pending.extend(round.resolutions.iter().map(|r| Doc::Resolution(Box::new(r.clone()))));
         if !self.has_pending() {
             return Ok(Written::Acknowledged);
         }

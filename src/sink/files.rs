@@ -7,8 +7,8 @@
 //! - `metrics.prom`: Prometheus text exposition of the RED series at the end of the input.
 
 use super::{Closing, Fault, Round, Sink, SinkError, Written};
-use crate::analysis::Anomaly;
 use crate::analysis::Outputs;
+use crate::analysis::{Anomaly, Resolution};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -79,6 +79,11 @@ impl Sink for ReplayFiles {
 
     fn write(&mut self, round: &Round<'_>, _stop: &AtomicBool) -> Result<Written, SinkError> {
         self.anomalies.extend(round.anomalies.iter().cloned());
+        for r in round.resolutions {
+            if let Some(a) = self.anomalies.iter_mut().rev().find(|a| r.resolves(a)) {
+                r.apply(a);
+            }
+        }
         // Only whole results: not after a failure or a stop.
         if round.last == Some(Closing::InputEnded) {
             write_outputs(&self.dir, &round.outputs, &mut self.anomalies)
@@ -116,6 +121,19 @@ impl LiveFiles {
         self.anomalies.write_all(&line).map_err(|e| self.error(e))
     }
 
+    /// A resolved loss: a line with the fields that changed, under the same
+    /// kind, trace and span as the loss's line (merge them to read the state).
+    fn resolution(&mut self, r: &Resolution) -> Result<(), WriteError> {
+        let mut v = serde_json::to_value(r).map_err(|e| self.error(e.into()))?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("kind".into(), "message_loss".into());
+            o.insert("status".into(), "resolved".into());
+        }
+        let mut line = serde_json::to_vec(&v).map_err(|e| self.error(e.into()))?;
+        line.push(b'\n');
+        self.anomalies.write_all(&line).map_err(|e| self.error(e))
+    }
+
     fn flush(&mut self, p: &Outputs<'_>) -> Result<(), WriteError> {
         self.anomalies.flush().map_err(|e| self.error(e))?;
         write_dependencies(&self.dir, p)
@@ -136,6 +154,11 @@ impl Sink for LiveFiles {
     fn write(&mut self, round: &Round<'_>, _stop: &AtomicBool) -> Result<Written, SinkError> {
         for a in round.anomalies {
             if let Err(e) = self.anomaly(a) {
+                tracing::warn!("{e}");
+            }
+        }
+        for r in round.resolutions {
+            if let Err(e) = self.resolution(r) {
                 tracing::warn!("{e}");
             }
         }

@@ -101,6 +101,11 @@ impl super::Sink for LivePage {
         for a in round.anomalies {
             self.recent.push(a.clone());
         }
+        for r in round.resolutions {
+            if let Some(a) = self.recent.items.iter_mut().find(|a| r.resolves(a)) {
+                r.apply(a);
+            }
+        }
         if round.last.is_some() || self.last.is_none_or(|t| t.elapsed() >= SNAPSHOT_EVERY) {
             (self.publish)(take(self.mode, &round.outputs, &self.recent));
             self.last = Some(std::time::Instant::now());

@@ -27,7 +27,7 @@ pub mod web;
 #[cfg(feature = "servers")]
 pub mod web_security;
 
-use crate::analysis::{Anomaly, Edges, FinishedTrace, Outputs};
+use crate::analysis::{Anomaly, Edges, FinishedTrace, Outputs, Resolution};
 use crate::model::TraceId;
 
 use std::sync::atomic::AtomicBool;
@@ -58,6 +58,9 @@ pub trait Classify {
 pub struct Round<'a> {
     /// Anomalies found this round, in the order found.
     pub anomalies: &'a [Anomaly],
+    /// Reported message losses a consumer resolved this round (updates of
+    /// documents written in earlier rounds, or in this one).
+    pub resolutions: &'a [Resolution],
     /// Everything computed so far (RED, the service graph, edges, counters).
     pub outputs: Outputs<'a>,
     /// Edges added this round (for a sink that asked for deltas).

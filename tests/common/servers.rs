@@ -230,6 +230,7 @@ fn run_command(topic: &str, group: &str, listen: &str, config: Option<&Path>) ->
     cmd.args(["run", "--brokers", &env("POIROT_TEST_KAFKA"), "--topic", topic, "--group", group])
         .args(["--listen", listen])
         .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
+        .env("POIROT_MESSAGE_LOSS__MIN_DEADLINE", "3s")
         .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
         .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "10s")
         .env("POIROT_ELASTICSEARCH__URL", env("POIROT_TEST_OPENSEARCH"))

@@ -71,6 +71,10 @@ pub fn encode_proto(spans: &[Span], names: &Interner, extra: &[(&str, &str)]) ->
                                 .map(|l| pb::span::Link {
                                     trace_id: l.trace_id.to_bytes().to_vec().into(),
                                     span_id: l.span_id.to_bytes().to_vec().into(),
+                                    attributes: (l.kind == RefKind::ChildOf)
+                                        .then(|| kv(keys::REF_TYPE, "child_of"))
+                                        .into_iter()
+                                        .collect(),
                                 })
                                 .collect(),
                             status: s
@@ -104,7 +108,13 @@ pub fn encode_json(spans: &[Span], names: &Interner, extra: &[(&str, &str)]) -> 
                         "startTimeUnixNano": ((s.start_us as u64) * 1000).to_string(),
                         "endTimeUnixNano": ((s.start_us as u64 + s.duration_us) * 1000).to_string(),
                         "attributes": string_attrs(s, names, extra).iter().map(|(k, v)| kv(k, v)).collect::<Vec<_>>(),
-                        "links": links.map(|l| json!({"traceId": l.trace_id.to_string(), "spanId": l.span_id.to_string()})).collect::<Vec<_>>(),
+                        "links": links.map(|l| {
+                            let mut link = json!({"traceId": l.trace_id.to_string(), "spanId": l.span_id.to_string()});
+                            if let (RefKind::ChildOf, Some(m)) = (l.kind, link.as_object_mut()) {
+                                m.insert("attributes".into(), json!([kv(keys::REF_TYPE, "child_of")]));
+                            }
+                            link
+                        }).collect::<Vec<_>>(),
                         "status": if s.error { json!({"code": 2}) } else { json!({}) },
                     });
                     if let (Some(p), Some(m)) = (parent, o.as_object_mut()) {

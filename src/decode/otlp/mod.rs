@@ -30,7 +30,8 @@ struct Parts<'a> {
     start_ns: u64,
     end_ns: u64,
     attrs: Attrs<'a>,
-    links: Vec<(TraceId, SpanId)>,
+    /// Linked spans, with the relation the link's `opentracing.ref_type` names.
+    links: Vec<(TraceId, SpanId, RefKind)>,
     status_error: bool,
 }
 
@@ -64,10 +65,10 @@ fn build(service: Sym, p: Parts<'_>, names: &mut Interner) -> Result<Span, Decod
     if let Some(parent) = p.parent.filter(|s| !s.is_zero()) {
         span.refs.push(SpanRef { trace_id: p.trace_id, span_id: parent, kind: RefKind::ChildOf });
     }
-    for (t, s) in p.links {
+    for (t, s, kind) in p.links {
         if !s.is_zero() {
             let trace_id = if t.is_zero() { p.trace_id } else { t };
-            span.refs.push(SpanRef { trace_id, span_id: s, kind: RefKind::FollowsFrom });
+            span.refs.push(SpanRef { trace_id, span_id: s, kind });
         }
     }
     // An explicit OTel kind wins over a `span.kind` attribute.
@@ -77,6 +78,15 @@ fn build(service: Sym, p: Parts<'_>, names: &mut Interner) -> Result<Span, Decod
     }
     attrs.apply(&mut span, names);
     Ok(span)
+}
+
+/// A link is `follows_from` unless its `opentracing.ref_type` says `child_of`
+/// (what Jaeger's OTLP translator writes for a second parent or a cross-trace parent).
+fn link_relation(ref_type: Option<&str>) -> RefKind {
+    match ref_type {
+        Some(t) if t.eq_ignore_ascii_case("child_of") => RefKind::ChildOf,
+        _ => RefKind::FollowsFrom,
+    }
 }
 
 fn raw_trace(b: &[u8]) -> Result<TraceId, DecodeError> {
@@ -121,7 +131,13 @@ fn proto_parts(s: &pb::Span) -> Result<Parts<'_>, DecodeError> {
         .iter()
         .map(|l| {
             let t = if l.trace_id.is_empty() { TraceId::default() } else { raw_trace(&l.trace_id)? };
-            Ok((t, raw_span(&l.span_id, "link span id")?))
+            let ref_type = l.attributes.iter().find(|kv| kv.key == keys::REF_TYPE).and_then(|kv| {
+                match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(pb::any_value::Value::StringValue(s)) => Some(s.as_str()),
+                    _ => None,
+                }
+            });
+            Ok((t, raw_span(&l.span_id, "link span id")?, link_relation(ref_type)))
         })
         .collect::<Result<Vec<_>, DecodeError>>()?;
     Ok(Parts {
@@ -236,6 +252,8 @@ struct JsonLink {
     trace_id: String,
     #[serde(default)]
     span_id: String,
+    #[serde(default)]
+    attributes: Vec<JsonKeyValue>,
 }
 
 #[derive(Deserialize)]
@@ -311,7 +329,9 @@ fn json_span(v: Value, service: Sym, names: &mut Interner) -> Result<Span, Decod
             } else {
                 hex_trace(&l.trace_id, "link traceId")?
             };
-            Ok((t, hex_span(&l.span_id, "link spanId")?))
+            let ref_type =
+                l.attributes.iter().find(|kv| kv.key == keys::REF_TYPE).and_then(|kv| json_str(&kv.value));
+            Ok((t, hex_span(&l.span_id, "link spanId")?, link_relation(ref_type)))
         })
         .collect::<Result<Vec<_>, DecodeError>>()?;
     let kind = json_enum(&s.kind, |n| i64::from(SpanKind::from_otlp_name(n).otlp_number()));

@@ -153,6 +153,7 @@ impl Harness {
             assembly: AssemblyConfig { inactivity_gap_us: 2 * S, ..AssemblyConfig::default() },
             watermark: WatermarkConfig { out_of_orderness_us: S, idle_timeout_us: 30 * S },
             analysis: AnalysisConfig::default(),
+            flows: Default::default(),
             detected_at: DetectedAt::TraceClose,
         };
         let pipeline = Pipeline::new(config, Arc::new(ManualClock::new(0)));

@@ -14,7 +14,8 @@ pub use crate::analysis::{FinishedTrace, InputStats, Outputs};
 pub use io::{Input, RecordOutcome};
 
 use crate::analysis::{
-    AnalysisConfig, Analyzer, Anomaly, Assembled, AssemblyConfig, DetectedAt, TraceAssembler,
+    AnalysisConfig, Analyzer, Anomaly, Assembled, AssemblyConfig, DetectedAt, FlowConfig, Flows, Late,
+    Resolution, TraceAssembler,
 };
 use crate::dataflow::{
     Clock, Context, EventTime, OffsetTracker, Operator, UpstreamWatermarks, WatermarkConfig, WatermarkTracker,
@@ -29,6 +30,8 @@ pub struct PipelineConfig {
     pub assembly: AssemblyConfig,
     pub watermark: WatermarkConfig,
     pub analysis: AnalysisConfig,
+    /// What outlives a trace's close: the closed-trace index, message-loss deadlines.
+    pub flows: FlowConfig,
     pub detected_at: DetectedAt,
 }
 
@@ -36,6 +39,9 @@ pub struct Pipeline {
     names: Interner,
     tracker: WatermarkTracker,
     assembler: TraceAssembler,
+    /// Traces read again that an earlier owner already finished and wrote:
+    /// assembled apart, to rebuild only what they still owed (pending producers).
+    replayed: TraceAssembler,
     analyzer: Analyzer,
     input: InputStats,
     /// The most recent decode errors, newest last, for people to read.
@@ -74,11 +80,13 @@ impl Pipeline {
         analysis.max_spans_per_trace = config.assembly.max_spans_per_trace;
         let mut names = Interner::with_limits(analysis.max_names, analysis.max_name_bytes);
         let overflow = names.intern(crate::analysis::red::OVERFLOW);
-        let analyzer = Analyzer::new(analysis, config.detected_at, overflow);
+        let mut analyzer = Analyzer::new(analysis, config.detected_at, overflow);
+        analyzer.flows = Flows::new(config.flows, &mut names);
         Pipeline {
             names,
             tracker: WatermarkTracker::new(config.watermark, clock),
             assembler: TraceAssembler::new(config.assembly),
+            replayed: TraceAssembler::new(config.assembly),
             analyzer,
             input: InputStats::default(),
             recent_errors: Vec::new(),
@@ -141,6 +149,7 @@ impl Pipeline {
             watermark: self.tracker.current(),
             open_traces: self.assembler.open_traces(),
             buffered_spans: self.assembler.buffered_spans(),
+            flows: &self.analyzer.flows,
         }
     }
 
@@ -308,16 +317,38 @@ impl Pipeline {
                 // input before its commit. They are all copies.
                 if p == partition && (o <= last || !event_time) {
                     self.input.replayed_spans += 1;
+                    self.assemble(partition, span, now, offset, event_time, true);
                     return;
                 }
             }
         }
+        self.assemble(partition, span, now, offset, event_time, false);
+    }
+
+    /// Assembles one span; `replayed`: of a trace an earlier owner finished and
+    /// wrote, assembled apart so that only what it still owed is rebuilt.
+    fn assemble(
+        &mut self,
+        partition: u32,
+        span: Span,
+        now: i64,
+        offset: Option<i64>,
+        event_time: bool,
+        replayed: bool,
+    ) {
         let event = span.event_time_us();
         let trace = span.trace_id;
         let mut assembled = std::mem::take(&mut self.assembled);
-        self.assembler.process_keyed(partition, span, &mut assembled);
+        let assembler = if replayed { &mut self.replayed } else { &mut self.assembler };
+        if !assembler.is_open(&trace) && self.analyzer.flows.is_closed(&trace) {
+            // Its trace closed and is still in the closed-trace index: whatever its
+            // event time, it joins that trace rather than open a second session of it.
+            assembled.push(Assembled::Unbuffered { span, late: true });
+        } else {
+            assembler.process_keyed(partition, span, &mut assembled);
+        }
         if let Some(offset) = offset {
-            if self.assembler.is_open(&trace) {
+            if assembler.is_open(&trace) {
                 if self.offsets.is_tracked(&trace) {
                     self.offsets.span_seen(&trace, offset);
                 } else {
@@ -325,15 +356,46 @@ impl Pipeline {
                 }
             }
         }
+        self.analyse(&mut assembled, offset.map(|o| (partition, o)), replayed);
+        self.assembled = assembled;
         if event_time {
             if let Some(wm) = self.tracker.observe_at(partition, event, now) {
-                self.assembler.advance(partition, wm, &mut assembled);
+                self.close_until(partition, wm);
             }
         } else {
             self.tracker.saw(partition, event, now);
         }
-        self.analyse(&mut assembled);
-        self.assembled = assembled;
+    }
+
+    /// A partition's watermark moved to `moved`: what waits for event time
+    /// (pending producers, the closed-trace index) is decided on the least
+    /// watermark over all inputs, since a consumer may come through any of them.
+    fn decide(&mut self, moved: EventTime) {
+        if moved < self.analyzer.flows.next_due() {
+            return; // the least watermark is at most `moved`: nothing is due
+        }
+        let wm = self.tracker.current();
+        self.analyzer.advance(wm, &mut Context::new(&mut self.names, &mut self.anomalies));
+        self.settle();
+    }
+
+    /// Closed traces whose producers are all decided stop holding their offsets.
+    fn settle(&mut self) {
+        for t in self.analyzer.settled.drain(..) {
+            self.offsets.release(&t);
+        }
+    }
+
+    /// Routes the links analyses found to the owner of the trace they name:
+    /// this pipeline, which holds every trace of its input.
+    fn route_links(&mut self) {
+        while !self.analyzer.links.is_empty() {
+            let links = std::mem::take(&mut self.analyzer.links);
+            let mut ctx = Context::new(&mut self.names, &mut self.anomalies);
+            for link in links {
+                self.analyzer.link(link, &mut ctx);
+            }
+        }
     }
 
     /// `partition`'s event time reached `wm`: its traces silent for the gap close
@@ -341,24 +403,81 @@ impl Pipeline {
     fn close_until(&mut self, partition: u32, wm: EventTime) {
         let mut assembled = std::mem::take(&mut self.assembled);
         self.assembler.advance(partition, wm, &mut assembled);
-        self.analyse(&mut assembled);
+        self.analyse(&mut assembled, None, false);
+        self.replayed.advance(partition, wm, &mut assembled);
+        self.analyse(&mut assembled, None, true);
         self.assembled = assembled;
+        self.decide(wm);
     }
 
-    fn analyse(&mut self, assembled: &mut Vec<Assembled>) {
+    /// Analyses what assembly emitted; `origin` is the partition and offset of the
+    /// span that was pushed (a late span joined to its closed trace is recorded
+    /// as part of it there).
+    fn analyse(&mut self, assembled: &mut Vec<Assembled>, origin: Option<(u32, i64)>, replayed: bool) {
+        if replayed {
+            for a in assembled.drain(..) {
+                // A span past a replayed trace's close was counted by the earlier owner.
+                let Assembled::Trace(t) = a else { continue };
+                let trace_id = t.trace_id;
+                let first = self.offsets.first_offset(&trace_id);
+                let closed = self.offsets.trace_closed(&trace_id);
+                let mut ctx = Context::new(&mut self.names, &mut self.anomalies);
+                self.analyzer.replayed_trace(t, &mut ctx);
+                self.hold_if_pending(trace_id, closed.map(|c| c.0), first);
+                self.route_links();
+            }
+            self.settle();
+            return;
+        }
         for a in assembled.drain(..) {
+            if let Assembled::Unbuffered { span, late: true } = a {
+                let trace_id = span.trace_id;
+                let mut ctx = Context::new(&mut self.names, &mut self.anomalies);
+                let late = self.analyzer.late_span(span, &mut ctx);
+                if let (Late::Joined, Some((partition, last_offset))) = (late, origin) {
+                    // The trace's records now reach this offset: a sink that registers
+                    // finished traces records it, so a re-read drops this span too.
+                    self.finished_trace(FinishedTrace { trace_id, partition, last_offset });
+                }
+                self.route_links();
+                continue;
+            }
+            let mut held = None;
             if let Assembled::Trace(t) = &a {
+                let first = self.offsets.first_offset(&t.trace_id);
                 if let Some((partition, last_offset)) = self.offsets.trace_closed(&t.trace_id) {
-                    let own = self.own_finished.entry(partition).or_default();
-                    if own.len() < MAX_OWN_FINISHED {
-                        own.push((t.trace_id, last_offset));
-                    }
-                    if self.analyzer.delta.is_some() {
-                        self.finished.push(FinishedTrace { trace_id: t.trace_id, partition, last_offset });
-                    }
+                    self.finished_trace(FinishedTrace { trace_id: t.trace_id, partition, last_offset });
+                    held = Some((t.trace_id, partition, first));
                 }
             }
             self.analyzer.process_element(a, &mut Context::new(&mut self.names, &mut self.anomalies));
+            if let Some((trace, partition, first)) = held {
+                self.hold_if_pending(trace, Some(partition), first);
+            }
+            self.route_links();
+        }
+        self.settle();
+    }
+
+    /// A closed trace with producers still waiting for a consumer keeps its
+    /// first offset uncommitted: should its partition move or poirot die, the
+    /// next owner reads it again and decides them.
+    fn hold_if_pending(&mut self, trace: TraceId, partition: Option<u32>, first: Option<i64>) {
+        if let (Some(partition), Some(first)) = (partition, first) {
+            if self.analyzer.flows.has_pending(&trace) {
+                self.offsets.hold(trace, partition, first);
+            }
+        }
+    }
+
+    /// Records a finished trace (or a late span of one) with where its records end.
+    fn finished_trace(&mut self, f: FinishedTrace) {
+        let own = self.own_finished.entry(f.partition).or_default();
+        if own.len() < MAX_OWN_FINISHED {
+            own.push((f.trace_id, f.last_offset));
+        }
+        if self.analyzer.delta.is_some() {
+            self.finished.push(f);
         }
     }
 
@@ -377,8 +496,12 @@ impl Pipeline {
     fn finish(&mut self) {
         let mut assembled = std::mem::take(&mut self.assembled);
         self.assembler.on_close(&mut Context::new(&mut self.names, &mut assembled));
-        self.analyse(&mut assembled);
+        self.analyse(&mut assembled, None, false);
+        self.replayed.on_close(&mut Context::new(&mut self.names, &mut assembled));
+        self.analyse(&mut assembled, None, true);
         self.assembled = assembled;
+        self.analyzer.finish(&mut Context::new(&mut self.names, &mut self.anomalies));
+        self.settle();
     }
 
     /// The offset of `partition` that may be committed: the first one an open
@@ -413,12 +536,22 @@ impl Pipeline {
     fn revoke(&mut self, partition: u32) {
         for t in self.offsets.traces_of(partition) {
             self.assembler.discard(&t);
+            self.replayed.discard(&t);
         }
-        self.offsets.forget(partition);
+        for t in self.offsets.forget(partition) {
+            // The next owner reads it again and decides its producers.
+            self.analyzer.flows.drop_pending(&t);
+        }
+        self.replayed.forget_partition(partition);
         self.upstream.forget(partition);
         self.skip.retain(|_, (p, _)| *p != partition);
         self.tracker.forget(partition);
         self.assembler.forget_partition(partition);
+    }
+
+    /// Reported losses resolved since the last call.
+    pub fn drain_resolutions(&mut self) -> std::vec::Drain<'_, Resolution> {
+        self.analyzer.resolutions.drain(..)
     }
 
     /// Anomalies found since the last call.

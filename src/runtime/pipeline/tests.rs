@@ -12,6 +12,7 @@ fn pipeline(clock: &ManualClock) -> Pipeline {
         assembly: AssemblyConfig { inactivity_gap_us: 2 * S, ..AssemblyConfig::default() },
         watermark: WatermarkConfig { out_of_orderness_us: S, idle_timeout_us: 30 * S },
         analysis: AnalysisConfig::default(),
+        flows: Default::default(),
         detected_at: DetectedAt::TraceClose,
     };
     Pipeline::new(config, Arc::new(clock.clone()))

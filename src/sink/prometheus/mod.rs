@@ -73,6 +73,59 @@ pub fn render_into(p: &Outputs<'_>, e: &mut Exposition) {
             n,
         );
     }
+    e.family(
+        "poirot_message_loss_resolved_total",
+        Kind::Counter,
+        "Reported message losses whose consumer showed up after all, by producer service and destination: the net loss is poirot_message_loss_total minus this.",
+    );
+    let mut resolved: Vec<_> = p
+        .counters
+        .message_loss_resolved
+        .iter()
+        .map(|((producer, d), n)| (names.resolve(*producer), names.resolve(*d), *n))
+        .collect();
+    resolved.sort();
+    for (producer, destination, n) in resolved {
+        e.sample(
+            "poirot_message_loss_resolved_total",
+            &[("producer_service", producer), ("destination", destination)],
+            n,
+        );
+    }
+    let flows = p.flows;
+    gauge(
+        e,
+        "poirot_message_loss_pending",
+        "Producer spans nobody consumed yet, waiting for their destination's deadline.",
+        flows.pending_producers(),
+    );
+    gauge(
+        e,
+        "poirot_closed_traces",
+        "Recently closed traces that late spans and links can still join.",
+        flows.closed_traces(),
+    );
+    gauge(e, "poirot_closed_index_bytes", "Memory of the closed-trace index.", flows.closed_bytes());
+    gauge(
+        e,
+        "poirot_links_waiting",
+        "References into traces that have not closed yet.",
+        flows.waiting_links(),
+    );
+    let fs = &flows.stats;
+    e.family(
+        "poirot_cross_trace_references_total",
+        Kind::Counter,
+        "References into other traces (links), by how they ended: resolved to a span, or unresolved (the trace never closed here within the retention).",
+    );
+    e.sample("poirot_cross_trace_references_total", &[("result", "resolved")], fs.links_resolved);
+    e.sample("poirot_cross_trace_references_total", &[("result", "unresolved")], fs.links_unresolved);
+    counter(
+        e,
+        "poirot_evicted_closed_traces_total",
+        "Closed traces pushed out of the closed-trace index by assembly.max_closed_bytes before their retention.",
+        fs.evicted_closed,
+    );
 
     let stats = p.stats;
     counter(e, "poirot_records_total", "Input records read.", p.input.records);
@@ -91,7 +144,7 @@ pub fn render_into(p: &Outputs<'_>, e: &mut Exposition) {
     counter(
         e,
         "poirot_late_spans_total",
-        "Spans that arrived after their trace closed (RED only).",
+        "Spans that arrived after their trace closed (copies excluded); joined to it while it is in the closed-trace index.",
         stats.late_spans,
     );
     counter(
@@ -103,7 +156,7 @@ pub fn render_into(p: &Outputs<'_>, e: &mut Exposition) {
     counter(
         e,
         "poirot_duplicate_spans_total",
-        "Re-delivered spans dropped within a trace.",
+        "Re-delivered spans dropped: copies within a trace, or of a span its closed trace already counted.",
         stats.duplicate_spans,
     );
     counter(
