@@ -9,10 +9,14 @@
 //! - `assembly`: the trace assembler alone, fed decoded spans, then closed.
 //! - `analysis`: the analyzer on the closed traces.
 //! - `pipeline/jaeger-proto`: decode → watermarks → assembly → analyses, in process.
+//! - `pipeline/jaeger-proto-links`: the same, with one consumer span in ten
+//!   linking 10 producer spans of earlier traces (batch consumers).
 //!
 //! Before criterion runs, a counting global allocator measures the bytes each
 //! buffered span costs while its trace is open (span, span vectors, hash map,
 //! timers): see `memory_per_buffered_span`. The design target is ≤ 160 bytes.
+//! `memory_of_flows` measures the state that outlives a trace's close: bytes
+//! per span of the closed-trace index (target ≤ 24) and per pending producer.
 
 use criterion::{black_box, BatchSize, Criterion, SamplingMode, Throughput};
 use poirot::analysis::{Analyzer, Anomaly, Assembled, DetectedAt, TraceAssembler};
@@ -97,7 +101,12 @@ const INTERVAL_US: i64 = 50_000;
 const OTLP_BATCH: usize = 50;
 
 fn sim_config() -> SimConfig {
-    SimConfig { s3: S3Behaviour::Const, message_loss_rate: 0.05, ping_pong_rate: 0.05 }
+    SimConfig {
+        s3: S3Behaviour::Const,
+        message_loss_rate: 0.05,
+        ping_pong_rate: 0.05,
+        ..SimConfig::default()
+    }
 }
 
 /// Simulated spans in the order tracers report them, and the names they use.
@@ -198,6 +207,84 @@ fn memory_per_buffered_span(n: usize) {
     drop(pipeline);
 }
 
+/// The closed-trace index and pending producers, measured by the allocator:
+/// every simulated trace is indexed as it closes, and each of its producer spans
+/// is made pending with the loss document it would become.
+fn memory_of_flows(n: usize) {
+    use poirot::analysis::flows::Evidence;
+    use poirot::analysis::{detect, FlowConfig, Flows, TraceDag};
+    let (mut names, mut spans) = simulate(n / 13 + 1, 9);
+    spans.truncate(n);
+    let mut traces: std::collections::BTreeMap<poirot::model::TraceId, Vec<Span>> = Default::default();
+    for s in spans {
+        traces.entry(s.trace_id).or_default().push(s);
+    }
+    let n: usize = traces.values().map(Vec::len).sum();
+    let config = FlowConfig { max_closed_bytes: usize::MAX, ..FlowConfig::default() };
+    let (flows, bytes) = net_allocated(|| {
+        let mut f = Flows::new(config.clone(), &mut names);
+        for (id, spans) in &traces {
+            f.closed(*id, spans, T0, false);
+        }
+        f
+    });
+    eprintln!(
+        "memory: closed-trace index of {} traces, {n} spans: {bytes} bytes live = {:.1} bytes per span \
+         (target <= 24; accounted {:.1}; {} B per span + {} B per trace)",
+        traces.len(),
+        bytes as f64 / n as f64,
+        flows.closed_bytes() as f64 / n as f64,
+        poirot::analysis::flows::INDEXED_SPAN_BYTES,
+        poirot::analysis::flows::INDEXED_TRACE_BYTES,
+    );
+    drop(flows);
+    let pending = traces.values().flatten().filter(|s| s.kind == poirot::model::SpanKind::Producer).count();
+    let mut empty = Interner::new();
+    let mut f = Flows::new(config, &mut empty);
+    let dags: Vec<(&Vec<Span>, TraceDag)> = traces.values().map(|s| (s, TraceDag::build(s))).collect();
+    // The evidence is copied inside the window: what a pending producer holds.
+    let ((), bytes) = net_allocated(|| {
+        for (spans, dag) in &dags {
+            for (i, _) in
+                spans.iter().enumerate().filter(|(_, s)| s.kind == poirot::model::SpanKind::Producer)
+            {
+                let path = detect::causal_path(spans, dag, i as u32, 32);
+                f.pend(Evidence { path, trace_spans: spans.len() as u64, closes_at: T0 });
+            }
+        }
+    });
+    assert_eq!(f.pending_producers(), pending);
+    eprintln!(
+        "memory: {pending} pending producers (each with the causal path its loss document shows): \
+         {bytes} bytes live = {:.0} bytes per pending producer",
+        bytes as f64 / pending as f64
+    );
+}
+
+/// `spans` with one consumer span in ten linking (`follows_from`) 10 producer
+/// spans of earlier traces, as batch consumers do.
+fn with_links(mut spans: Vec<Span>) -> Vec<Span> {
+    use poirot::model::{RefKind, SpanKind};
+    let producers: Vec<(poirot::model::TraceId, poirot::model::SpanId)> =
+        spans.iter().filter(|s| s.kind == SpanKind::Producer).map(|s| (s.trace_id, s.span_id)).collect();
+    let mut consumers = 0usize;
+    let mut next = 0usize;
+    for s in spans.iter_mut().filter(|s| s.kind == SpanKind::Consumer) {
+        consumers += 1;
+        if consumers % 10 != 0 {
+            continue;
+        }
+        for _ in 0..10 {
+            let (trace_id, span_id) = producers[next % producers.len()];
+            next += 1;
+            if trace_id != s.trace_id {
+                s.refs.push(SpanRef { trace_id, span_id, kind: RefKind::FollowsFrom });
+            }
+        }
+    }
+    spans
+}
+
 // ---------------------------------------------------------------------------
 // Throughput.
 
@@ -282,10 +369,18 @@ fn bench_pipeline(c: &mut Criterion, names: &Interner, spans: &[Span]) {
     assert!(anomalies > 0, "the batch has lost messages and loops to find");
     drop(p);
 
+    let linked = with_links(spans.to_vec());
+    let linked_records = encode(Format::JaegerProto, &linked, names);
+    let (p, _) = run(&linked_records);
+    let f = &p.outputs().flows.stats;
+    assert!(f.links > 0 && f.links_resolved == f.links, "links: {f:?}");
+    drop(p);
+
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(spans.len() as u64));
     g.sampling_mode(SamplingMode::Flat);
     g.bench_function("jaeger-proto", |b| b.iter(|| black_box(run(black_box(&records)).1)));
+    g.bench_function("jaeger-proto-links", |b| b.iter(|| black_box(run(black_box(&linked_records)).1)));
     g.finish();
 }
 
@@ -293,6 +388,7 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this as a smoke test.
     let benching = std::env::args().any(|a| a == "--bench");
     memory_per_buffered_span(if benching { 200_000 } else { 10_000 });
+    memory_of_flows(if benching { 200_000 } else { 10_000 });
 
     let traces = if benching { TRACES } else { 100 };
     let (names, spans) = simulate(traces, 1);

@@ -367,5 +367,5 @@ fn the_closed_trace_index_stays_within_its_bytes_and_counts_evictions() {
     assert!(f.closed_bytes() <= 10_000, "{}", f.closed_bytes());
     assert!(f.closed_traces() > 10, "{}", f.closed_traces());
     assert!(f.stats.evicted_closed > 0);
-    assert_eq!(poirot::analysis::flows::INDEXED_SPAN_BYTES, 20);
+    assert_eq!(poirot::analysis::flows::INDEXED_SPAN_BYTES, 16);
 }

@@ -67,7 +67,16 @@ fn ui_download_gives_the_exact_files() {
         a["summary"],
         "driver published a message to dispatch in publish dispatch (span 00f067aa0ba902bc) that no span of trace 4bf92f3577b34da6a3ce929d0e0e4736 or of another trace consumed."
     );
-    assert_eq!(a["evidence"]["trace"].as_array().map(Vec::len), Some(6));
+    // The evidence is the producer's causal path: frontend → driver → the publish span.
+    let path: Vec<&str> = a["evidence"]["trace"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["span_id"].as_str())
+        .collect();
+    assert_eq!(path, ["00f067aa0ba902b7", "00f067aa0ba902ba", "00f067aa0ba902bc"]);
+    assert_eq!(a["evidence"]["omitted_spans"], 3);
+    assert_eq!(a["status"], "lost");
 
     let metrics = read("metrics.prom");
     for line in [

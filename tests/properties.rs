@@ -211,7 +211,7 @@ proptest! {
         s3 in prop_oneof![Just(S3Behaviour::Const), Just(S3Behaviour::Probabilistic), Just(S3Behaviour::Error)],
     ) {
         let mut names = Interner::new();
-        let config = SimConfig { s3, message_loss_rate: 0.3, ping_pong_rate: 0.3 };
+        let config = SimConfig { s3, message_loss_rate: 0.3, ping_pong_rate: 0.3, archive_every: 7, ..SimConfig::default() };
         // 40 workflows 200 ms apart: many traces open at once.
         let (spans, _) = Simulator::new(config, seed).batch(40, common::T0, 200_000, &mut names);
         let in_order = outputs(&spans, &names);

@@ -56,7 +56,20 @@ const FILES: [&str; 4] =
 #[test]
 fn every_format_of_the_same_traces_gives_identical_outputs() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let knobs = ["--loss-rate", "0.2", "--loop-rate", "0.2", "--seed", "11"];
+    // With an Archiver batch consumer linking every 10 reports of 10 other traces
+    // 90 s later: message flows across traces, joined after their traces closed.
+    let knobs = [
+        "--loss-rate",
+        "0.2",
+        "--loop-rate",
+        "0.2",
+        "--seed",
+        "11",
+        "--archive-every",
+        "10",
+        "--archive-delay",
+        "90s",
+    ];
     let mut outputs = Vec::new();
     for format in ["jaeger-ui", "jaeger-json", "jaeger-proto", "otlp-proto", "otlp-json"] {
         let (input, _) = simulate(dir.path(), format, &knobs);
@@ -66,6 +79,23 @@ fn every_format_of_the_same_traces_gives_identical_outputs() {
     }
     let (first, reference) = &outputs[0];
     assert!(!reference[0].is_empty() && !reference[1].is_empty());
+    let archived: Vec<serde_json::Value> = reference[1]
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["source"] == "Reporter" && e["target"] == "Archiver")
+        .collect();
+    assert_eq!(archived.len(), 1, "{}", reference[1]);
+    assert_eq!(archived[0]["relation"], "follows_from");
+    assert_eq!(archived[0]["destinations"][0]["destination"], "REPORT_STORED");
+    // Every workflow that reached the Reporter was archived, none reported lost.
+    assert!(archived[0]["calls"].as_u64().unwrap_or(0) >= 100, "{}", archived[0]);
+    // A batch's first reports wait longer than the 2-minute floor before the first
+    // hops teach the deadline: such a loss is reported, then resolved by the Archiver.
+    let anomalies = reference[0].lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+    for a in anomalies.filter(|a| a["kind"] == "message_loss" && a["destination"] == "REPORT_STORED") {
+        assert_eq!(a["status"], "resolved", "{a}");
+        assert_eq!(a["consumer"]["service"], "Archiver", "{a}");
+    }
     for (format, files) in &outputs[1..] {
         for (i, name) in FILES.iter().enumerate() {
             assert_eq!(&files[i], &reference[i], "{name} differs between {first} and {format}");
@@ -76,8 +106,11 @@ fn every_format_of_the_same_traces_gives_identical_outputs() {
 #[test]
 fn anomalies_are_exactly_the_simulated_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (input, expected) =
-        simulate(dir.path(), "jaeger-proto", &["--loss-rate", "0.1", "--loop-rate", "0.1"]);
+    let (input, expected) = simulate(
+        dir.path(),
+        "jaeger-proto",
+        &["--loss-rate", "0.1", "--loop-rate", "0.1", "--archive-every", "7"],
+    );
     let (out, summary) = replay(dir.path(), "out", &[&input], &[]);
     let mut found: Vec<(String, String, String, String)> = lines(&out.join("anomalies.ndjson"))
         .iter()
@@ -166,7 +199,19 @@ fn s3_error_loses_every_sandbox_result() {
         assert_eq!(a["kind"], "message_loss");
         assert_eq!(a["destination"], "SANDBOX_RESULT");
         assert_eq!(a["service"], "SandboxAnalyser");
-        assert!(a["evidence"]["trace"].as_array().is_some_and(|t| t.len() == 9), "{a}");
+        // The causal path: startWorkflow, its publish, the sandbox's consume, its publish.
+        let path: Vec<&str> = a["evidence"]["trace"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["operation"].as_str())
+            .collect();
+        assert_eq!(
+            path,
+            ["startWorkflow", "publish SAMPLE_RECEIVED", "consume SAMPLE_RECEIVED", "publish SANDBOX_RESULT"],
+            "{a}"
+        );
+        assert_eq!(a["evidence"]["omitted_spans"], 5, "9 spans in the trace: {a}");
     }
     let metrics = read(&out.join("metrics.prom"));
     assert!(metrics.contains("service_name=\"SandboxAnalyser\",span_name=\"S3_GET\",span_kind=\"SPAN_KIND_CLIENT\",status_code=\"STATUS_CODE_ERROR\"} 150"));

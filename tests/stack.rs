@@ -7,7 +7,7 @@
 mod common;
 
 use common::http;
-use common::servers::{env, neo4j_sink, now_us, produce_junk, root, simulate_into, urlencode, Proc};
+use common::servers::{env, neo4j_sink, now_us, produce_junk, root, simulate_into_with, urlencode, Proc};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -185,16 +185,23 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> Result<()
     }
 }
 
-/// simulate (with lost messages and loops) → Kafka → `poirot run` with both sinks → the
-/// harness Prometheus on the stack's scrape job and rules. `/metrics` wants the scrape job's
-/// bearer token, as in the stack.
+/// simulate (with lost messages and loops, and a slow Archiver batch consumer that takes
+/// every 5 reports 60 s after they were published, through links from its own traces) →
+/// Kafka → `poirot run` with both sinks → the harness Prometheus on the stack's scrape job
+/// and rules. `/metrics` wants the scrape job's bearer token, as in the stack.
 fn start_poirot(dir: &Path, topic: &str) -> Proc {
     let brokers = env("POIROT_TEST_KAFKA");
-    simulate_into(topic, "300", "jaeger-proto", &dir.join("expected.ndjson"));
+    let slow = ["--archive-every", "5", "--archive-delay", "60s"];
+    simulate_into_with(topic, "300", "jaeger-proto", &dir.join("expected.ndjson"), &slow);
+    // Lost messages are reported 3 s after their trace closed (POIROT_MESSAGE_LOSS__MIN_DEADLINE
+    // below); the archive queue is known to be slow and has 2 minutes.
+    let config = dir.join("poirot.toml");
+    std::fs::write(&config, "[message_loss]\ndeadlines = { REPORT_STORED = \"2m\" }\n").expect("config");
     // One record that is no span: decode errors and dead letters have data too.
     produce_junk(topic, b"not a span");
     Proc(
         neo4j_sink(&mut Command::new(env!("CARGO_BIN_EXE_poirot")))
+            .args(["--config", config.to_str().expect("utf-8")])
             .args(["run", "--brokers", &brokers, "--topic", topic, "--group", &format!("{topic}-group")])
             .args(["--listen", &env("POIROT_TEST_POIROT_METRICS")])
             .env("POIROT_RUN__METRICS_TOKEN_FILE", env("POIROT_TEST_POIROT_METRICS_TOKEN_FILE"))
@@ -376,6 +383,20 @@ fn every_dashboard_query_returns_data_and_the_message_loss_alert_reaches_alertma
             Err(format!("{alerts:?}"))
         }
     });
+    // The slow consumer pages nobody: its messages were consumed within their deadline.
+    let alerts = message_loss_alerts().expect("alerts");
+    assert!(!alerts.iter().any(|a| a["labels"]["destination"] == "REPORT_STORED"), "{alerts:?}");
+    let lost =
+        query(r#"sum(poirot_message_loss_total{job="poirot",destination="REPORT_STORED"})"#).expect("query");
+    assert_eq!(lost.first().map(value), Some(0.0), "{lost:?}");
+    let links =
+        query(r#"sum by (result) (poirot_cross_trace_references_total{job="poirot"})"#).expect("query");
+    let by = |r: &str| links.iter().find(|s| s["metric"]["result"] == r).map(value);
+    assert!(
+        by("resolved").is_some_and(|n| n >= 200.0),
+        "every archived report is a resolved link: {links:?}"
+    );
+    assert_eq!(by("unresolved"), Some(0.0), "{links:?}");
 }
 
 #[test]

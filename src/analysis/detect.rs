@@ -2,24 +2,41 @@
 
 use super::anomaly::{Anomaly, AnomalyKind, Details, LossStatus, TraceCtx, Truncated};
 use super::dag::TraceDag;
-use crate::model::{SpanKind, Sym};
+use crate::model::{Span, SpanKind, Sym};
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 use std::collections::BTreeMap;
 
 /// message_loss: the producer spans of a closed trace that no span consumed
-/// (`consumed[i]`: a span of this trace or a link from another references it),
-/// as the documents they become should their deadline pass without a consumer.
-pub fn unconsumed_producers(t: &TraceCtx<'_>, consumed: &[bool]) -> Vec<(u32, Anomaly)> {
-    let mut out = Vec::new();
-    for (i, s) in t.spans.iter().enumerate() {
-        if s.kind != SpanKind::Producer || consumed.get(i).copied().unwrap_or(false) {
-            continue;
+/// (`consumed[i]`: a span of this trace or a link from another references it).
+/// They become losses should their deadline pass without a consumer.
+pub fn unconsumed_producers<'a>(spans: &'a [Span], consumed: &'a [bool]) -> impl Iterator<Item = u32> + 'a {
+    spans.iter().enumerate().filter_map(move |(i, s)| {
+        (s.kind == SpanKind::Producer && !consumed.get(i).copied().unwrap_or(false)).then_some(i as u32)
+    })
+}
+
+/// The causal path of span `i`: its first parent (the lowest-numbered, so the
+/// earliest), that one's, up to the root, at most `max` spans; root first.
+pub fn causal_path(spans: &[Span], dag: &TraceDag, i: u32, max: usize) -> Vec<Span> {
+    let mut path = vec![i];
+    let mut at = i;
+    while path.len() < max.max(1) {
+        let parent = dag
+            .graph
+            .neighbors_directed(TraceDag::node(at), petgraph::Direction::Incoming)
+            .map(|n| n.index() as u32)
+            .filter(|p| !path.contains(p))
+            .min();
+        match parent {
+            Some(p) => {
+                path.push(p);
+                at = p;
+            }
+            None => break,
         }
-        let i = i as u32;
-        out.push((i, loss_document(t, i)));
     }
-    out
+    path.iter().rev().filter_map(|&j| spans.get(j as usize).cloned()).collect()
 }
 
 /// The message_loss document of producer span `i`.

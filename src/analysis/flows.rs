@@ -23,7 +23,7 @@
 //! Every piece is keyed by trace id, so the owner of a trace holds all of them:
 //! a link is routed to the owner of the trace it names.
 
-use super::anomaly::{Anomaly, ConsumerRef, Resolution};
+use super::anomaly::{ConsumerRef, Resolution};
 use super::edges::{Callee, Caller, Edges};
 use crate::dataflow::{EventTime, TimerQueue};
 use crate::model::time::format_rfc3339_us;
@@ -103,13 +103,13 @@ impl Link {
     }
 }
 
-/// One span of a closed trace, as what comes later needs it.
+/// One span of a closed trace, as what comes later needs it: 16 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct IndexedSpan {
     id_hi: u32,
     id_lo: u32,
-    service: Sym,
-    operation: Sym,
+    /// Its (service, operation) pair, numbered by the index ([`Pairs`]).
+    pair: u32,
     /// Start, µs after the trace entry's base (at most 35 minutes), and in the
     /// top bit whether it is a producer span.
     start: u32,
@@ -118,21 +118,20 @@ struct IndexedSpan {
 /// Bytes one span takes in the closed-trace index.
 pub const INDEXED_SPAN_BYTES: usize = std::mem::size_of::<IndexedSpan>();
 /// Bytes a closed trace takes in the index besides its spans: the map entry
-/// (key, entry, control byte, and the table's spare room) and its expiry record.
+/// (key, entry, control byte, at the table's most common load) and its expiry record.
 pub const INDEXED_TRACE_BYTES: usize =
-    (std::mem::size_of::<TraceId>() + std::mem::size_of::<ClosedEntry>() + 1) * 8 / 7
+    (std::mem::size_of::<TraceId>() + std::mem::size_of::<ClosedEntry>() + 1) * 4 / 3
         + std::mem::size_of::<(EventTime, TraceId)>();
 const PRODUCER_BIT: u32 = 1 << 31;
 
 impl IndexedSpan {
-    fn new(s: &Span, base_us: i64) -> Self {
+    fn new(s: &Span, base_us: i64, pair: u32) -> Self {
         let offset = (s.start_us.saturating_sub(base_us)).clamp(0, i64::from(PRODUCER_BIT - 1)) as u32;
         let producer = if s.kind == SpanKind::Producer { PRODUCER_BIT } else { 0 };
         IndexedSpan {
             id_hi: (s.span_id.0 >> 32) as u32,
             id_lo: s.span_id.0 as u32,
-            service: s.service,
-            operation: s.operation,
+            pair,
             start: offset | producer,
         }
     }
@@ -144,15 +143,28 @@ impl IndexedSpan {
     fn start_us(&self, base_us: i64) -> i64 {
         base_us + i64::from(self.start & !PRODUCER_BIT)
     }
+}
 
-    fn callee(&self, base_us: i64) -> Callee {
-        Callee {
-            service: self.service,
-            operation: self.operation,
-            destination: Sym(0),
-            start_us: self.start_us(base_us),
-            producer: self.start & PRODUCER_BIT != 0,
+/// The (service, operation) pairs of indexed spans, numbered: there are as few
+/// as RED series, so a span keeps 4 bytes instead of 8.
+#[derive(Debug, Default)]
+struct Pairs {
+    ids: FxHashMap<(Sym, Sym), u32>,
+    pairs: Vec<(Sym, Sym)>,
+}
+
+impl Pairs {
+    fn id(&mut self, service: Sym, operation: Sym) -> u32 {
+        let next = self.pairs.len() as u32;
+        let id = *self.ids.entry((service, operation)).or_insert(next);
+        if id == next {
+            self.pairs.push((service, operation));
         }
+        id
+    }
+
+    fn get(&self, id: u32) -> (Sym, Sym) {
+        self.pairs.get(id as usize).copied().unwrap_or_default()
     }
 }
 
@@ -160,11 +172,10 @@ impl IndexedSpan {
 struct ClosedEntry {
     /// The earliest start of its spans: starts are kept relative to it.
     base_us: i64,
-    expires_at: EventTime,
+    /// Sorted by span id.
+    spans: Box<[IndexedSpan]>,
     /// Read again after an earlier owner analysed and wrote it.
     replayed: bool,
-    /// Sorted by span id.
-    spans: Vec<IndexedSpan>,
 }
 
 impl ClosedEntry {
@@ -174,7 +185,7 @@ impl ClosedEntry {
     }
 
     fn bytes(&self) -> usize {
-        INDEXED_TRACE_BYTES + self.spans.capacity() * INDEXED_SPAN_BYTES
+        INDEXED_TRACE_BYTES + self.spans.len() * INDEXED_SPAN_BYTES
     }
 }
 
@@ -182,9 +193,30 @@ impl ClosedEntry {
 #[derive(Debug, Default)]
 struct ClosedIndex {
     traces: FxHashMap<TraceId, ClosedEntry>,
-    /// Traces in the order they closed, with when they expire.
+    /// Traces in the order they closed, with when they expire: a trace is in
+    /// the map exactly while it is here.
     order: VecDeque<(EventTime, TraceId)>,
+    pairs: Pairs,
     bytes: usize,
+}
+
+impl ClosedIndex {
+    fn callee(&self, e: &ClosedEntry, x: &IndexedSpan) -> Callee {
+        let (service, operation) = self.pairs.get(x.pair);
+        Callee {
+            service,
+            operation,
+            destination: Sym(0),
+            start_us: x.start_us(e.base_us),
+            producer: x.start & PRODUCER_BIT != 0,
+        }
+    }
+
+    fn remove(&mut self, id: &TraceId) {
+        if let Some(e) = self.traces.remove(id) {
+            self.bytes -= e.bytes();
+        }
+    }
 }
 
 /// A producer nobody consumed yet, waiting for its deadline.
@@ -194,8 +226,22 @@ struct Pending {
     service: Sym,
     destination: Sym,
     start_us: i64,
-    /// The message_loss document it becomes.
-    anomaly: Box<Anomaly>,
+    /// What its message_loss document is built from, should it be decided lost.
+    evidence: Box<Evidence>,
+}
+
+/// The spans a pending producer's loss document shows: the producer and the
+/// causal path it descends from (its first parents up to the root), not the
+/// whole trace: a person reads who published the message, and a pending
+/// producer costs a few hundred bytes instead of the whole trace's snapshot.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    /// Root first, the producer last.
+    pub path: Vec<Span>,
+    /// Spans of its trace (the snapshot counts the rest as omitted).
+    pub trace_spans: u64,
+    /// When its trace closed (a replay's `detected_at` when the input's end decides it).
+    pub closes_at: EventTime,
 }
 
 /// A reported loss that a late consumer may still resolve.
@@ -243,8 +289,8 @@ impl Latencies {
 /// What the flows found in one step, for the analyzer to emit and count.
 #[derive(Default, Debug)]
 pub struct FlowOut {
-    /// Losses decided (their deadline passed, or the input ended).
-    pub losses: Vec<Anomaly>,
+    /// Losses decided (their deadline passed, or the input ended), with when.
+    pub losses: Vec<(Evidence, i64)>,
     pub resolutions: Vec<Resolution>,
     /// (producer service, destination) of each resolution, for the counters.
     pub resolved: Vec<(Sym, Sym)>,
@@ -374,36 +420,40 @@ impl Flows {
     /// Whether a span of `trace` with this id, service and start was counted already.
     fn is_copy(&self, s: &Span) -> bool {
         self.closed.traces.get(&s.trace_id).is_some_and(|e| {
-            e.find(s.span_id).is_some_and(|x| x.service == s.service && x.start_us(e.base_us) == s.start_us)
+            e.find(s.span_id).is_some_and(|x| {
+                self.closed.pairs.get(x.pair).0 == s.service && x.start_us(e.base_us) == s.start_us
+            })
         })
     }
 
     /// Remembers a closed trace's spans (de-duplicated) until `closes_at` plus the retention.
     pub fn closed(&mut self, trace: TraceId, spans: &[Span], closes_at: EventTime, replayed: bool) {
         let base_us = spans.iter().map(|s| s.start_us).min().unwrap_or(0);
-        let mut indexed: Vec<IndexedSpan> = spans.iter().map(|s| IndexedSpan::new(s, base_us)).collect();
+        let pairs = &mut self.closed.pairs;
+        let mut indexed: Vec<IndexedSpan> =
+            spans.iter().map(|s| IndexedSpan::new(s, base_us, pairs.id(s.service, s.operation))).collect();
         indexed.sort_unstable_by_key(IndexedSpan::id);
-        indexed.shrink_to_fit();
-        let expires_at = closes_at.saturating_add(self.config.closed_retention_us);
-        let entry = ClosedEntry { base_us, expires_at, replayed, spans: indexed };
+        let entry = ClosedEntry { base_us, spans: indexed.into_boxed_slice(), replayed };
         self.closed.bytes += entry.bytes();
-        if let Some(old) = self.closed.traces.insert(trace, entry) {
-            self.closed.bytes -= old.bytes();
+        match self.closed.traces.insert(trace, entry) {
+            Some(old) => self.closed.bytes -= old.bytes(), // keeps its place in the order
+            None => {
+                let expires_at = closes_at.saturating_add(self.config.closed_retention_us);
+                self.closed.order.push_back((expires_at, trace));
+            }
         }
-        self.closed.order.push_back((expires_at, trace));
         while self.closed.bytes > self.config.max_closed_bytes {
             let Some((_, id)) = self.closed.order.pop_front() else { break };
-            if let Some(e) = self.closed.traces.remove(&id) {
-                self.closed.bytes -= e.bytes();
-                self.stats.evicted_closed += 1;
-            }
+            self.closed.remove(&id);
+            self.stats.evicted_closed += 1;
         }
     }
 
     /// A producer of a trace that just closed, that no span of it consumed: it
     /// waits for its deadline unless a link waiting for it consumes it now.
-    pub fn pend(&mut self, s: &Span, closes_at: EventTime, anomaly: Anomaly) {
-        let key = (s.trace_id, s.span_id);
+    pub fn pend(&mut self, evidence: Evidence) {
+        let Some(s) = evidence.path.last() else { return };
+        let (key, closes_at) = ((s.trace_id, s.span_id), evidence.closes_at);
         let decide_at = closes_at.saturating_add(self.deadline_us(s.destination));
         self.timers.schedule(decide_at, (decide_at, key.0, key.1));
         if self.pending.contains_key(&key) {
@@ -418,7 +468,7 @@ impl Flows {
                 service: s.service,
                 destination: s.destination,
                 start_us: s.start_us,
-                anomaly: Box::new(anomaly),
+                evidence: Box::new(evidence),
             },
         );
     }
@@ -503,7 +553,7 @@ impl Flows {
     /// names is in the index, and whether that trace was read again (replayed).
     pub fn link_to_closed(&mut self, link: &Link) -> Option<(Callee, bool)> {
         let e = self.closed.traces.get(&link.to.trace_id)?;
-        Some((e.find(link.to.span_id)?.callee(e.base_us), e.replayed))
+        Some((self.closed.callee(e, e.find(link.to.span_id)?), e.replayed))
     }
 
     /// A span that arrived after its trace closed: a copy, joined, or unknown.
@@ -514,17 +564,20 @@ impl Flows {
             self.stats.late_copies += 1;
             return Late::Copy;
         }
-        let Some(e) = self.closed.traces.get_mut(&s.trace_id) else { return Late::Unknown };
+        let Some(e) = self.closed.traces.get(&s.trace_id) else { return Late::Unknown };
         for r in s.refs.iter().filter(|r| r.trace_id == s.trace_id) {
             if let Some(p) = e.find(r.span_id) {
-                parents.push((*r, p.callee(e.base_us)));
+                parents.push((*r, self.closed.callee(e, p)));
             }
         }
-        let before = e.bytes();
-        let x = IndexedSpan::new(s, e.base_us);
-        let at = e.spans.partition_point(|y| y.id() < x.id());
-        e.spans.insert(at, x);
-        self.closed.bytes = self.closed.bytes + e.bytes() - before;
+        let x = IndexedSpan::new(s, e.base_us, self.closed.pairs.id(s.service, s.operation));
+        if let Some(e) = self.closed.traces.get_mut(&s.trace_id) {
+            let mut spans = std::mem::take(&mut e.spans).into_vec();
+            let at = spans.partition_point(|y| y.id() < x.id());
+            spans.insert(at, x);
+            e.spans = spans.into_boxed_slice();
+            self.closed.bytes += INDEXED_SPAN_BYTES;
+        }
         self.stats.late_joined += 1;
         Late::Joined
     }
@@ -550,11 +603,7 @@ impl Flows {
                 break;
             }
             self.closed.order.pop_front();
-            if self.closed.traces.get(&id).is_some_and(|e| e.expires_at <= watermark) {
-                if let Some(e) = self.closed.traces.remove(&id) {
-                    self.closed.bytes -= e.bytes();
-                }
-            }
+            self.closed.remove(&id);
         }
         while let Some(&(expires_at, trace, span)) = self.reported_order.front() {
             if expires_at > watermark {
@@ -583,8 +632,8 @@ impl Flows {
         out.settled.extend(self.pending_traces.drain().map(|(t, _)| t));
         pending.sort_by_key(|(k, p)| (p.decide_at, *k));
         for (key, p) in pending {
-            let detected_at = p.anomaly.detected_at.clone();
-            self.report_as(key, p, detected_at, out);
+            let at = p.evidence.closes_at;
+            self.report(key, p, at, out);
         }
         self.timers = TimerQueue::default();
         let unresolved = self.waiting_links;
@@ -595,18 +644,12 @@ impl Flows {
     }
 
     fn report(&mut self, key: (TraceId, SpanId), p: Pending, at_us: i64, out: &mut FlowOut) {
-        self.report_as(key, p, format_rfc3339_us(at_us), out);
-    }
-
-    fn report_as(&mut self, key: (TraceId, SpanId), p: Pending, detected_at: String, out: &mut FlowOut) {
-        let mut anomaly = *p.anomaly;
-        anomaly.detected_at = detected_at;
         let start_us = p.start_us;
         let expires_at = self.watermark.max(p.decide_at).saturating_add(self.config.closed_retention_us);
         self.reported
             .insert(key, Reported { expires_at, service: p.service, destination: p.destination, start_us });
         self.reported_order.push_back((expires_at, key.0, key.1));
-        out.losses.push(anomaly);
+        out.losses.push((*p.evidence, at_us));
     }
 }
 

@@ -60,6 +60,9 @@ impl Default for AnalysisConfig {
     }
 }
 
+/// Most spans of a lost message's causal path its document shows.
+const MAX_LOSS_PATH: usize = 32;
+
 /// What `detected_at` of an anomaly says.
 #[derive(Clone)]
 pub enum DetectedAt {
@@ -269,8 +272,10 @@ impl Analyzer {
                 None => self.edges.add_trace(&trace.spans, &dag),
             }
             self.graph.add_trace(&trace.spans, &dag);
-            for (i, doc) in detect::unconsumed_producers(&t, &consumed) {
-                self.flows.pend(&trace.spans[i as usize], trace.closes_at, doc);
+            for i in detect::unconsumed_producers(&trace.spans, &consumed) {
+                let path = detect::causal_path(&trace.spans, &dag, i, MAX_LOSS_PATH);
+                let trace_spans = trace.spans.len() as u64;
+                self.flows.pend(flows::Evidence { path, trace_spans, closes_at: trace.closes_at });
             }
             detect::orphan_references(&t, &dag, ctx.out);
             detect::reference_cycles(&t, &cycles, ctx.out);
@@ -308,14 +313,10 @@ impl Analyzer {
                     consumed[e.source().index()] = true;
                 }
             }
-            let t = TraceCtx {
-                spans: &trace.spans,
-                names: ctx.names,
-                detected_at_us,
-                limits: self.config.documents,
-            };
-            for (i, doc) in detect::unconsumed_producers(&t, &consumed) {
-                self.flows.pend(&trace.spans[i as usize], trace.closes_at, doc);
+            for i in detect::unconsumed_producers(&trace.spans, &consumed) {
+                let path = detect::causal_path(&trace.spans, &dag, i, MAX_LOSS_PATH);
+                let trace_spans = trace.spans.len() as u64;
+                self.flows.pend(flows::Evidence { path, trace_spans, closes_at: trace.closes_at });
             }
         }
         for s in &trace.spans {
@@ -442,15 +443,8 @@ impl Analyzer {
                 self.flows.stats.links -= 1; // counted when it first came
             }
             if span.kind == SpanKind::Producer {
-                let t = TraceCtx {
-                    spans: std::slice::from_ref(&span),
-                    names: ctx.names,
-                    detected_at_us,
-                    limits: self.config.documents,
-                };
-                let doc = detect::loss_document(&t, 0);
-                let at = span.event_time_us().max(self.flows_watermark());
-                self.flows.pend(&span, at, doc);
+                let closes_at = span.event_time_us().max(self.flows_watermark());
+                self.flows.pend(flows::Evidence { path: vec![span], trace_spans: 1, closes_at });
             }
         }
         self.flush_flows(ctx);
@@ -480,7 +474,15 @@ impl Analyzer {
 
     /// Emits and counts what the flows decided.
     fn flush_flows(&mut self, ctx: &mut Context<'_, Anomaly>) {
-        for a in self.flow_out.losses.drain(..) {
+        for (evidence, detected_at_us) in self.flow_out.losses.drain(..) {
+            let t = TraceCtx {
+                spans: &evidence.path,
+                names: ctx.names,
+                detected_at_us,
+                limits: self.config.documents,
+            };
+            let mut a = detect::loss_document(&t, evidence.path.len().saturating_sub(1) as u32);
+            a.evidence.omitted_spans = evidence.trace_spans.saturating_sub(a.evidence.trace.len() as u64);
             *self.stats.anomalies.entry(a.kind).or_default() += 1;
             self.counters.count(&a, ctx.names);
             ctx.out.push(a);

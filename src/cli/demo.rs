@@ -44,6 +44,7 @@ fn pipeline_thread(config: Config, seed: u64, shared: web::Shared, stop: Arc<Ato
         s3: demo.s3_behaviour,
         message_loss_rate: demo.message_loss_rate,
         ping_pong_rate: demo.ping_pong_rate,
+        ..SimConfig::default()
     };
     let mut source = LiveSimulator::new(sim, seed, demo.publisher_rate, clock);
     let page = LivePage::new("demo", move |snapshot| web::publish(&shared, snapshot));

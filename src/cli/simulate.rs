@@ -46,6 +46,13 @@ pub struct SimulateArgs {
     /// Probability that Reporter and Classificator ping-pong (a recursive chain).
     #[arg(long, default_value_t = 0.0)]
     pub loop_rate: f64,
+    /// An Archiver batch consumer takes every N reports through links from a
+    /// trace of its own (0: no archiving): message flows across traces.
+    #[arg(long, default_value_t = 0)]
+    pub archive_every: usize,
+    /// How long after a batch's last report the Archiver takes it, e.g. 500ms or 60s.
+    #[arg(long, default_value = "500ms", value_parser = parse_delay)]
+    pub archive_delay: std::time::Duration,
     /// Event time of the first workflow (RFC 3339).
     #[arg(long, default_value = "2026-01-01T00:00:00Z")]
     pub start: String,
@@ -53,6 +60,10 @@ pub struct SimulateArgs {
 
 fn parse_format(s: &str) -> Result<Format, String> {
     Format::from_name(s).ok_or_else(|| format!("unknown format {s:?}"))
+}
+
+fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration like 500ms or 60s"))
 }
 
 fn parse_s3(s: &str) -> Result<S3Behaviour, String> {
@@ -173,7 +184,13 @@ pub fn run(a: SimulateArgs, config: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("--start {:?} is not an RFC 3339 time", a.start))?
         .timestamp_micros();
     let mut names = Interner::new();
-    let sim_config = SimConfig { s3: a.s3, message_loss_rate: a.loss_rate, ping_pong_rate: a.loop_rate };
+    let sim_config = SimConfig {
+        s3: a.s3,
+        message_loss_rate: a.loss_rate,
+        ping_pong_rate: a.loop_rate,
+        archive_every: a.archive_every,
+        archive_delay_us: i64::try_from(a.archive_delay.as_micros()).unwrap_or(i64::MAX),
+    };
     let mut sim = Simulator::new(sim_config, a.seed);
     let (spans, expected) = sim.batch(a.traces, start, (1e6 / a.rate) as i64, &mut names);
     if let Some(out) = &a.out {

@@ -6,6 +6,11 @@
 //! Classificator (one span, two parents) ─SAMPLE_CLASSIFIED─> Reporter (store report)
 //! ```
 //!
+//! With `archive_every` N > 0, the Reporter also publishes REPORT_STORED, and an
+//! Archiver batch consumer, in a trace of its own, takes every N of them
+//! `archive_delay_us` later: one span with a link (`follows_from`) to each
+//! producer, in N other traces — a message flow across traces.
+//!
 //! Knobs: the S3 behaviour (`CONST`, `PROBABILISTIC`, or `ERROR`: the S3 step
 //! fails and the sandbox's result message is lost), a message-loss rate (the
 //! SAMPLE_CLASSIFIED message is lost) and a ping-pong rate (Reporter and
@@ -23,11 +28,21 @@ pub struct SimConfig {
     pub s3: S3Behaviour,
     pub message_loss_rate: f64,
     pub ping_pong_rate: f64,
+    /// Reports an Archiver batch takes at once through links (0: no archiving).
+    pub archive_every: usize,
+    /// How long after the last report of a batch the Archiver consumes it.
+    pub archive_delay_us: i64,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { s3: S3Behaviour::Const, message_loss_rate: 0.0, ping_pong_rate: 0.0 }
+        SimConfig {
+            s3: S3Behaviour::Const,
+            message_loss_rate: 0.0,
+            ping_pong_rate: 0.0,
+            archive_every: 0,
+            archive_delay_us: 500_000,
+        }
     }
 }
 
@@ -285,6 +300,17 @@ impl Simulator {
         let db =
             b.span("Reporter", "store report", Client, rep_start + 5 * MS, db_dur, &[(rep, ChildOf)], "");
         b.spans[db].db_system = b.names.intern("postgresql");
+        if config.archive_every > 0 {
+            b.span(
+                "Reporter",
+                "publish REPORT_STORED",
+                Producer,
+                b.end(db),
+                2 * MS,
+                &[(rep, ChildOf)],
+                "REPORT_STORED",
+            );
+        }
 
         if ping_pong {
             // Reporter asks for a re-check twice: R → C → R → C → R.
@@ -340,6 +366,26 @@ impl Simulator {
         SimTrace { spans: b.spans, expected }
     }
 
+    /// The Archiver's batch consumer span, in a trace of its own, linking `reports`.
+    pub fn archive(&mut self, reports: &[Span], names: &mut Interner) -> Span {
+        let last = reports.iter().map(Span::event_time_us).max().unwrap_or(0);
+        Span {
+            trace_id: TraceId::new(self.rng.gen(), self.rng.gen_range(1..=u64::MAX)),
+            span_id: SpanId(self.rng.gen_range(1..=u64::MAX)),
+            start_us: last + self.config.archive_delay_us,
+            duration_us: 20 * MS as u64,
+            refs: reports
+                .iter()
+                .map(|r| SpanRef { trace_id: r.trace_id, span_id: r.span_id, kind: RefKind::FollowsFrom })
+                .collect(),
+            service: names.intern("Archiver"),
+            operation: names.intern("archive reports"),
+            destination: names.intern("REPORT_STORED"),
+            kind: SpanKind::Consumer,
+            ..Span::default()
+        }
+    }
+
     /// `count` workflows started `interval_us` apart from `t0`, their spans in the
     /// order tracers report them (by end time), and the anomalies they must produce.
     pub fn batch(
@@ -351,10 +397,18 @@ impl Simulator {
     ) -> (Vec<Span>, Vec<Expected>) {
         let mut spans = Vec::new();
         let mut expected = Vec::new();
+        let mut stored = Vec::new();
         for i in 0..count {
             let t = self.workflow(t0 + i as i64 * interval_us, names);
+            let report = names.get("publish REPORT_STORED");
+            stored.extend(t.spans.iter().filter(|s| Some(s.operation) == report).cloned());
             spans.extend(t.spans);
             expected.extend(t.expected);
+        }
+        if self.config.archive_every > 0 {
+            for reports in stored.chunks(self.config.archive_every) {
+                spans.push(self.archive(reports, names));
+            }
         }
         spans.sort_by_key(Span::event_time_us);
         expected.sort();

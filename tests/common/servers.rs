@@ -59,6 +59,11 @@ pub fn neo4j_sink(cmd: &mut Command) -> &mut Command {
 /// produced in `format` to `topic` of the harness's Kafka, starting now; the anomalies
 /// they must produce are listed in `expected`.
 pub fn simulate_into(topic: &str, traces: &str, format: &str, expected: &Path) {
+    simulate_into_with(topic, traces, format, expected, &[]);
+}
+
+/// [`simulate_into`] with more `poirot simulate` arguments.
+pub fn simulate_into_with(topic: &str, traces: &str, format: &str, expected: &Path, extra: &[&str]) {
     let start = poirot::model::time::format_rfc3339_us(now_us() / 1_000_000 * 1_000_000);
     let sim = Command::new(env!("CARGO_BIN_EXE_poirot"))
         .args([
@@ -73,6 +78,7 @@ pub fn simulate_into(topic: &str, traces: &str, format: &str, expected: &Path) {
             format,
         ])
         .args(["--brokers", &env("POIROT_TEST_KAFKA"), "--topic", topic, "--start", &start])
+        .args(extra)
         .arg("--expected")
         .arg(expected)
         .env("POIROT_LOG", "warn")
