@@ -281,6 +281,114 @@ fn run_repartitions_unkeyed_otlp_batches_with_the_same_results() {
     run_end_to_end(&env("POIROT_TEST_OPENSEARCH"), "otlp", "otlp-proto");
 }
 
+/// The sum of a labelled counter's samples on poirot's `/metrics`.
+fn labelled_sum(addr: &str, family: &str) -> f64 {
+    let body = http::get(&format!("http://{addr}/metrics")).map(|r| r.body).unwrap_or_default();
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Produces `spans` to `topic`, one Jaeger protobuf message per span keyed by its trace id.
+fn produce_spans(topic: &str, spans: &[poirot::model::Span], names: &Interner) {
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", env("POIROT_TEST_KAFKA")).create().expect("producer");
+    for s in spans {
+        let key = s.trace_id.to_string();
+        let payload = poirot::decode::jaeger_proto::encode(s, names, &[]);
+        producer.send(BaseRecord::to(topic).key(&key).payload(&payload)).expect("queued");
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).expect("flushed");
+}
+
+#[test]
+#[ignore = "needs the real servers: `make test` starts them"]
+fn a_loss_resolved_by_a_late_consumer_is_marked_resolved_in_the_index() {
+    use poirot::source::simulator::{SimConfig, Simulator};
+    // Workflows whose reports an Archiver takes, in traces of its own, through links. The
+    // Archiver's spans are produced only once the reports were reported lost (3 s deadline):
+    // a consumer that shows up after the report. The same documents are then marked
+    // resolved, with the consumer named; the messages truly lost stay lost.
+    let topic = format!("poirot-resolve-{}", std::process::id());
+    create_topic(&topic, 3);
+    let mut names = Interner::new();
+    let config = SimConfig { message_loss_rate: 0.1, archive_every: 5, ..SimConfig::default() };
+    let (spans, expected) = Simulator::new(config, 5).batch(40, now_us() / 1000 * 1000, 50_000, &mut names);
+    let archiver = names.get("Archiver");
+    let (archive, workflows): (Vec<_>, Vec<_>) = spans.into_iter().partition(|s| Some(s.service) == archiver);
+    let reports = workflows.iter().filter(|s| names.resolve(s.destination) == "REPORT_STORED").count();
+    assert!(reports >= 30 && !archive.is_empty());
+    produce_spans(&topic, &workflows, &names);
+
+    let listen = format!("127.0.0.1:{}", free_port());
+    let search = env("POIROT_TEST_OPENSEARCH");
+    let _run = Proc(
+        Command::new(env!("CARGO_BIN_EXE_poirot"))
+            .args(["run", "--brokers", &env("POIROT_TEST_KAFKA"), "--topic", &topic])
+            .args(["--group", &format!("{topic}-group"), "--listen", &listen])
+            .env("POIROT_ASSEMBLY__INACTIVITY_GAP", "2s")
+            .env("POIROT_MESSAGE_LOSS__MIN_DEADLINE", "3s")
+            .env("POIROT_ASSEMBLY__OUT_OF_ORDERNESS", "1s")
+            .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "3s")
+            .env("POIROT_ELASTICSEARCH__URL", &search)
+            .env("POIROT_ELASTICSEARCH__INDEX_PREFIX", &topic)
+            .env("POIROT_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("poirot run starts"),
+    );
+    let truly_lost = expected.iter().filter(|e| e.kind == poirot::analysis::AnomalyKind::MessageLoss).count();
+    let wait = |what: &str, family: &str, want: usize| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while labelled_sum(&listen, family) < want as f64 {
+            assert!(Instant::now() < deadline, "{what}: {} of {want}", labelled_sum(&listen, family));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    wait("reports lost before the Archiver came", "poirot_message_loss_total", truly_lost + reports);
+    produce_spans(&topic, &archive, &names);
+    wait("losses resolved by the Archiver", "poirot_message_loss_resolved_total", reports);
+    wait_for_metric(
+        &listen,
+        "poirot_es_documents_indexed_total",
+        (truly_lost + 2 * reports) as f64,
+        Duration::from_secs(30),
+    );
+
+    let _ = http::request("POST", &format!("{search}/{topic}-*/_refresh"), "application/json", b"");
+    let q = r#"{"size":1000,"query":{"term":{"kind":"message_loss"}}}"#;
+    let r = http::request("POST", &format!("{search}/{topic}-*/_search"), "application/json", q.as_bytes())
+        .expect("search");
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("search answer");
+    let hits: Vec<serde_json::Value> =
+        v["hits"]["hits"].as_array().into_iter().flatten().map(|h| h["_source"].clone()).collect();
+    let archived: Vec<&serde_json::Value> =
+        hits.iter().filter(|d| d["destination"] == "REPORT_STORED").collect();
+    assert_eq!(archived.len(), reports, "one document per report, updated in place: {hits:?}");
+    for d in &archived {
+        assert_eq!(d["status"], "resolved", "{d}");
+        assert_eq!(d["consumer"]["service"], "Archiver", "{d}");
+        assert!(d["resolved_at"].as_str().is_some_and(|t| t.starts_with("20")), "{d}");
+        assert!(
+            d["summary"].as_str().is_some_and(|s| s.contains("REPORT_STORED")),
+            "the document stays whole: {d}"
+        );
+    }
+    let lost: BTreeSet<String> = hits
+        .iter()
+        .filter(|d| d["status"] == "lost")
+        .map(|d| d["span_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let want: BTreeSet<String> = expected
+        .iter()
+        .filter(|e| e.kind == poirot::analysis::AnomalyKind::MessageLoss)
+        .map(|e| e.span_id.clone())
+        .collect();
+    assert_eq!(lost, want, "the messages truly lost stay lost");
+}
+
 /// simulate → Kafka → `poirot run` → files, dead letters, offsets and the search index at `search`.
 /// OTLP is produced as unkeyed 50-span batches spread over the partitions, so it
 /// only adds up through the repartition topic.

@@ -298,8 +298,10 @@ pub fn anomaly_keys(path: &Path) -> Vec<AnomalyKey> {
     let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
     let mut v: Vec<_> = whole
         .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+        // `poirot run --out` appends a resolved loss as a line of its own, without a summary.
+        .filter(|v| v.get("summary").is_some() || v.get("resolved_at").is_none())
+        .map(|v| {
             let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
             let span = if s("kind") == "message_loss" { s("span_id") } else { String::new() };
             (s("kind"), s("trace_id"), span, s("destination"))

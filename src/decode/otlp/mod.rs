@@ -420,6 +420,36 @@ mod tests {
     }
 
     #[test]
+    fn a_link_is_child_of_when_its_ref_type_says_so_in_json_and_protobuf() {
+        let rec = br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"c"}}]},
+          "scopeSpans":[{"spans":[
+            {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"consume",
+             "startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000001000000",
+             "links":[{"traceId":"0000000000000000000000000000000a","spanId":"0000000000000001",
+                       "attributes":[{"key":"opentracing.ref_type","value":{"stringValue":"child_of"}}]},
+                      {"traceId":"0000000000000000000000000000000b","spanId":"0000000000000002",
+                       "attributes":[{"key":"opentracing.ref_type","value":{"stringValue":"follows_from"}}]},
+                      {"traceId":"0000000000000000000000000000000c","spanId":"0000000000000003"}]}]}]}]}"#;
+        let (mut names, mut spans, mut errors) = (Interner::new(), Vec::new(), Vec::new());
+        decode_json(rec, &mut names, &mut spans, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let kinds: Vec<(u64, RefKind)> = spans[0].refs.iter().map(|r| (r.trace_id.low, r.kind)).collect();
+        assert_eq!(kinds, [(10, RefKind::ChildOf), (11, RefKind::FollowsFrom), (12, RefKind::FollowsFrom)]);
+        // The encoders write the attribute for a child_of link, so both encodings round-trip.
+        let proto = encode_proto(&spans, &names, &[]);
+        let json = encode_json(&spans, &names, &[]);
+        for (i, decoded) in [
+            (0, decode_proto as fn(&[u8], &mut Interner, &mut Vec<Span>, &mut Vec<DecodeError>)),
+            (1, decode_json),
+        ] {
+            let (mut n2, mut s2, mut e2) = (Interner::new(), Vec::new(), Vec::new());
+            decoded(if i == 0 { &proto } else { &json }, &mut n2, &mut s2, &mut e2);
+            assert!(e2.is_empty(), "{e2:?}");
+            assert_eq!(s2[0].refs, spans[0].refs);
+        }
+    }
+
+    #[test]
     fn garbage_proto_is_counted() {
         let (mut names, mut spans, mut errors) = (Interner::new(), Vec::new(), Vec::new());
         decode_proto(b"\x0a\xff\xff\xff\xff\x0f", &mut names, &mut spans, &mut errors);

@@ -1,7 +1,7 @@
 //! The pipeline through its one entry point, on a manual clock.
 
 use super::*;
-use crate::analysis::{AnalysisConfig, AssemblyConfig};
+use crate::analysis::{AnalysisConfig, AnomalyKind, AssemblyConfig};
 use crate::dataflow::ManualClock;
 use crate::model::SpanId;
 
@@ -138,4 +138,51 @@ fn a_shuffled_partition_whose_producer_never_bounded_it_still_closes_its_traces(
     p.push(Input::Tick);
     assert_eq!(p.outputs().open_traces, 0, "trace 2: 11 s + 2 s gap");
     assert_eq!(p.analyzer.stats.late_spans, 0);
+}
+
+/// A producer span nobody consumes, in trace `trace`, ending at `end_s`.
+fn producer(trace: u64, end_s: i64) -> Span {
+    Span { kind: crate::model::SpanKind::Producer, ..span(trace, end_s) }
+}
+
+#[test]
+fn a_closed_trace_with_a_pending_producer_holds_its_offset_until_decided() {
+    let clock = ManualClock::new(0);
+    let mut p = pipeline(&clock);
+    p.push(Input::Assigned { partition: 0, gated: false });
+    p.push(Input::Spans { partition: 0, offset: Some(0), spans: &mut vec![producer(1, 10)] });
+    // Other traffic closes trace 1 (10 s + 2 s gap) long before its 2-minute deadline.
+    for (i, t) in (20..100).step_by(10).enumerate() {
+        p.push(Input::Spans {
+            partition: 0,
+            offset: Some(i as i64 + 1),
+            spans: &mut vec![span(100 + t as u64, t)],
+        });
+    }
+    assert_eq!(p.analyzer.stats.traces, 8, "trace 1 and the traffic up to 80 s closed");
+    assert_eq!(p.analyzer.flows.pending_producers(), 1);
+    assert_eq!(p.committable(0), Some(0), "its record is still needed: the next owner decides it");
+    assert_eq!(p.drain_anomalies().count(), 0);
+    // Event time passes its deadline (closed at 12 s + 120 s): reported, and the offset moves on.
+    p.push(Input::Spans { partition: 0, offset: Some(20), spans: &mut vec![span(999, 140)] });
+    assert_eq!(p.drain_anomalies().map(|a| a.kind).collect::<Vec<_>>(), [AnomalyKind::MessageLoss]);
+    assert!(p.committable(0).is_some_and(|o| o > 1), "{:?}", p.committable(0));
+}
+
+#[test]
+fn a_trace_read_again_after_an_earlier_owner_wrote_it_rebuilds_only_its_pending_producer() {
+    let clock = ManualClock::new(0);
+    let mut p = pipeline(&clock);
+    p.push(Input::Assigned { partition: 0, gated: false });
+    // An earlier owner finished trace 1 (records up to offset 0) and died before deciding it.
+    p.skip_finished(0, [(TraceId::new(0, 1), 0)]);
+    p.push(Input::Spans { partition: 0, offset: Some(0), spans: &mut vec![producer(1, 10)] });
+    p.push(Input::Spans { partition: 0, offset: Some(1), spans: &mut vec![span(2, 30)] });
+    let o = p.outputs();
+    assert_eq!((o.stats.traces, o.stats.spans, o.input.replayed_spans), (0, 0, 1), "nothing counted again");
+    assert_eq!(o.flows.pending_producers(), 1, "but its producer waits for its deadline again");
+    assert_eq!(p.committable(0), Some(0));
+    p.push(Input::End);
+    let losses: Vec<String> = p.drain_anomalies().map(|a| a.trace_id).collect();
+    assert_eq!(losses, [TraceId::new(0, 1).to_string()], "decided once, by this owner");
 }
