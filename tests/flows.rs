@@ -369,3 +369,48 @@ fn the_closed_trace_index_stays_within_its_bytes_and_counts_evictions() {
     assert!(f.stats.evicted_closed > 0);
     assert_eq!(poirot::analysis::flows::INDEXED_SPAN_BYTES, 16);
 }
+
+#[test]
+fn a_link_to_a_trace_not_seen_yet_waits_for_it() {
+    // The consumer's trace closes first (its producer's trace comes 30 s later in
+    // event time, on another path): the link waits for it and consumes it.
+    let mut r = Run::new(&Config::default());
+    r.add(2, 1, "B", Consumer, 0.0, &[(1, 7, FollowsFrom)]);
+    r.traffic(5, 30);
+    r.add(1, 7, "A", Producer, 31.0, &[]);
+    r.traffic(35, 200);
+    r.end();
+    assert!(r.losses().is_empty(), "{:#?}", r.anomalies);
+    assert_eq!(r.edges(), [("A".into(), "B".into(), "follows_from", 1)]);
+    let f = &r.p.outputs().flows.stats;
+    assert_eq!((f.links, f.links_resolved, f.links_unresolved), (1, 1, 0));
+}
+
+#[test]
+fn a_late_producer_whose_consumer_linked_it_before_it_arrived_is_no_loss() {
+    let mut r = Run::new(&Config::default());
+    r.add(1, 1, "A", Server, 0.0, &[]);
+    r.add(2, 1, "B", Consumer, 1.0, &[(1, 7, FollowsFrom)]);
+    r.traffic(5, 40); // both traces close; the link waits for span 7
+    r.add(1, 7, "A", Producer, 0.5, &[(1, 1, ChildOf)]); // the producer, late
+    r.traffic(45, 400);
+    r.end();
+    assert!(r.losses().is_empty(), "{:#?}", r.anomalies);
+    assert_eq!(r.edges(), [("A".into(), "B".into(), "follows_from", 1)]);
+}
+
+#[test]
+fn a_closed_trace_stays_joinable_while_its_producer_waits_past_the_retention() {
+    let mut c = Config::default();
+    c.assembly.closed_retention = Duration::from_secs(30);
+    let mut r = Run::new(&c);
+    r.add(1, 1, "A", Producer, 0.0, &[]);
+    r.traffic(5, 100);
+    // 100 s later: past the 30 s retention, within the 2-minute deadline.
+    r.add(2, 1, "B", Consumer, 100.0, &[(1, 1, FollowsFrom)]);
+    r.traffic(105, 400);
+    r.end();
+    assert!(r.losses().is_empty(), "{:#?}", r.anomalies);
+    assert_eq!(r.edges(), [("A".into(), "B".into(), "follows_from", 1)]);
+    assert!(r.p.outputs().flows.closed_traces() < 20, "the rest expired");
+}

@@ -108,7 +108,7 @@ impl Link {
 struct IndexedSpan {
     id_hi: u32,
     id_lo: u32,
-    /// Its (service, operation) pair, numbered by the index ([`Pairs`]).
+    /// Its (service, operation, destination), numbered by the index ([`Pairs`]).
     pair: u32,
     /// Start, µs after the trace entry's base (at most 35 minutes), and in the
     /// top bit whether it is a producer span.
@@ -145,25 +145,26 @@ impl IndexedSpan {
     }
 }
 
-/// The (service, operation) pairs of indexed spans, numbered: there are as few
-/// as RED series, so a span keeps 4 bytes instead of 8.
+/// The (service, operation, destination) names of indexed spans, numbered:
+/// there are about as few as RED series, so a span keeps 4 bytes instead of 12.
 #[derive(Debug, Default)]
 struct Pairs {
-    ids: FxHashMap<(Sym, Sym), u32>,
-    pairs: Vec<(Sym, Sym)>,
+    ids: FxHashMap<(Sym, Sym, Sym), u32>,
+    pairs: Vec<(Sym, Sym, Sym)>,
 }
 
 impl Pairs {
-    fn id(&mut self, service: Sym, operation: Sym) -> u32 {
+    fn id(&mut self, s: &Span) -> u32 {
+        let key = (s.service, s.operation, s.destination);
         let next = self.pairs.len() as u32;
-        let id = *self.ids.entry((service, operation)).or_insert(next);
+        let id = *self.ids.entry(key).or_insert(next);
         if id == next {
-            self.pairs.push((service, operation));
+            self.pairs.push(key);
         }
         id
     }
 
-    fn get(&self, id: u32) -> (Sym, Sym) {
+    fn get(&self, id: u32) -> (Sym, Sym, Sym) {
         self.pairs.get(id as usize).copied().unwrap_or_default()
     }
 }
@@ -202,11 +203,11 @@ struct ClosedIndex {
 
 impl ClosedIndex {
     fn callee(&self, e: &ClosedEntry, x: &IndexedSpan) -> Callee {
-        let (service, operation) = self.pairs.get(x.pair);
+        let (service, operation, destination) = self.pairs.get(x.pair);
         Callee {
             service,
             operation,
-            destination: Sym(0),
+            destination,
             start_us: x.start_us(e.base_us),
             producer: x.start & PRODUCER_BIT != 0,
         }
@@ -338,8 +339,11 @@ pub struct Flows {
     pending_traces: FxHashMap<TraceId, u32>,
     timers: TimerQueue<(EventTime, TraceId, SpanId)>,
     reported: FxHashMap<(TraceId, SpanId), Reported>,
+    /// Reported (still resolvable) producers per trace.
+    reported_traces: FxHashMap<TraceId, u32>,
     reported_order: VecDeque<(EventTime, TraceId, SpanId)>,
-    waiting: FxHashMap<TraceId, Vec<Link>>,
+    /// Per trace: when its waiting links expire, and the links.
+    waiting: FxHashMap<TraceId, (EventTime, Vec<Link>)>,
     waiting_order: VecDeque<(EventTime, TraceId)>,
     waiting_links: usize,
     latencies: FxHashMap<Sym, Latencies>,
@@ -421,7 +425,8 @@ impl Flows {
     fn is_copy(&self, s: &Span) -> bool {
         self.closed.traces.get(&s.trace_id).is_some_and(|e| {
             e.find(s.span_id).is_some_and(|x| {
-                self.closed.pairs.get(x.pair).0 == s.service && x.start_us(e.base_us) == s.start_us
+                // Id and service: a start before the entry's base is not kept exactly.
+                self.closed.pairs.get(x.pair).0 == s.service
             })
         })
     }
@@ -431,7 +436,7 @@ impl Flows {
         let base_us = spans.iter().map(|s| s.start_us).min().unwrap_or(0);
         let pairs = &mut self.closed.pairs;
         let mut indexed: Vec<IndexedSpan> =
-            spans.iter().map(|s| IndexedSpan::new(s, base_us, pairs.id(s.service, s.operation))).collect();
+            spans.iter().map(|s| IndexedSpan::new(s, base_us, pairs.id(s))).collect();
         indexed.sort_unstable_by_key(IndexedSpan::id);
         let entry = ClosedEntry { base_us, spans: indexed.into_boxed_slice(), replayed };
         self.closed.bytes += entry.bytes();
@@ -491,6 +496,18 @@ impl Flows {
         Some(p)
     }
 
+    /// Takes reported producer `key` out (resolved, or past its retention).
+    fn unreport(&mut self, key: &(TraceId, SpanId)) -> Option<Reported> {
+        let r = self.reported.remove(key)?;
+        if let Some(n) = self.reported_traces.get_mut(&key.0) {
+            *n -= 1;
+            if *n == 0 {
+                self.reported_traces.remove(&key.0);
+            }
+        }
+        Some(r)
+    }
+
     /// Drops the producers of `trace` still pending, undecided: its input
     /// partition moved to another owner, which reads the trace again.
     pub fn drop_pending(&mut self, trace: &TraceId) {
@@ -501,7 +518,7 @@ impl Flows {
 
     /// The links waiting for `trace`, taken: it just closed (or a late span joined it).
     pub fn take_waiting(&mut self, trace: &TraceId) -> Vec<Link> {
-        let links = self.waiting.remove(trace).unwrap_or_default();
+        let links = self.waiting.remove(trace).map(|(_, l)| l).unwrap_or_default();
         self.waiting_links -= links.len();
         links
     }
@@ -509,12 +526,16 @@ impl Flows {
     /// Links that found no span in their trace wait on, until they expire.
     pub fn wait(&mut self, link: Link) {
         let trace = link.to.trace_id;
-        let list = self.waiting.entry(trace).or_default();
-        if list.is_empty() {
-            let expires_at = self.watermark.saturating_add(self.config.closed_retention_us);
+        // From the later of event time now and the linking span's start (before
+        // the first watermark, event time is not known yet).
+        let from = self.watermark.max(link.caller.start_us);
+        let expires_at = from.saturating_add(self.config.closed_retention_us);
+        let entry = self.waiting.entry(trace).or_insert((expires_at, Vec::new()));
+        if entry.1.is_empty() {
+            entry.0 = expires_at;
             self.waiting_order.push_back((expires_at, trace));
         }
-        list.push(link);
+        entry.1.push(link);
         self.waiting_links += 1;
         while self.waiting_links > self.config.max_waiting_links {
             let Some((_, id)) = self.waiting_order.pop_front() else { break };
@@ -536,7 +557,7 @@ impl Flows {
         let key = (trace, span);
         if self.unpend(&key, out).is_some() {
             self.stats.consumed_late += 1;
-        } else if let Some(r) = self.reported.remove(&key) {
+        } else if let Some(r) = self.unreport(&key) {
             self.stats.losses_resolved += 1;
             out.resolved.push((r.service, r.destination));
             out.resolutions.push(Resolution {
@@ -570,7 +591,7 @@ impl Flows {
                 parents.push((*r, self.closed.callee(e, p)));
             }
         }
-        let x = IndexedSpan::new(s, e.base_us, self.closed.pairs.id(s.service, s.operation));
+        let x = IndexedSpan::new(s, e.base_us, self.closed.pairs.id(s));
         if let Some(e) = self.closed.traces.get_mut(&s.trace_id) {
             let mut spans = std::mem::take(&mut e.spans).into_vec();
             let at = spans.partition_point(|y| y.id() < x.id());
@@ -603,6 +624,13 @@ impl Flows {
                 break;
             }
             self.closed.order.pop_front();
+            if self.pending_traces.contains_key(&id) || self.reported_traces.contains_key(&id) {
+                // Its producers may still be consumed or resolved: it stays joinable
+                // as long as they do (within the byte budget).
+                let again = watermark.saturating_add(self.config.closed_retention_us);
+                self.closed.order.push_back((again, id));
+                continue;
+            }
             self.closed.remove(&id);
         }
         while let Some(&(expires_at, trace, span)) = self.reported_order.front() {
@@ -611,7 +639,7 @@ impl Flows {
             }
             self.reported_order.pop_front();
             if self.reported.get(&(trace, span)).is_some_and(|r| r.expires_at <= watermark) {
-                self.reported.remove(&(trace, span));
+                self.unreport(&(trace, span));
             }
         }
         while let Some(&(expires_at, id)) = self.waiting_order.front() {
@@ -619,8 +647,11 @@ impl Flows {
                 break;
             }
             self.waiting_order.pop_front();
-            let dropped = self.take_waiting(&id).len();
-            self.stats.links_unresolved += dropped as u64;
+            // A list taken and started again since has an expiry of its own.
+            if self.waiting.get(&id).is_some_and(|(at, _)| *at <= watermark) {
+                let dropped = self.take_waiting(&id).len();
+                self.stats.links_unresolved += dropped as u64;
+            }
         }
     }
 
@@ -646,8 +677,10 @@ impl Flows {
     fn report(&mut self, key: (TraceId, SpanId), p: Pending, at_us: i64, out: &mut FlowOut) {
         let start_us = p.start_us;
         let expires_at = self.watermark.max(p.decide_at).saturating_add(self.config.closed_retention_us);
-        self.reported
-            .insert(key, Reported { expires_at, service: p.service, destination: p.destination, start_us });
+        let reported = Reported { expires_at, service: p.service, destination: p.destination, start_us };
+        if self.reported.insert(key, reported).is_none() {
+            *self.reported_traces.entry(key.0).or_default() += 1;
+        }
         self.reported_order.push_back((expires_at, key.0, key.1));
         out.losses.push((*p.evidence, at_us));
     }

@@ -406,20 +406,40 @@ impl Analyzer {
     /// closed-trace index it is joined to it: its references are edges, it
     /// consumes producers, and links waiting for it are applied.
     pub fn late_span(&mut self, span: Span, ctx: &mut Context<'_, Anomaly>) -> Late {
+        self.join_late(span, false, ctx)
+    }
+
+    /// A late span of a trace read again that an earlier owner already wrote:
+    /// joined the same way, but nothing is counted again (its edges were written).
+    pub fn replayed_late_span(&mut self, span: Span, ctx: &mut Context<'_, Anomaly>) -> Late {
+        self.join_late(span, true, ctx)
+    }
+
+    fn join_late(&mut self, span: Span, replayed: bool, ctx: &mut Context<'_, Anomaly>) -> Late {
         let mut parents = Vec::new();
         let late = self.flows.late(&span, &mut parents);
         if late == Late::Copy {
-            self.stats.duplicate_spans += 1;
+            if !replayed {
+                self.stats.duplicate_spans += 1;
+            }
             return late;
         }
-        self.red.observe(&span);
-        self.counters.seen(&span);
-        self.stats.spans += 1;
-        self.stats.late_spans += 1;
-        self.links.extend(Link::of(&span));
+        if !replayed {
+            self.red.observe(&span);
+            self.counters.seen(&span);
+            self.stats.spans += 1;
+            self.stats.late_spans += 1;
+        }
+        self.links.extend(Link::of(&span).map(|l| Link { replayed, ..l }));
         if late == Late::Joined {
             let detected_at_us = self.detected_us(span.event_time_us());
             let caller = Caller::of(&span);
+            // Pending first: a link that waited for this very producer consumes it below.
+            if span.kind == SpanKind::Producer {
+                let closes_at = span.event_time_us().max(self.flows_watermark());
+                let path = vec![span.clone()];
+                self.flows.pend(flows::Evidence { path, trace_spans: 1, closes_at });
+            }
             for (r, callee) in parents {
                 let consumer = flows::consumer_ref(span.trace_id, span.span_id, &caller, ctx.names);
                 let edges = match self.delta.as_mut() {
@@ -434,17 +454,13 @@ impl Analyzer {
                     &caller,
                     consumer,
                     detected_at_us,
-                    false,
+                    replayed,
                     &mut self.flow_out,
                 );
             }
             for link in self.flows.take_waiting(&span.trace_id) {
                 self.link(link, ctx);
                 self.flows.stats.links -= 1; // counted when it first came
-            }
-            if span.kind == SpanKind::Producer {
-                let closes_at = span.event_time_us().max(self.flows_watermark());
-                self.flows.pend(flows::Evidence { path: vec![span], trace_spans: 1, closes_at });
             }
         }
         self.flush_flows(ctx);

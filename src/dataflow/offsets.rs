@@ -66,9 +66,20 @@ impl OffsetTracker {
     }
 
     /// Closed `trace` still needs its records from `offset` of `partition` on.
+    /// Held already (a second session of the trace, a late producer): the
+    /// earlier offset stays held, once.
     pub fn hold(&mut self, trace: TraceId, partition: u32, offset: i64) {
-        if self.held.insert(trace, (partition, offset)).is_none() {
-            *self.partitions.entry(partition).or_default().open.entry(offset).or_default() += 1;
+        match self.held.get(&trace).copied() {
+            Some((p, o)) if p == partition && o <= offset => {}
+            Some((p, o)) => {
+                self.unhold(p, o);
+                self.held.insert(trace, (partition, offset));
+                *self.partitions.entry(partition).or_default().open.entry(offset).or_default() += 1;
+            }
+            None => {
+                self.held.insert(trace, (partition, offset));
+                *self.partitions.entry(partition).or_default().open.entry(offset).or_default() += 1;
+            }
         }
     }
 
@@ -120,6 +131,20 @@ impl OffsetTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trace_held_twice_holds_its_earliest_offset_once() {
+        let mut o = OffsetTracker::default();
+        let t = TraceId::new(0, 1);
+        o.processed(0, 9);
+        o.hold(t, 0, 5);
+        o.hold(t, 0, 8); // a late producer of the same trace
+        assert_eq!(o.committable(0), Some(5));
+        o.hold(t, 0, 3);
+        assert_eq!(o.committable(0), Some(3));
+        o.release(&t);
+        assert_eq!(o.committable(0), Some(10), "released once, nothing left held");
+    }
 
     #[test]
     fn commits_up_to_the_oldest_open_trace() {

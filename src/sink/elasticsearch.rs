@@ -13,7 +13,7 @@
 use super::documents::{document_id, index_name, template};
 use super::retry::{retry, Backoff, Classify, Fault, Retried};
 use super::{Closing, Round, Sink, SinkError, Written};
-use crate::analysis::{Anomaly, Resolution};
+use crate::analysis::{Anomaly, AnomalyKind, Resolution};
 use crate::config::{ConfigError, ElasticsearchSection};
 use crate::telemetry::events::{SinkEvent, SinkTelemetry};
 use crate::telemetry::health::{Component, Health};
@@ -338,8 +338,11 @@ impl EsSink {
         for d in &docs {
             match d {
                 Doc::Anomaly(a) => {
+                    // A loss is written once and then only updated: reported again (read
+                    // again after a crash), it must not turn a resolved document back.
+                    let action = if a.kind == AnomalyKind::MessageLoss { "create" } else { "index" };
                     body.push(
-                        json!({"index": {"_index": index_name(&self.prefix, a), "_id": document_id(a)}})
+                        json!({action: {"_index": index_name(&self.prefix, a), "_id": document_id(a)}})
                             .into(),
                     );
                     body.push(serde_json::to_value(a).unwrap_or(Value::Null).into());
@@ -373,10 +376,15 @@ impl EsSink {
         };
         let items = answer["items"].as_array().cloned().unwrap_or_default();
         for (d, item) in docs.into_iter().zip(items.iter().chain(std::iter::repeat(&Value::Null))) {
-            let action = if matches!(d, Doc::Anomaly(_)) { "index" } else { "update" };
+            let action = match &d {
+                Doc::Anomaly(a) if a.kind == AnomalyKind::MessageLoss => "create",
+                Doc::Anomaly(_) => "index",
+                Doc::Resolution(_) => "update",
+            };
             let status = item[action]["status"].as_u64().unwrap_or(0);
             match status {
-                200..=299 => {
+                // 409 on create: the document is there already, as first written or resolved.
+                200..=299 | 409 if status != 409 || action == "create" => {
                     self.indexed.inc();
                 }
                 429 | 500..=599 | 0 => self.pending.push(d),

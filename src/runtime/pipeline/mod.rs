@@ -416,8 +416,19 @@ impl Pipeline {
     fn analyse(&mut self, assembled: &mut Vec<Assembled>, origin: Option<(u32, i64)>, replayed: bool) {
         if replayed {
             for a in assembled.drain(..) {
-                // A span past a replayed trace's close was counted by the earlier owner.
-                let Assembled::Trace(t) = a else { continue };
+                let t = match a {
+                    Assembled::Trace(t) => t,
+                    Assembled::Unbuffered { span, late: true } => {
+                        // Counted by the earlier owner; still joined, so that it consumes.
+                        let trace_id = span.trace_id;
+                        let mut ctx = Context::new(&mut self.names, &mut self.anomalies);
+                        self.analyzer.replayed_late_span(span, &mut ctx);
+                        self.hold_if_pending(trace_id, origin.map(|o| o.0), origin.map(|o| o.1));
+                        self.route_links();
+                        continue;
+                    }
+                    Assembled::Unbuffered { .. } => continue,
+                };
                 let trace_id = t.trace_id;
                 let first = self.offsets.first_offset(&trace_id);
                 let closed = self.offsets.trace_closed(&trace_id);
@@ -438,6 +449,8 @@ impl Pipeline {
                     // The trace's records now reach this offset: a sink that registers
                     // finished traces records it, so a re-read drops this span too.
                     self.finished_trace(FinishedTrace { trace_id, partition, last_offset });
+                    // A late producer waiting for its consumer keeps its record.
+                    self.hold_if_pending(trace_id, Some(partition), Some(last_offset));
                 }
                 self.route_links();
                 continue;
