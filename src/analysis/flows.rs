@@ -544,13 +544,14 @@ impl Flows {
         }
     }
 
-    /// The producer `(trace, span)` was consumed by `consumer` at `consumer_start_us`:
+    /// The producer `(trace, span)` was consumed by `consumer` (named only when it
+    /// resolves a reported loss: most links consume a pending producer or none):
     /// a pending one stops waiting; a reported one is resolved.
     pub fn consumed(
         &mut self,
         trace: TraceId,
         span: SpanId,
-        consumer: ConsumerRef,
+        consumer: impl FnOnce() -> ConsumerRef,
         detected_at_us: i64,
         out: &mut FlowOut,
     ) {
@@ -565,7 +566,7 @@ impl Flows {
                 span_id: span.to_string(),
                 timestamp: format_rfc3339_us(r.start_us),
                 resolved_at: format_rfc3339_us(detected_at_us),
-                consumer,
+                consumer: consumer(),
             });
         }
     }
@@ -711,7 +712,7 @@ pub fn apply_reference(
     to: (TraceId, SpanId, RefKind),
     callee: Callee,
     caller: &Caller,
-    consumer: ConsumerRef,
+    consumer: impl FnOnce() -> ConsumerRef,
     detected_at_us: i64,
     written: bool,
     out: &mut FlowOut,

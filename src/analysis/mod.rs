@@ -350,7 +350,7 @@ impl Analyzer {
             if callee.producer {
                 consumed[i] = true;
             }
-            let consumer = flows::consumer_ref(link.from_trace, link.from_span, &link.caller, names);
+            let consumer = || flows::consumer_ref(link.from_trace, link.from_span, &link.caller, names);
             let to = (link.to.trace_id, link.to.span_id, link.to.kind);
             let edges = match self.delta.as_mut() {
                 Some(d) => d,
@@ -378,7 +378,8 @@ impl Analyzer {
             Some((callee, replayed)) => {
                 self.flows.stats.links_resolved += 1;
                 let detected_at_us = self.detected_us(link.caller.start_us);
-                let consumer = flows::consumer_ref(link.from_trace, link.from_span, &link.caller, ctx.names);
+                let names = &*ctx.names;
+                let consumer = || flows::consumer_ref(link.from_trace, link.from_span, &link.caller, names);
                 let to = (link.to.trace_id, link.to.span_id, link.to.kind);
                 let edges = match self.delta.as_mut() {
                     Some(d) => d,
@@ -441,7 +442,8 @@ impl Analyzer {
                 self.flows.pend(flows::Evidence { path, trace_spans: 1, closes_at });
             }
             for (r, callee) in parents {
-                let consumer = flows::consumer_ref(span.trace_id, span.span_id, &caller, ctx.names);
+                let names = &*ctx.names;
+                let consumer = || flows::consumer_ref(span.trace_id, span.span_id, &caller, names);
                 let edges = match self.delta.as_mut() {
                     Some(d) => d,
                     None => &mut self.edges,
