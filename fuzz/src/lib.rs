@@ -6,7 +6,7 @@
 //! and the end of input); a panic, an abort, an overflow (debug assertions are on)
 //! or a failed check below is a crash.
 
-use poirot::analysis::{AnalysisConfig, AssemblyConfig, DetectedAt, DocLimits};
+use poirot::analysis::{AnalysisConfig, AssemblyConfig, DeadlineConfig, DetectedAt, DocLimits, FlowConfig};
 use poirot::dataflow::{ManualClock, WatermarkConfig};
 use poirot::decode::{
     detect, jaeger_json, jaeger_proto, jaeger_ui, otlp, DecodeError, Format, MAX_DETAIL_BYTES,
@@ -56,10 +56,22 @@ pub fn pipeline(limits: Limits) -> Pipeline {
             },
         ),
     };
+    let flows = match limits {
+        Limits::Default => FlowConfig::default(),
+        // Short deadlines and retention and a tiny index: losses are decided, resolved,
+        // and index entries evicted within short inputs.
+        Limits::Small => FlowConfig {
+            closed_retention_us: 5_000_000,
+            max_closed_bytes: 2_048,
+            max_waiting_links: 16,
+            deadlines: DeadlineConfig { min_us: 1_000_000, max_us: 4_000_000, ..DeadlineConfig::default() },
+        },
+    };
     let config = PipelineConfig {
         assembly,
         watermark: WatermarkConfig { out_of_orderness_us: 1_000_000, idle_timeout_us: i64::MAX },
         analysis,
+        flows,
         detected_at: DetectedAt::TraceClose,
     };
     Pipeline::new(config, Arc::new(ManualClock::new(0)))
