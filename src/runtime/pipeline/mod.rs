@@ -9,6 +9,7 @@
 //! read-only [`Outputs`] view.
 
 mod io;
+mod ownership;
 
 pub use crate::analysis::{FinishedTrace, InputStats, Outputs};
 pub use io::{Input, RecordOutcome};
@@ -179,14 +180,6 @@ impl Pipeline {
     /// [`enable_deltas`](Self::enable_deltas) was called).
     pub fn take_finished(&mut self) -> (crate::analysis::Edges, Vec<FinishedTrace>) {
         (self.analyzer.take_delta(), std::mem::take(&mut self.finished))
-    }
-
-    /// Traces of `partition` that a previous owner already finished and wrote:
-    /// when their spans are read again (up to the recorded offset), they are dropped.
-    pub fn skip_finished(&mut self, partition: u32, traces: impl IntoIterator<Item = (TraceId, i64)>) {
-        for (t, last) in traces {
-            self.skip.insert(t, (partition, last));
-        }
     }
 
     /// Drops input spans of `service` (poirot's own, when it traces itself), so its
@@ -379,13 +372,6 @@ impl Pipeline {
         self.settle();
     }
 
-    /// Closed traces whose producers are all decided stop holding their offsets.
-    fn settle(&mut self) {
-        for t in self.analyzer.settled.drain(..) {
-            self.offsets.release(&t);
-        }
-    }
-
     /// Routes the links analyses found to the owner of the trace they name:
     /// this pipeline, which holds every trace of its input.
     fn route_links(&mut self) {
@@ -472,28 +458,6 @@ impl Pipeline {
         self.settle();
     }
 
-    /// A closed trace with producers still waiting for a consumer keeps its
-    /// first offset uncommitted: should its partition move or poirot die, the
-    /// next owner reads it again and decides them.
-    fn hold_if_pending(&mut self, trace: TraceId, partition: Option<u32>, first: Option<i64>) {
-        if let (Some(partition), Some(first)) = (partition, first) {
-            if self.analyzer.flows.has_pending(&trace) {
-                self.offsets.hold(trace, partition, first);
-            }
-        }
-    }
-
-    /// Records a finished trace (or a late span of one) with where its records end.
-    fn finished_trace(&mut self, f: FinishedTrace) {
-        let own = self.own_finished.entry(f.partition).or_default();
-        if own.len() < MAX_OWN_FINISHED {
-            own.push((f.trace_id, f.last_offset));
-        }
-        if self.analyzer.delta.is_some() {
-            self.finished.push(f);
-        }
-    }
-
     /// Lets processing time move the watermark (idle inputs, silent producers).
     fn tick(&mut self) {
         let now = self.tracker.now_us();
@@ -515,51 +479,6 @@ impl Pipeline {
         self.assembled = assembled;
         self.analyzer.finish(&mut Context::new(&mut self.names, &mut self.anomalies));
         self.settle();
-    }
-
-    /// The offset of `partition` that may be committed: the first one an open
-    /// trace still needs, or one past the last processed.
-    pub fn committable(&self, partition: u32) -> Option<i64> {
-        self.offsets.committable(partition)
-    }
-
-    /// The group coordinator acknowledged `offset` as `partition`'s committed offset:
-    /// what lies below it is never read again, so finished traces that ended there
-    /// need no remembering.
-    fn committed(&mut self, partition: u32, offset: i64) {
-        if let Some(own) = self.own_finished.get_mut(&partition) {
-            own.retain(|&(_, last)| last >= offset);
-        }
-        self.skip.retain(|_, &mut (p, last)| p != partition || last >= offset);
-    }
-
-    /// `partition` came back to this pipeline after it was taken away: the traces
-    /// it had finished from there are skipped when their records are read again.
-    fn regained(&mut self, partition: u32) {
-        if let Some(own) = self.own_finished.get(&partition) {
-            for &(t, last) in own {
-                self.skip.insert(t, (partition, last));
-            }
-        }
-    }
-
-    /// `partition` was taken away: its open traces are dropped unanalysed (the new
-    /// owner re-reads them from the committed offset) and its event time is
-    /// forgotten (an owner that gets it again starts from what it reads).
-    fn revoke(&mut self, partition: u32) {
-        for t in self.offsets.traces_of(partition) {
-            self.assembler.discard(&t);
-            self.replayed.discard(&t);
-        }
-        for t in self.offsets.forget(partition) {
-            // The next owner reads it again and decides its producers.
-            self.analyzer.flows.drop_pending(&t);
-        }
-        self.replayed.forget_partition(partition);
-        self.upstream.forget(partition);
-        self.skip.retain(|_, (p, _)| *p != partition);
-        self.tracker.forget(partition);
-        self.assembler.forget_partition(partition);
     }
 
     /// Reported losses resolved since the last call.

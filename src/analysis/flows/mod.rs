@@ -24,32 +24,22 @@
 //! a link is routed to the owner of the trace it names.
 
 use super::anomaly::{ConsumerRef, Resolution};
-use super::edges::{Callee, Caller, Edges};
+use super::edges::Callee;
 use crate::dataflow::{EventTime, TimerQueue};
 use crate::model::time::format_rfc3339_us;
-use crate::model::{Interner, RefKind, Span, SpanId, SpanKind, SpanRef, Sym, TraceId};
+use crate::model::{Interner, Span, SpanId, SpanRef, Sym, TraceId};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
-/// How long a producer may wait for a consumer, per destination.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DeadlineConfig {
-    /// The least deadline: a destination never seen consumed, or consumed fast.
-    pub min_us: i64,
-    /// The largest deadline the observed latency may set.
-    pub max_us: i64,
-    /// The deadline is this multiple of the destination's observed 99th
-    /// percentile producer → consumer latency (within `min_us..=max_us`).
-    pub latency_factor: f64,
-    /// Deadlines set by hand, per destination name: the observed latency is not used.
-    pub fixed: Vec<(String, i64)>,
-}
+mod deadline;
+mod index;
+mod link;
 
-impl Default for DeadlineConfig {
-    fn default() -> Self {
-        DeadlineConfig { min_us: 120_000_000, max_us: 3_600_000_000, latency_factor: 4.0, fixed: Vec::new() }
-    }
-}
+pub use deadline::DeadlineConfig;
+use deadline::Latencies;
+use index::{ClosedEntry, ClosedIndex, IndexedSpan};
+pub use index::{Late, INDEXED_SPAN_BYTES, INDEXED_TRACE_BYTES};
+pub use link::{apply_reference, consumer_ref, Link};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlowConfig {
@@ -70,152 +60,6 @@ impl Default for FlowConfig {
             max_closed_bytes: 64 << 20,
             max_waiting_links: 100_000,
             deadlines: DeadlineConfig::default(),
-        }
-    }
-}
-
-/// A reference from a span to a span of another trace, sent to the owner of
-/// the referenced trace.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Link {
-    /// The referenced span and the relation.
-    pub to: SpanRef,
-    pub from_trace: TraceId,
-    pub from_span: SpanId,
-    /// The referencing span's side of the call.
-    pub caller: Caller,
-    /// From a trace an earlier owner already analysed and wrote (read again
-    /// after a rebalance or a crash): it consumes, but its edge counts only if
-    /// the trace it names was not written by that owner too.
-    pub replayed: bool,
-}
-
-impl Link {
-    /// The links of `s`: its references to spans of other traces.
-    pub fn of(s: &Span) -> impl Iterator<Item = Link> + '_ {
-        s.refs.iter().filter(move |r| r.trace_id != s.trace_id && !r.trace_id.is_zero()).map(move |r| Link {
-            to: *r,
-            from_trace: s.trace_id,
-            from_span: s.span_id,
-            caller: Caller::of(s),
-            replayed: false,
-        })
-    }
-}
-
-/// One span of a closed trace, as what comes later needs it: 16 bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct IndexedSpan {
-    id_hi: u32,
-    id_lo: u32,
-    /// Its (service, operation, destination), numbered by the index ([`Pairs`]).
-    pair: u32,
-    /// Start, µs after the trace entry's base (at most 35 minutes), and in the
-    /// top bit whether it is a producer span.
-    start: u32,
-}
-
-/// Bytes one span takes in the closed-trace index.
-pub const INDEXED_SPAN_BYTES: usize = std::mem::size_of::<IndexedSpan>();
-/// Bytes a closed trace takes in the index besides its spans: the map entry
-/// (key, entry, control byte, at the table's most common load) and its expiry record.
-pub const INDEXED_TRACE_BYTES: usize =
-    (std::mem::size_of::<TraceId>() + std::mem::size_of::<ClosedEntry>() + 1) * 4 / 3
-        + std::mem::size_of::<(EventTime, TraceId)>();
-const PRODUCER_BIT: u32 = 1 << 31;
-
-impl IndexedSpan {
-    fn new(s: &Span, base_us: i64, pair: u32) -> Self {
-        let offset = (s.start_us.saturating_sub(base_us)).clamp(0, i64::from(PRODUCER_BIT - 1)) as u32;
-        let producer = if s.kind == SpanKind::Producer { PRODUCER_BIT } else { 0 };
-        IndexedSpan {
-            id_hi: (s.span_id.0 >> 32) as u32,
-            id_lo: s.span_id.0 as u32,
-            pair,
-            start: offset | producer,
-        }
-    }
-
-    fn id(&self) -> SpanId {
-        SpanId((u64::from(self.id_hi) << 32) | u64::from(self.id_lo))
-    }
-
-    fn start_us(&self, base_us: i64) -> i64 {
-        base_us + i64::from(self.start & !PRODUCER_BIT)
-    }
-}
-
-/// The (service, operation, destination) names of indexed spans, numbered:
-/// there are about as few as RED series, so a span keeps 4 bytes instead of 12.
-#[derive(Debug, Default)]
-struct Pairs {
-    ids: FxHashMap<(Sym, Sym, Sym), u32>,
-    pairs: Vec<(Sym, Sym, Sym)>,
-}
-
-impl Pairs {
-    fn id(&mut self, s: &Span) -> u32 {
-        let key = (s.service, s.operation, s.destination);
-        let next = self.pairs.len() as u32;
-        let id = *self.ids.entry(key).or_insert(next);
-        if id == next {
-            self.pairs.push(key);
-        }
-        id
-    }
-
-    fn get(&self, id: u32) -> (Sym, Sym, Sym) {
-        self.pairs.get(id as usize).copied().unwrap_or_default()
-    }
-}
-
-#[derive(Debug)]
-struct ClosedEntry {
-    /// The earliest start of its spans: starts are kept relative to it.
-    base_us: i64,
-    /// Sorted by span id.
-    spans: Box<[IndexedSpan]>,
-    /// Read again after an earlier owner analysed and wrote it.
-    replayed: bool,
-}
-
-impl ClosedEntry {
-    fn find(&self, id: SpanId) -> Option<&IndexedSpan> {
-        let at = self.spans.binary_search_by_key(&id, IndexedSpan::id).ok()?;
-        self.spans.get(at)
-    }
-
-    fn bytes(&self) -> usize {
-        INDEXED_TRACE_BYTES + self.spans.len() * INDEXED_SPAN_BYTES
-    }
-}
-
-/// The recently closed traces.
-#[derive(Debug, Default)]
-struct ClosedIndex {
-    traces: FxHashMap<TraceId, ClosedEntry>,
-    /// Traces in the order they closed, with when they expire: a trace is in
-    /// the map exactly while it is here.
-    order: VecDeque<(EventTime, TraceId)>,
-    pairs: Pairs,
-    bytes: usize,
-}
-
-impl ClosedIndex {
-    fn callee(&self, e: &ClosedEntry, x: &IndexedSpan) -> Callee {
-        let (service, operation, destination) = self.pairs.get(x.pair);
-        Callee {
-            service,
-            operation,
-            destination,
-            start_us: x.start_us(e.base_us),
-            producer: x.start & PRODUCER_BIT != 0,
-        }
-    }
-
-    fn remove(&mut self, id: &TraceId) {
-        if let Some(e) = self.traces.remove(id) {
-            self.bytes -= e.bytes();
         }
     }
 }
@@ -254,39 +98,6 @@ struct Reported {
     start_us: i64,
 }
 
-/// Observed producer → consumer latencies of one destination: counts per
-/// power-of-two bucket of milliseconds.
-#[derive(Debug, Default, Clone)]
-struct Latencies {
-    buckets: [u32; 32],
-    count: u64,
-}
-
-impl Latencies {
-    fn observe(&mut self, us: i64) {
-        let ms = (us.max(0) / 1000) as u64;
-        let b = (64 - ms.leading_zeros()).min(31) as usize; // 0 ms → 0, 1 → 1, 2-3 → 2, ...
-        self.buckets[b] = self.buckets[b].saturating_add(1);
-        self.count += 1;
-    }
-
-    /// The upper bound of the bucket holding the 99th percentile, µs.
-    fn p99_us(&self) -> Option<i64> {
-        if self.count == 0 {
-            return None;
-        }
-        let want = self.count - self.count / 100;
-        let mut seen = 0u64;
-        for (b, n) in self.buckets.iter().enumerate() {
-            seen += u64::from(*n);
-            if seen >= want {
-                return Some((1i64 << b) * 1000);
-            }
-        }
-        Some((1i64 << 31) * 1000)
-    }
-}
-
 /// What the flows found in one step, for the analyzer to emit and count.
 #[derive(Default, Debug)]
 pub struct FlowOut {
@@ -316,17 +127,6 @@ pub struct FlowStats {
     /// Producers consumed after their trace closed, before their deadline.
     pub consumed_late: u64,
     pub losses_resolved: u64,
-}
-
-/// What a late span turned out to be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Late {
-    /// A copy of a span its closed trace already counted: dropped.
-    Copy,
-    /// Joined to its closed trace.
-    Joined,
-    /// Its trace is not (or no longer) known: it counts for RED only.
-    Unknown,
 }
 
 /// The state that carries traces past their close; see the module docs.
@@ -687,91 +487,5 @@ impl Flows {
     }
 }
 
-/// The consumer named in a resolution.
-pub fn consumer_ref(
-    link_trace: TraceId,
-    link_span: SpanId,
-    caller: &Caller,
-    names: &Interner,
-) -> ConsumerRef {
-    ConsumerRef {
-        trace_id: link_trace.to_string(),
-        span_id: link_span.to_string(),
-        service: names.resolve(caller.service).to_owned(),
-        operation: names.resolve(caller.operation).to_owned(),
-    }
-}
-
-/// Applies what a link or a late span's reference found: the edge and the hop
-/// latency of a message (unless `written`: an earlier owner wrote them), and
-/// the producer consumed.
-#[allow(clippy::too_many_arguments)]
-pub fn apply_reference(
-    flows: &mut Flows,
-    edges: &mut Edges,
-    to: (TraceId, SpanId, RefKind),
-    callee: Callee,
-    caller: &Caller,
-    consumer: impl FnOnce() -> ConsumerRef,
-    detected_at_us: i64,
-    written: bool,
-    out: &mut FlowOut,
-) {
-    if !written {
-        edges.add_call(&callee, caller, to.2);
-    }
-    if callee.producer {
-        if !written {
-            let destination =
-                if callee.destination != Sym(0) { callee.destination } else { caller.destination };
-            flows.observe_hop(destination, caller.start_us - callee.start_us);
-        }
-        flows.consumed(to.0, to.1, consumer, detected_at_us, out);
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn flows(deadlines: DeadlineConfig, names: &mut Interner) -> Flows {
-        Flows::new(FlowConfig { deadlines, ..FlowConfig::default() }, names)
-    }
-
-    #[test]
-    fn the_deadline_follows_the_destinations_observed_latency_within_its_bounds() {
-        let mut names = Interner::new();
-        let config =
-            DeadlineConfig { fixed: vec![("audit".into(), 600_000_000)], ..DeadlineConfig::default() };
-        let mut f = flows(config, &mut names);
-        let (queue, fast, audit) = (names.intern("queue"), names.intern("fast"), names.intern("audit"));
-        assert_eq!(f.deadline_us(queue), 120_000_000, "never seen consumed: the floor");
-        for _ in 0..1000 {
-            f.observe_hop(fast, 3_000); // 3 ms
-            f.observe_hop(queue, 60_000_000); // a slow queue: 60 s
-        }
-        assert_eq!(f.deadline_us(fast), 120_000_000, "fast hops keep the floor");
-        // p99 in the bucket up to 2^16 ms (65.5 s), times 4.
-        assert_eq!(f.deadline_us(queue), 4 * 65_536_000);
-        for _ in 0..100 {
-            f.observe_hop(queue, 3_000_000_000); // 50 minutes: beyond the cap
-        }
-        assert_eq!(f.deadline_us(queue), 3_600_000_000, "capped at max_deadline");
-        f.observe_hop(audit, 1_000);
-        assert_eq!(f.deadline_us(audit), 600_000_000, "a fixed deadline wins");
-    }
-
-    #[test]
-    fn an_indexed_span_is_16_bytes_and_keeps_its_start_and_kind() {
-        assert_eq!(INDEXED_SPAN_BYTES, 16);
-        let s = Span {
-            span_id: SpanId(0x0123_4567_89ab_cdef),
-            start_us: 1_000_250,
-            kind: SpanKind::Producer,
-            ..Span::default()
-        };
-        let x = IndexedSpan::new(&s, 1_000_000, 7);
-        assert_eq!((x.id(), x.start_us(1_000_000), x.pair), (s.span_id, 1_000_250, 7));
-        assert_ne!(x.start & PRODUCER_BIT, 0);
-    }
-}
+mod tests;

@@ -1,0 +1,136 @@
+//! The closed-trace index: per recently closed trace, its span ids with their
+//! names and starts, 16 bytes a span, for what comes after the close.
+
+use super::super::edges::Callee;
+use crate::dataflow::EventTime;
+use crate::model::{Span, SpanId, SpanKind, Sym, TraceId};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+
+/// One span of a closed trace, as what comes later needs it: 16 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct IndexedSpan {
+    pub(super) id_hi: u32,
+    pub(super) id_lo: u32,
+    /// Its (service, operation, destination), numbered by the index ([`Pairs`]).
+    pub(super) pair: u32,
+    /// Start, µs after the trace entry's base (at most 35 minutes), and in the
+    /// top bit whether it is a producer span.
+    pub(super) start: u32,
+}
+
+/// Bytes one span takes in the closed-trace index.
+pub const INDEXED_SPAN_BYTES: usize = std::mem::size_of::<IndexedSpan>();
+/// Bytes a closed trace takes in the index besides its spans: the map entry
+/// (key, entry, control byte, at the table's most common load) and its expiry record.
+pub const INDEXED_TRACE_BYTES: usize =
+    (std::mem::size_of::<TraceId>() + std::mem::size_of::<ClosedEntry>() + 1) * 4 / 3
+        + std::mem::size_of::<(EventTime, TraceId)>();
+pub(super) const PRODUCER_BIT: u32 = 1 << 31;
+
+impl IndexedSpan {
+    pub(super) fn new(s: &Span, base_us: i64, pair: u32) -> Self {
+        let offset = (s.start_us.saturating_sub(base_us)).clamp(0, i64::from(PRODUCER_BIT - 1)) as u32;
+        let producer = if s.kind == SpanKind::Producer { PRODUCER_BIT } else { 0 };
+        IndexedSpan {
+            id_hi: (s.span_id.0 >> 32) as u32,
+            id_lo: s.span_id.0 as u32,
+            pair,
+            start: offset | producer,
+        }
+    }
+
+    pub(super) fn id(&self) -> SpanId {
+        SpanId((u64::from(self.id_hi) << 32) | u64::from(self.id_lo))
+    }
+
+    pub(super) fn start_us(&self, base_us: i64) -> i64 {
+        base_us + i64::from(self.start & !PRODUCER_BIT)
+    }
+}
+
+/// The (service, operation, destination) names of indexed spans, numbered:
+/// there are about as few as RED series, so a span keeps 4 bytes instead of 12.
+#[derive(Debug, Default)]
+pub(super) struct Pairs {
+    pub(super) ids: FxHashMap<(Sym, Sym, Sym), u32>,
+    pub(super) pairs: Vec<(Sym, Sym, Sym)>,
+}
+
+impl Pairs {
+    pub(super) fn id(&mut self, s: &Span) -> u32 {
+        let key = (s.service, s.operation, s.destination);
+        let next = self.pairs.len() as u32;
+        let id = *self.ids.entry(key).or_insert(next);
+        if id == next {
+            self.pairs.push(key);
+        }
+        id
+    }
+
+    pub(super) fn get(&self, id: u32) -> (Sym, Sym, Sym) {
+        self.pairs.get(id as usize).copied().unwrap_or_default()
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct ClosedEntry {
+    /// The earliest start of its spans: starts are kept relative to it.
+    pub(super) base_us: i64,
+    /// Sorted by span id.
+    pub(super) spans: Box<[IndexedSpan]>,
+    /// Read again after an earlier owner analysed and wrote it.
+    pub(super) replayed: bool,
+}
+
+impl ClosedEntry {
+    pub(super) fn find(&self, id: SpanId) -> Option<&IndexedSpan> {
+        let at = self.spans.binary_search_by_key(&id, IndexedSpan::id).ok()?;
+        self.spans.get(at)
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        INDEXED_TRACE_BYTES + self.spans.len() * INDEXED_SPAN_BYTES
+    }
+}
+
+/// The recently closed traces.
+#[derive(Debug, Default)]
+pub(super) struct ClosedIndex {
+    pub(super) traces: FxHashMap<TraceId, ClosedEntry>,
+    /// Traces in the order they closed, with when they expire: a trace is in
+    /// the map exactly while it is here.
+    pub(super) order: VecDeque<(EventTime, TraceId)>,
+    pub(super) pairs: Pairs,
+    pub(super) bytes: usize,
+}
+
+impl ClosedIndex {
+    pub(super) fn callee(&self, e: &ClosedEntry, x: &IndexedSpan) -> Callee {
+        let (service, operation, destination) = self.pairs.get(x.pair);
+        Callee {
+            service,
+            operation,
+            destination,
+            start_us: x.start_us(e.base_us),
+            producer: x.start & PRODUCER_BIT != 0,
+        }
+    }
+
+    pub(super) fn remove(&mut self, id: &TraceId) {
+        if let Some(e) = self.traces.remove(id) {
+            self.bytes -= e.bytes();
+        }
+    }
+}
+
+/// What a late span turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Late {
+    /// A copy of a span its closed trace already counted: dropped.
+    Copy,
+    /// Joined to its closed trace.
+    Joined,
+    /// Its trace is not (or no longer) known: it counts for RED only.
+    Unknown,
+}
