@@ -190,10 +190,7 @@ impl Analyzer {
                     self.flows.observe_hop(destination, c.start_us - p.start_us);
                 }
             }
-            match self.delta.as_mut() {
-                Some(d) => d.add_trace(&trace.spans, &dag),
-                None => self.edges.add_trace(&trace.spans, &dag),
-            }
+            new_edges(&mut self.delta, &mut self.edges).add_trace(&trace.spans, &dag);
             self.graph.add_trace(&trace.spans, &dag);
             for i in detect::unconsumed_producers(&trace.spans, &consumed) {
                 let path = detect::causal_path(&trace.spans, &dag, i, MAX_LOSS_PATH);
@@ -275,10 +272,7 @@ impl Analyzer {
             }
             let consumer = || flows::consumer_ref(link.from_trace, link.from_span, &link.caller, names);
             let to = (link.to.trace_id, link.to.span_id, link.to.kind);
-            let edges = match self.delta.as_mut() {
-                Some(d) => d,
-                None => &mut self.edges,
-            };
+            let edges = new_edges(&mut self.delta, &mut self.edges);
             flows::apply_reference(
                 &mut self.flows,
                 edges,
@@ -304,10 +298,7 @@ impl Analyzer {
                 let names = &*ctx.names;
                 let consumer = || flows::consumer_ref(link.from_trace, link.from_span, &link.caller, names);
                 let to = (link.to.trace_id, link.to.span_id, link.to.kind);
-                let edges = match self.delta.as_mut() {
-                    Some(d) => d,
-                    None => &mut self.edges,
-                };
+                let edges = new_edges(&mut self.delta, &mut self.edges);
                 flows::apply_reference(
                     &mut self.flows,
                     edges,
@@ -367,10 +358,7 @@ impl Analyzer {
             for (r, callee) in parents {
                 let names = &*ctx.names;
                 let consumer = || flows::consumer_ref(span.trace_id, span.span_id, &caller, names);
-                let edges = match self.delta.as_mut() {
-                    Some(d) => d,
-                    None => &mut self.edges,
-                };
+                let edges = new_edges(&mut self.delta, &mut self.edges);
                 flows::apply_reference(
                     &mut self.flows,
                     edges,
@@ -443,6 +431,14 @@ impl Analyzer {
         let delta = self.delta.as_mut().map(std::mem::take).unwrap_or_default();
         self.edges.merge(&delta);
         delta
+    }
+}
+
+/// Where new edges go: the delta when a sink takes deltas, else the totals.
+fn new_edges<'a>(delta: &'a mut Option<Edges>, edges: &'a mut Edges) -> &'a mut Edges {
+    match delta {
+        Some(d) => d,
+        None => edges,
     }
 }
 
