@@ -3,8 +3,9 @@
 //! moments (one of them while Neo4j is down, restarted into the outage) — three
 //! processes sharing a 6-partition topic while batches of traces keep coming.
 //! At the end Neo4j and the index hold exactly what an offline replay of the
-//! same spans gives: every edge by calls and errors, every anomaly document by
-//! id. Memory stays flat while a sink is down.
+//! same spans gives: every edge by calls and errors — the links of an Archiver
+//! batch consumer into reports on other partitions and processes included —
+//! every anomaly document by id. Memory stays flat while a sink is down.
 //!
 //! `make test` runs it with the other server tests; by hand:
 //! `make services-up && . .cache/run/env && cargo test --test faults -- --ignored --nocapture`.
@@ -13,7 +14,7 @@ mod common;
 
 use common::http;
 use common::servers::{
-    assert_same, chrono_now, create_topic, env, free_port, group_config, metric, neo4j_calls, neo4j_clear,
+    assert_same, create_topic, env, free_port, group_config, metric, neo4j_calls, neo4j_clear, now_us,
     replay_calls, root, start_run_logged, with_neo4j, Proc,
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -157,16 +158,30 @@ struct Batches {
     dir: tempfile::TempDir,
     topic: String,
     dumps: Vec<PathBuf>,
+    /// Where the next batch may start in event time: after the last one's spans
+    /// and a gap, as a clean replay of each batch alone sees them (a batch
+    /// produced a second after the last would otherwise start inside it, and its
+    /// first spans would be late).
+    next_start_us: i64,
 }
+
+/// Event time a batch's spans cover, with the gap that closes its traces and slack.
+const BATCH_SPAN_US: i64 = 10_000_000;
 
 impl Batches {
     fn produce(&mut self) {
+        let start_us = now_us().max(self.next_start_us) / 1_000_000 * 1_000_000;
+        self.next_start_us = start_us + BATCH_SPAN_US;
+        let start = poirot::model::time::format_rfc3339_us(start_us);
         let seed = (self.dumps.len() + 1).to_string();
         let dump = self.dir.path().join(format!("batch-{seed}.bin"));
         let sim = Command::new(env!("CARGO_BIN_EXE_poirot"))
             .args(["simulate", "--traces", BATCH, "--seed", &seed, "--rate", "100"])
             .args(["--loss-rate", "0.05", "--loop-rate", "0.05", "--format", "jaeger-proto"])
-            .args(["--brokers", &env("POIROT_TEST_KAFKA"), "--topic", &self.topic, "--start", &chrono_now()])
+            // An Archiver batch consumer links every 5 reports from a trace of its own: the
+            // linked traces are on other partitions, mostly of other processes.
+            .args(["--archive-every", "5"])
+            .args(["--brokers", &env("POIROT_TEST_KAFKA"), "--topic", &self.topic, "--start", &start])
             .arg("--out")
             .arg(&dump)
             .env("POIROT_LOG", "warn")
@@ -202,6 +217,10 @@ fn replay(dumps: &[PathBuf]) -> (Calls, BTreeSet<String>) {
         let docs = std::fs::read_to_string(out.path().join("anomalies.ndjson")).expect("anomalies");
         for line in docs.lines() {
             let a: poirot::analysis::Anomaly = serde_json::from_str(line).expect("anomaly json");
+            assert!(
+                a.details.destination.as_deref() != Some("REPORT_STORED"),
+                "an archived report is consumed, not lost: {line}"
+            );
             ids.insert(poirot::sink::documents::document_id(&a));
         }
     }
@@ -266,8 +285,12 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
         let p = group.start_member(i, &listen);
         group.members.push((listen, p));
     }
-    let mut batches =
-        Batches { dir: tempfile::tempdir().expect("tempdir"), topic: topic.clone(), dumps: Vec::new() };
+    let mut batches = Batches {
+        dir: tempfile::tempdir().expect("tempdir"),
+        topic: topic.clone(),
+        dumps: Vec::new(),
+        next_start_us: 0,
+    };
     batches.produce();
     wait_until("the first traces reaching Neo4j", Duration::from_secs(60), || {
         group.finished_traces() >= 100.0
@@ -340,6 +363,9 @@ fn sinks_down_kafka_restarted_and_processes_killed_end_exactly_as_a_replay() {
 
     // Everything must end exactly as a clean run of the same spans.
     let (want_calls, want_ids) = replay(&batches.dumps);
+    let archived = want_calls.iter().find(|c| c.0 == "Reporter" && c.1 == "Archiver").map(|c| c.3);
+    assert!(archived.is_some_and(|n| n > 100), "the clean run counts the links: {want_calls:?}");
+
     log(
         t0,
         &format!(

@@ -265,8 +265,11 @@ impl Analyzer {
                 self.flows.wait(link);
                 continue;
             };
-            self.flows.stats.links_resolved += 1;
+            // A copy of a link applied before still consumes (a trace read again
+            // waits for it again), but counts nothing.
+            let written = !self.first_application(&link) || link.written(replayed);
             let callee = Callee::of(&spans[i]);
+            self.applied_record(&link, &callee, written);
             if callee.producer {
                 consumed[i] = true;
             }
@@ -281,9 +284,31 @@ impl Analyzer {
                 &link.caller,
                 consumer,
                 detected_at_us,
-                link.replayed && replayed,
+                written,
                 &mut self.flow_out,
             );
+        }
+    }
+
+    /// Whether `link` is applied for the first time (not a copy of one applied before).
+    fn first_application(&mut self, link: &Link) -> bool {
+        let first = self.flows.first_application(link);
+        if first {
+            self.flows.stats.links_resolved += 1;
+        }
+        first
+    }
+
+    /// A link record applied to `callee`: released, and registered when its edge counted here.
+    fn applied_record(&mut self, link: &Link, callee: &Callee, written: bool) {
+        if let Some(via) = link.via {
+            let consumed = callee.producer.then_some((link.to.trace_id, link.to.span_id));
+            let counted = (!written).then_some(*link);
+            self.flows.released.push(flows::Released {
+                via,
+                counted,
+                consumed: consumed.filter(|_| !written),
+            });
         }
     }
 
@@ -293,7 +318,8 @@ impl Analyzer {
         self.flows.stats.links += 1;
         match self.flows.link_to_closed(&link) {
             Some((callee, replayed)) => {
-                self.flows.stats.links_resolved += 1;
+                let written = !self.first_application(&link) || link.written(replayed);
+                self.applied_record(&link, &callee, written);
                 let detected_at_us = self.detected_us(link.caller.start_us);
                 let names = &*ctx.names;
                 let consumer = || flows::consumer_ref(link.from_trace, link.from_span, &link.caller, names);
@@ -307,7 +333,7 @@ impl Analyzer {
                     &link.caller,
                     consumer,
                     detected_at_us,
-                    link.replayed && replayed,
+                    written,
                     &mut self.flow_out,
                 );
                 self.flush_flows(ctx);

@@ -19,6 +19,8 @@ pub struct InputStats {
     pub own_spans: u64,
     /// Records read from the repartition topic (not counted in `records` again).
     pub shuffled_records: u64,
+    /// Link records read from the repartition topic (not counted in `records` again).
+    pub link_records: u64,
     pub bad: BTreeMap<Reason, u64>,
 }
 

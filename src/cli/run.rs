@@ -46,6 +46,29 @@ pub struct RunArgs {
     pub out: Option<PathBuf>,
 }
 
+/// The consumer's librdkafka properties. With `repartition = "auto"`, traces
+/// keyed by the input's producer live in input partition k, and links to them
+/// travel through repartition partition k: the range assignor gives both to the
+/// same member (the topics have the same partition count), where the default
+/// cooperative-sticky one would not. `[kafka.properties]` may choose otherwise.
+fn consumer_properties(
+    mode: Mode,
+    properties: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    const STRATEGY: &str = "partition.assignment.strategy";
+    let mut p = properties.clone();
+    if mode == Mode::Auto {
+        let strategy = p.entry(STRATEGY.to_owned()).or_insert_with(|| "range".to_owned());
+        if strategy.as_str() != "range" {
+            tracing::warn!(
+                "{STRATEGY} = {strategy:?} with kafka.repartition = \"auto\": links between traces of keyed \
+                 input reach the owner of the trace they name only under \"range\"; others stay unresolved"
+            );
+        }
+    }
+    p
+}
+
 pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     let k = &config.kafka;
     let brokers = args.brokers.clone().unwrap_or_else(|| k.brokers.clone());
@@ -104,8 +127,8 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         // Re-keyed spans are always Jaeger protobuf, whatever the input's encoding.
         formats.push(Some(Format::JaegerProto));
     }
-    let source_config =
-        KafkaSourceConfig { brokers, topics, group, properties: k.properties.clone(), formats };
+    let properties = consumer_properties(mode, &k.properties);
+    let source_config = KafkaSourceConfig { brokers, topics, group, properties, formats };
     let dlq = if k.dead_letter {
         Some(
             DeadLetters::new(&source_config.brokers, &source_config.topics, &k.properties, &process)
@@ -144,7 +167,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         pipeline.ignore_service(&config.self_tracing.service_name);
     }
     let exchange: Box<dyn Exchange> = match rekeyer {
-        Some(rk) => Box::new(ThroughTopic::new(rk, mode, process.repartitioned_spans.clone())),
+        Some(rk) => Box::new(ThroughTopic::new(rk, mode, process.repartitioned_spans.clone(), &mut pipeline)),
         None => Box::new(InProcess),
     };
     // Dead letters first: they never wait. Then the log and the page, then the

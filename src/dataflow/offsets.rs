@@ -90,6 +90,17 @@ impl OffsetTracker {
         }
     }
 
+    /// A record at `offset` of `partition` still needs reading again should the
+    /// partition move (a link waiting for its trace): the offset stays uncommitted
+    /// until [`unpin`](Self::unpin). Pins count.
+    pub fn pin(&mut self, partition: u32, offset: i64) {
+        *self.partitions.entry(partition).or_default().open.entry(offset).or_default() += 1;
+    }
+
+    pub fn unpin(&mut self, partition: u32, offset: i64) {
+        self.unhold(partition, offset);
+    }
+
     fn unhold(&mut self, partition: u32, offset: i64) {
         if let Some(p) = self.partitions.get_mut(&partition) {
             if let Some(n) = p.open.get_mut(&offset) {
@@ -144,6 +155,21 @@ mod tests {
         assert_eq!(o.committable(0), Some(3));
         o.release(&t);
         assert_eq!(o.committable(0), Some(10), "released once, nothing left held");
+    }
+
+    #[test]
+    fn a_pinned_record_holds_its_offset_until_unpinned() {
+        let mut o = OffsetTracker::default();
+        o.pin(2, 7);
+        o.processed(2, 7);
+        o.pin(2, 9);
+        o.processed(2, 9);
+        assert_eq!(o.committable(2), Some(7));
+        o.unpin(2, 7);
+        assert_eq!(o.committable(2), Some(9));
+        o.unpin(2, 9);
+        o.unpin(2, 9); // once too often: nothing below goes
+        assert_eq!(o.committable(2), Some(10));
     }
 
     #[test]

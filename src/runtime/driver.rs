@@ -145,7 +145,7 @@ impl Driver {
                 None => {}
             }
             self.pipeline.push(Input::Tick);
-            self.exchange.tick(self.pipeline.now_us());
+            self.exchange.tick(&mut self.pipeline, stop);
             if self.round(source, stop, None)? == Written::Stopped {
                 return Ok(Ended::Stopped);
             }

@@ -5,8 +5,10 @@
 //! run` reads Kafka partitions that Jaeger keyed by trace id; spans that arrive
 //! unkeyed (an OTLP batch mixing traces) are re-keyed through poirot's
 //! repartition topic by [`ThroughTopic`], and come back from it, keyed, with
-//! their producers' watermarks. A second exchange keyed by another id would be
-//! another implementation of [`Exchange`]; the driver does not change.
+//! their producers' watermarks. Links between traces take the same way: a link
+//! found where the referencing trace closed goes, as a link record, to the
+//! process that owns the trace it names. A second exchange keyed by another id
+//! would be another implementation of [`Exchange`]; the driver does not change.
 
 use super::{Input, Pipeline, RecordOutcome};
 use crate::source::Record;
@@ -31,8 +33,9 @@ pub trait Exchange {
 
     fn revoked(&mut self, _partition: u32) {}
 
-    /// Processing time passed: producers report their progress.
-    fn tick(&mut self, _now_us: i64) {}
+    /// Processing time passed (the pipeline took its tick): producers report
+    /// their progress, and what the tick produced for elsewhere is sent.
+    fn tick(&mut self, _pipeline: &mut Pipeline, _stop: &AtomicBool) {}
 
     /// Waits for what was sent elsewhere to be acknowledged: `Ok(false)` while it
     /// is not (offsets of [`passes_on`](Self::passes_on) partitions wait).
@@ -68,6 +71,7 @@ mod through_topic {
     use super::*;
     use crate::model::Span;
     use crate::source::kafka::split_id;
+    use crate::source::partitioner::InputPartitioner;
     use crate::source::repartition::{Mode, Rekeyer};
     use crate::telemetry::work;
     use prometheus_client::metrics::counter::Counter;
@@ -85,11 +89,52 @@ mod through_topic {
         spans: Vec<Span>,
         /// Spans sent to the repartition topic.
         repartitioned: Counter,
+        /// Where the input's own producer put keyed traces: where links to them go.
+        input_partitioner: InputPartitioner,
+        /// Link records were sent: every partition's offsets wait for their acknowledgement.
+        sent_links: bool,
     }
 
     impl ThroughTopic {
-        pub fn new(rekeyer: Rekeyer, mode: Mode, repartitioned: Counter) -> Self {
-            ThroughTopic { rekeyer, mode, spans: Vec::new(), repartitioned }
+        /// `pipeline` sends its links through here from now on.
+        pub fn new(rekeyer: Rekeyer, mode: Mode, repartitioned: Counter, pipeline: &mut Pipeline) -> Self {
+            pipeline.send_links_elsewhere();
+            ThroughTopic {
+                rekeyer,
+                mode,
+                spans: Vec::new(),
+                repartitioned,
+                input_partitioner: InputPartitioner::default(),
+                sent_links: false,
+            }
+        }
+
+        /// Sends the links the pipeline found to the owners of the traces they
+        /// name: the partition the input's partitioner gave that trace (its
+        /// owner reads both topics' partitions of that number), or, for re-keyed
+        /// input, where its id hashes to.
+        fn send_links(&mut self, pipeline: &mut Pipeline, stop: &AtomicBool) {
+            let links: Vec<_> = pipeline.drain_links().collect();
+            if links.is_empty() {
+                return;
+            }
+            let n = self.rekeyer.partitions();
+            for link in links {
+                let span = link.to_span();
+                let partitions = match self.mode {
+                    Mode::Always => Vec::new(),
+                    _ => self.input_partitioner.candidates(link.to.trace_id, n),
+                };
+                if partitions.is_empty() {
+                    self.rekeyer.send_link(&span, pipeline.names(), None, stop);
+                }
+                // Until the keyed records read say which partitioner wrote them, to
+                // each partition the trace may be in: only its owner applies it.
+                for p in partitions {
+                    self.rekeyer.send_link(&span, pipeline.names(), Some(p), stop);
+                }
+            }
+            self.sent_links = true;
         }
     }
 
@@ -109,9 +154,15 @@ mod through_topic {
                     });
                     return RecordOutcome::default();
                 }
-                // Always Jaeger protobuf, whatever the input's encoding.
-                let outcome = pipeline.decode_shuffled(&r.payload, spans);
-                pipeline.push(Input::Shuffled { partition: r.partition, offset, spans });
+                let outcome = if r.link {
+                    pipeline.push(Input::LinkRecord { partition: r.partition, offset, bytes: &r.payload })
+                } else {
+                    // Always Jaeger protobuf, whatever the input's encoding.
+                    let outcome = pipeline.decode_shuffled(&r.payload, spans);
+                    pipeline.push(Input::Shuffled { partition: r.partition, offset, spans });
+                    outcome
+                };
+                self.send_links(pipeline, stop);
                 return outcome;
             }
             // Input that may need re-keying: decode, then decide.
@@ -124,8 +175,13 @@ mod through_topic {
                 pipeline.push(Input::PassedOn { partition: r.partition, offset });
             } else {
                 self.rekeyer.keyed(r.partition);
+                if let (Some(key), Some(s)) = (r.key.as_deref(), spans.first()) {
+                    let n = self.rekeyer.partitions();
+                    self.input_partitioner.observe(key, s.trace_id, r.kafka_partition, n);
+                }
                 pipeline.push(Input::Spans { partition: r.partition, offset: Some(offset), spans });
             }
+            self.send_links(pipeline, stop);
             outcome
         }
 
@@ -146,8 +202,9 @@ mod through_topic {
         }
 
         /// Also when no input came: readers learn this process's final progress promptly.
-        fn tick(&mut self, now_us: i64) {
-            self.rekeyer.send_watermarks(now_us);
+        fn tick(&mut self, pipeline: &mut Pipeline, stop: &AtomicBool) {
+            self.send_links(pipeline, stop);
+            self.rekeyer.send_watermarks(pipeline.now_us());
         }
 
         fn acked(&mut self) -> Result<bool, ExchangeError> {
@@ -167,8 +224,10 @@ mod through_topic {
             Ok(acked)
         }
 
+        /// Input partitions re-key records; once links were sent, a record of
+        /// any partition may have closed a trace whose links are not yet acknowledged.
         fn passes_on(&self, partition: u32) -> bool {
-            split_id(partition).0 == INPUT
+            self.sent_links || split_id(partition).0 == INPUT
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod kafka_check;
 #[cfg(feature = "servers")]
 pub mod kafka_log;
+pub mod partitioner;
 #[cfg(feature = "servers")]
 pub mod repartition;
 pub mod simulator;
@@ -33,6 +34,8 @@ pub struct Record {
     pub format: Option<Format>,
     /// A watermark record of the repartition topic: (producer, event time µs).
     pub watermark: Option<(u64, i64)>,
+    /// A link record of the repartition topic (header `poirot.link`).
+    pub link: bool,
 }
 
 /// A record that could not be decoded, and why: for the dead-letter topic.

@@ -69,6 +69,9 @@ impl Mode {
 pub const WATERMARK_HEADER: &str = "poirot.watermark";
 /// Header of a watermark record: the producer's id (decimal).
 pub const PRODUCER_HEADER: &str = "poirot.producer";
+/// Header of a link record: a span of one trace reduced to its reference into
+/// another (Jaeger protobuf), sent to the owner of the trace it names.
+pub const LINK_HEADER: &str = "poirot.link";
 /// A producer's progress when none of its input partitions bounds what it sends.
 pub const HOLDS_NOTHING: EventTime = EventTime::MAX;
 /// How often a producer writes its progress.
@@ -224,6 +227,8 @@ pub struct Rekeyer {
     abandoned: bool,
     unflushed: bool,
     pub spans: u64,
+    /// Link records queued.
+    pub links: u64,
 }
 
 impl Rekeyer {
@@ -257,6 +262,7 @@ impl Rekeyer {
             abandoned: false,
             unflushed: false,
             spans: 0,
+            links: 0,
         })
     }
 
@@ -300,6 +306,48 @@ impl Rekeyer {
             self.unflushed = true;
         }
         self.producer.poll(Duration::ZERO);
+    }
+
+    /// Queues a link record: `span` (a span reduced to its one reference into
+    /// another trace) keyed by the trace it names, to `partition` when the
+    /// input's partitioner placed that trace (else where its key hashes to, as
+    /// re-keyed spans). Waits while Kafka's queue is full, unless `stop` is set
+    /// (then nothing behind it may be committed).
+    pub fn send_link(&mut self, span: &Span, names: &Interner, partition: Option<i32>, stop: &AtomicBool) {
+        let Some(to) = span.refs.first() else { return };
+        let key = to.trace_id.to_string();
+        let payload = jaeger_proto::encode(span, names, &[]);
+        loop {
+            let headers = OwnedHeaders::new().insert(Header { key: LINK_HEADER, value: Some("1") });
+            let mut record =
+                BaseRecord::to(&self.topic).key(key.as_bytes()).payload(&payload[..]).headers(headers);
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    if stop.load(Ordering::Relaxed) {
+                        self.abandoned = true;
+                        return;
+                    }
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => {
+                    tracing::error!("repartition: cannot queue a link record: {e}");
+                    self.failed.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        self.links += 1;
+        self.unflushed = true;
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// Partitions of the repartition topic.
+    pub fn partitions(&self) -> i32 {
+        self.partitions
     }
 
     /// Writes this process's progress into every partition when it is due: at

@@ -103,7 +103,14 @@ pub(super) struct ClosedIndex {
     pub(super) order: VecDeque<(EventTime, TraceId)>,
     pub(super) pairs: Pairs,
     pub(super) bytes: usize,
+    /// Per trace, the fingerprints of the links applied to it ([`super::Link::fingerprint`]):
+    /// a copy is not applied twice. Kept as long as the trace's entry.
+    pub(super) linked: FxHashMap<TraceId, smallvec::SmallVec<[u64; 2]>>,
 }
+
+/// Bytes a trace's list of applied links takes besides its fingerprints.
+pub const LINKED_TRACE_BYTES: usize =
+    (std::mem::size_of::<TraceId>() + std::mem::size_of::<smallvec::SmallVec<[u64; 2]>>() + 1) * 4 / 3;
 
 impl ClosedIndex {
     pub(super) fn callee(&self, e: &ClosedEntry, x: &IndexedSpan) -> Callee {
@@ -120,6 +127,9 @@ impl ClosedIndex {
     pub(super) fn remove(&mut self, id: &TraceId) {
         if let Some(e) = self.traces.remove(id) {
             self.bytes -= e.bytes();
+        }
+        if let Some(l) = self.linked.remove(id) {
+            self.bytes -= LINKED_TRACE_BYTES + l.len() * std::mem::size_of::<u64>();
         }
     }
 }

@@ -20,6 +20,10 @@ pub struct Link {
     /// after a rebalance or a crash): it consumes, but its edge counts only if
     /// the trace it names was not written by that owner too.
     pub replayed: bool,
+    /// The repartition-topic partition and offset of the link record it came in
+    /// (`poirot run`, where links travel between processes): waiting, it holds
+    /// that offset; applied, it is registered ([`super::applied`]).
+    pub via: Option<(u32, i64)>,
 }
 
 impl Link {
@@ -31,7 +35,53 @@ impl Link {
             from_span: s.span_id,
             caller: Caller::of(s),
             replayed: false,
+            via: None,
         })
+    }
+
+    /// The referencing span reduced to this one reference: what a link record
+    /// carries to the owner of the trace it names (as a Jaeger protobuf span).
+    pub fn to_span(&self) -> Span {
+        let c = &self.caller;
+        Span {
+            trace_id: self.from_trace,
+            span_id: self.from_span,
+            refs: smallvec::smallvec![self.to],
+            service: c.service,
+            operation: c.operation,
+            destination: c.destination,
+            start_us: c.start_us,
+            duration_us: c.duration_us,
+            error: c.error,
+            ..Span::default()
+        }
+    }
+
+    /// Whether applying it would count again what an earlier owner wrote.
+    /// A link record is exactly once by itself (`replayed`: its own registration
+    /// was found); a link passed in process was counted with the later of its
+    /// two traces, so only when both were read again.
+    pub fn written(&self, target_replayed: bool) -> bool {
+        if self.via.is_some() {
+            self.replayed
+        } else {
+            self.replayed && target_replayed
+        }
+    }
+
+    /// What identifies it among the links into its trace: copies are applied once.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = rustc_hash::FxHasher::default();
+        (
+            self.from_trace,
+            self.from_span,
+            self.to.trace_id,
+            self.to.span_id,
+            self.to.kind == RefKind::ChildOf,
+        )
+            .hash(&mut h);
+        h.finish()
     }
 }
 

@@ -31,13 +31,14 @@ use crate::model::{Interner, Span, SpanId, SpanRef, Sym, TraceId};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
+pub mod applied;
 mod deadline;
 mod index;
 mod link;
 
 pub use deadline::DeadlineConfig;
 use deadline::Latencies;
-use index::{ClosedEntry, ClosedIndex, IndexedSpan};
+use index::{ClosedEntry, ClosedIndex, IndexedSpan, LINKED_TRACE_BYTES};
 pub use index::{Late, INDEXED_SPAN_BYTES, INDEXED_TRACE_BYTES};
 pub use link::{apply_reference, consumer_ref, Link};
 
@@ -126,7 +127,19 @@ pub struct FlowStats {
     pub links_unresolved: u64,
     /// Producers consumed after their trace closed, before their deadline.
     pub consumed_late: u64,
+    /// Links applied already, met again (a copy): not applied twice.
+    pub link_copies: u64,
     pub losses_resolved: u64,
+}
+
+/// A link record done with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Released {
+    /// Where it was read: the offset it held.
+    pub via: (u32, i64),
+    /// Applied now, its edge counted here: it is registered (with the producer it consumed).
+    pub counted: Option<Link>,
+    pub consumed: Option<(TraceId, SpanId)>,
 }
 
 /// The state that carries traces past their close; see the module docs.
@@ -146,6 +159,11 @@ pub struct Flows {
     waiting: FxHashMap<TraceId, (EventTime, Vec<Link>)>,
     waiting_order: VecDeque<(EventTime, TraceId)>,
     waiting_links: usize,
+    /// Link records (`via`) done with (applied, a copy, or given up): their
+    /// offsets are released, and those counted here are registered.
+    pub released: Vec<Released>,
+    /// Links applied through link records, here or by an earlier owner.
+    pub applied: applied::AppliedLinks,
     latencies: FxHashMap<Sym, Latencies>,
     fixed: FxHashMap<Sym, i64>,
     /// The latest watermark seen: when state that arrives now expires.
@@ -258,6 +276,10 @@ impl Flows {
     /// waits for its deadline unless a link waiting for it consumes it now.
     pub fn pend(&mut self, evidence: Evidence) {
         let Some(s) = evidence.path.last() else { return };
+        if self.applied.consumed(s.trace_id, s.span_id) {
+            // Its trace was read again; a link consumed it before, for good.
+            return;
+        }
         let (key, closes_at) = ((s.trace_id, s.span_id), evidence.closes_at);
         let decide_at = closes_at.saturating_add(self.deadline_us(s.destination));
         self.timers.schedule(decide_at, (decide_at, key.0, key.1));
@@ -316,11 +338,78 @@ impl Flows {
         }
     }
 
+    /// Takes `traces` out of the closed-trace index (they are read again from their start).
+    pub fn forget_closed(&mut self, traces: &[TraceId]) {
+        if traces.is_empty() {
+            return;
+        }
+        let gone: rustc_hash::FxHashSet<TraceId> = traces.iter().copied().collect();
+        for t in &gone {
+            self.closed.remove(t);
+        }
+        // One pass: an entry left in the order would expire the trace's next entry early.
+        self.closed.order.retain(|(_, t)| !gone.contains(t));
+    }
+
     /// The links waiting for `trace`, taken: it just closed (or a late span joined it).
     pub fn take_waiting(&mut self, trace: &TraceId) -> Vec<Link> {
         let links = self.waiting.remove(trace).map(|(_, l)| l).unwrap_or_default();
         self.waiting_links -= links.len();
         links
+    }
+
+    /// The links waiting for `trace` are unresolved: their trace never closed here
+    /// in time (or too many waited).
+    fn give_up_waiting(&mut self, trace: &TraceId) {
+        for link in self.take_waiting(trace) {
+            self.stats.links_unresolved += 1;
+            tracing::debug!(
+                "link from span {} of trace {} to span {} of trace {} unresolved",
+                link.from_span,
+                link.from_trace,
+                link.to.span_id,
+                link.to.trace_id
+            );
+            if let Some(via) = link.via {
+                self.released.push(Released { via, counted: None, consumed: None });
+            }
+        }
+    }
+
+    /// Drops the link records of `partition` still waiting, undecided: the
+    /// partition moved to another owner, which reads them again.
+    pub fn drop_links_via(&mut self, partition: u32) {
+        let mut emptied = Vec::new();
+        for (trace, (_, links)) in self.waiting.iter_mut() {
+            let before = links.len();
+            links.retain(|l| l.via.is_none_or(|(p, _)| p != partition));
+            self.waiting_links -= before - links.len();
+            if links.is_empty() {
+                emptied.push(*trace);
+            }
+        }
+        for t in emptied {
+            self.waiting.remove(&t);
+        }
+    }
+
+    /// Whether `link` is applied for the first time to the trace it names (a
+    /// copy — a link record sent again after its sender restarted, a span
+    /// delivered twice — is not applied again). Remembered while that trace is
+    /// in the closed-trace index.
+    pub fn first_application(&mut self, link: &Link) -> bool {
+        let fingerprint = link.fingerprint();
+        let applied = self.closed.linked.entry(link.to.trace_id).or_default();
+        if applied.contains(&fingerprint) {
+            self.stats.link_copies += 1;
+            return false;
+        }
+        if applied.is_empty() {
+            self.closed.bytes += LINKED_TRACE_BYTES;
+        }
+        applied.push(fingerprint);
+        self.closed.bytes += std::mem::size_of::<u64>();
+        true
     }
 
     /// Links that found no span in their trace wait on, until they expire.
@@ -339,8 +428,7 @@ impl Flows {
         self.waiting_links += 1;
         while self.waiting_links > self.config.max_waiting_links {
             let Some((_, id)) = self.waiting_order.pop_front() else { break };
-            let dropped = self.take_waiting(&id).len();
-            self.stats.links_unresolved += dropped as u64;
+            self.give_up_waiting(&id);
         }
     }
 
@@ -450,8 +538,7 @@ impl Flows {
             self.waiting_order.pop_front();
             // A list taken and started again since has an expiry of its own.
             if self.waiting.get(&id).is_some_and(|(at, _)| *at <= watermark) {
-                let dropped = self.take_waiting(&id).len();
-                self.stats.links_unresolved += dropped as u64;
+                self.give_up_waiting(&id);
             }
         }
     }
@@ -468,11 +555,11 @@ impl Flows {
             self.report(key, p, at, out);
         }
         self.timers = TimerQueue::default();
-        let unresolved = self.waiting_links;
-        self.waiting.clear();
+        let waiting: Vec<TraceId> = self.waiting.keys().copied().collect();
+        for id in waiting {
+            self.give_up_waiting(&id);
+        }
         self.waiting_order.clear();
-        self.waiting_links = 0;
-        self.stats.links_unresolved += unresolved as u64;
     }
 
     fn report(&mut self, key: (TraceId, SpanId), p: Pending, at_us: i64, out: &mut FlowOut) {

@@ -24,6 +24,11 @@ pub enum Input<'a> {
     /// A watermark record at `offset` of a repartition-topic partition: `producer`
     /// has re-keyed everything up to `event_time` ([`EventTime::MAX`]: it bounds nothing).
     UpstreamWatermark { partition: u32, offset: i64, producer: u64, event_time: EventTime },
+    /// A link record at `offset` of a repartition-topic `partition`: a span of
+    /// another trace reduced to its reference into a trace this process owns
+    /// (Jaeger protobuf). Applied exactly once: registered when its edge counts,
+    /// holding its offset while it waits for its trace.
+    LinkRecord { partition: u32, offset: i64, bytes: &'a [u8] },
     /// The record at `offset` was handled without feeding spans here (they were
     /// re-keyed into the repartition topic).
     PassedOn { partition: u32, offset: i64 },

@@ -15,7 +15,7 @@ pub use crate::analysis::{FinishedTrace, InputStats, Outputs};
 pub use io::{Input, RecordOutcome};
 
 use crate::analysis::{
-    AnalysisConfig, Analyzer, Anomaly, Assembled, AssemblyConfig, DetectedAt, FlowConfig, Flows, Late,
+    AnalysisConfig, Analyzer, Anomaly, Assembled, AssemblyConfig, DetectedAt, FlowConfig, Flows, Late, Link,
     Resolution, TraceAssembler,
 };
 use crate::dataflow::{
@@ -57,6 +57,11 @@ pub struct Pipeline {
     finished: Vec<FinishedTrace>,
     /// Traces a previous owner already finished: their spans up to the offset are dropped.
     skip: FxHashMap<TraceId, (u32, i64)>,
+    /// Spans past what the previous owner wrote, of traces being read again (open
+    /// in `replayed`): new, so counted, as late spans joined to their trace once
+    /// it closes (assembled with it they would count nothing; apart, their
+    /// references would look broken). With their partition and offset.
+    fresh_of_replayed: FxHashMap<TraceId, Vec<(u32, i64, Span)>>,
     /// Traces this pipeline finished whose records are not all below the partition's
     /// committed offset, per partition: should the partition be taken away and given
     /// back, its re-read copies are dropped whatever sinks run (a Neo4j registry
@@ -67,6 +72,9 @@ pub struct Pipeline {
     /// Event-time progress of shuffled partitions, from their producers' watermark records.
     upstream: UpstreamWatermarks,
     idle_timeout_us: i64,
+    /// Links to hand to the exchange, which sends them to the owner of the trace
+    /// they name (`None`: this pipeline holds every trace and applies them).
+    links_out: Option<Vec<Link>>,
 }
 
 const RECENT_ERRORS: usize = 20;
@@ -98,10 +106,26 @@ impl Pipeline {
             offsets: OffsetTracker::default(),
             finished: Vec::new(),
             skip: FxHashMap::default(),
+            fresh_of_replayed: FxHashMap::default(),
             own_finished: FxHashMap::default(),
             own_service: None,
             upstream: UpstreamWatermarks::default(),
             idle_timeout_us: config.watermark.idle_timeout_us,
+            links_out: None,
+        }
+    }
+
+    /// Links between traces leave through [`drain_links`](Self::drain_links)
+    /// instead of being applied here: other processes own some of the traces.
+    pub fn send_links_elsewhere(&mut self) {
+        self.links_out.get_or_insert_with(Vec::new);
+    }
+
+    /// Links found since the last call, for the exchange to send.
+    pub fn drain_links(&mut self) -> std::vec::Drain<'_, Link> {
+        match &mut self.links_out {
+            Some(out) => out.drain(..),
+            None => self.analyzer.links.drain(..0),
         }
     }
 
@@ -116,6 +140,9 @@ impl Pipeline {
             Input::Shuffled { partition, offset, spans } => self.push_shuffled_at(partition, offset, spans),
             Input::UpstreamWatermark { partition, offset, producer, event_time } => {
                 self.upstream_watermark(partition, offset, producer, event_time)
+            }
+            Input::LinkRecord { partition, offset, bytes } => {
+                return self.push_link_record(partition, offset, bytes);
             }
             Input::PassedOn { partition, offset } => self.offsets.processed(partition, offset),
             Input::Rejected(e) => self.reject(e),
@@ -241,6 +268,31 @@ impl Pipeline {
         outcome
     }
 
+    /// A link record (see [`Input::LinkRecord`]); its input record was counted
+    /// where it was read, so it counts as a link record only.
+    fn push_link_record(&mut self, partition: u32, offset: i64, bytes: &[u8]) -> RecordOutcome {
+        let mut spans = std::mem::take(&mut self.spans);
+        let outcome = self.decode(Some(Format::JaegerProto), bytes, &mut spans);
+        self.input.records -= 1;
+        self.input.link_records += 1;
+        // One reference per record, as poirot writes them.
+        let link = spans.iter().flat_map(Link::of).next();
+        spans.clear();
+        self.spans = spans;
+        if let Some(mut link) = link {
+            link.via = Some((partition, offset));
+            // Applied and written before (read again, or a copy its sender sent
+            // again): it consumes, but its edge is not counted twice.
+            link.replayed = self.analyzer.flows.applied.applied(&link);
+            // Released (by `settle`) once applied, given up or dropped as a copy.
+            self.offsets.pin(partition, offset);
+            self.analyzer.link(link, &mut Context::new(&mut self.names, &mut self.anomalies));
+        }
+        self.offsets.processed(partition, offset);
+        self.settle();
+        outcome
+    }
+
     fn push_decoded(&mut self, partition: u32, offset: Option<i64>, spans: &mut Vec<Span>) {
         self.feed(partition, offset, spans, true);
         if let Some(offset) = offset {
@@ -313,9 +365,35 @@ impl Pipeline {
                     self.assemble(partition, span, now, offset, event_time, true);
                     return;
                 }
+                if self.replayed.is_open(&span.trace_id) {
+                    self.fresh_of_replayed_span(partition, o, span, now, event_time);
+                    return;
+                }
             }
         }
         self.assemble(partition, span, now, offset, event_time, false);
+    }
+
+    /// A span past what the previous owner wrote of a trace being read again:
+    /// kept (its offset held with the trace's) until that trace closes.
+    fn fresh_of_replayed_span(
+        &mut self,
+        partition: u32,
+        offset: i64,
+        span: Span,
+        now: i64,
+        event_time: bool,
+    ) {
+        let (trace, event) = (span.trace_id, span.event_time_us());
+        self.offsets.span_seen(&trace, offset);
+        self.fresh_of_replayed.entry(trace).or_default().push((partition, offset, span));
+        if event_time {
+            if let Some(wm) = self.tracker.observe_at(partition, event, now) {
+                self.close_until(partition, wm);
+            }
+        } else {
+            self.tracker.saw(partition, event, now);
+        }
     }
 
     /// Assembles one span; `replayed`: of a trace an earlier owner finished and
@@ -375,6 +453,10 @@ impl Pipeline {
     /// Routes the links analyses found to the owner of the trace they name:
     /// this pipeline, which holds every trace of its input.
     fn route_links(&mut self) {
+        if let Some(out) = &mut self.links_out {
+            out.append(&mut self.analyzer.links);
+            return;
+        }
         while !self.analyzer.links.is_empty() {
             let links = std::mem::take(&mut self.analyzer.links);
             let mut ctx = Context::new(&mut self.names, &mut self.anomalies);
@@ -422,6 +504,11 @@ impl Pipeline {
                 self.analyzer.replayed_trace(t, &mut ctx);
                 self.hold_if_pending(trace_id, closed.map(|c| c.0), first);
                 self.route_links();
+                for (partition, offset, span) in self.fresh_of_replayed.remove(&trace_id).unwrap_or_default()
+                {
+                    let mut late = vec![Assembled::Unbuffered { span, late: true }];
+                    self.analyse(&mut late, Some((partition, offset)), false);
+                }
             }
             self.settle();
             return;
@@ -461,6 +548,7 @@ impl Pipeline {
     /// Lets processing time move the watermark (idle inputs, silent producers).
     fn tick(&mut self) {
         let now = self.tracker.now_us();
+        self.analyzer.flows.applied.expire(now);
         for (partition, t) in self.upstream.expire(now, self.idle_timeout_us) {
             self.advance(partition, t, now);
         }

@@ -3,20 +3,47 @@
 //! or given back changes.
 
 use super::*;
+use crate::analysis::flows::applied;
 
 impl Pipeline {
     /// Traces of `partition` that a previous owner already finished and wrote:
     /// when their spans are read again (up to the recorded offset), they are dropped.
+    /// Links applied through link records (registered under pseudo trace ids)
+    /// are remembered instead.
     pub fn skip_finished(&mut self, partition: u32, traces: impl IntoIterator<Item = (TraceId, i64)>) {
+        let now = self.tracker.now_us();
         for (t, last) in traces {
-            self.skip.insert(t, (partition, last));
+            if !self.analyzer.flows.applied.remember(t, now) {
+                self.skip.insert(t, (partition, last));
+            }
         }
     }
 
     /// Closed traces whose producers are all decided stop holding their offsets.
+    /// Link records done with release their offsets; one whose edge was counted
+    /// here is registered, with the producer it consumed, in the same write as
+    /// that edge (see [`crate::analysis::flows::applied`]).
     pub(super) fn settle(&mut self) {
         for t in self.analyzer.settled.drain(..) {
             self.offsets.release(&t);
+        }
+        if self.analyzer.flows.released.is_empty() {
+            return;
+        }
+        let now = self.tracker.now_us();
+        let released = std::mem::take(&mut self.analyzer.flows.released);
+        for r in released {
+            let (partition, offset) = r.via;
+            self.offsets.unpin(partition, offset);
+            let ids = r.counted.map(|l| applied::link_id(&l)).into_iter();
+            let ids = ids.chain(r.consumed.map(|(t, s)| applied::consumed_id(t, s)));
+            for trace_id in ids {
+                self.analyzer.flows.applied.remember(trace_id, now);
+                if self.analyzer.delta.is_some() {
+                    // Never below a committed offset: removed by age, not by commits.
+                    self.finished.push(FinishedTrace { trace_id, partition, last_offset: i64::MAX });
+                }
+            }
         }
     }
 
@@ -75,11 +102,19 @@ impl Pipeline {
         for t in self.offsets.traces_of(partition) {
             self.assembler.discard(&t);
             self.replayed.discard(&t);
+            self.fresh_of_replayed.remove(&t);
         }
-        for t in self.offsets.forget(partition) {
+        let held = self.offsets.forget(partition);
+        for t in &held {
             // The next owner reads it again and decides its producers.
-            self.analyzer.flows.drop_pending(&t);
+            self.analyzer.flows.drop_pending(t);
         }
+        // Should that be this process again, it assembles them anew rather than
+        // take their records for copies of traces it still knows.
+        self.analyzer.flows.forget_closed(&held);
+        // Link records waiting for their trace: the next owner reads them again.
+        self.analyzer.flows.drop_links_via(partition);
+        self.analyzer.flows.released.retain(|r| r.via.0 != partition);
         self.replayed.forget_partition(partition);
         self.upstream.forget(partition);
         self.skip.retain(|_, (p, _)| *p != partition);

@@ -1,6 +1,7 @@
 //! The pipeline through its one entry point, on a manual clock.
 
 use super::*;
+use crate::analysis::flows::applied;
 use crate::analysis::{AnalysisConfig, AnomalyKind, AssemblyConfig};
 use crate::dataflow::ManualClock;
 use crate::model::SpanId;
@@ -185,4 +186,219 @@ fn a_trace_read_again_after_an_earlier_owner_wrote_it_rebuilds_only_its_pending_
     p.push(Input::End);
     let losses: Vec<String> = p.drain_anomalies().map(|a| a.trace_id).collect();
     assert_eq!(losses, [TraceId::new(0, 1).to_string()], "decided once, by this owner");
+}
+
+/// A link record as another process sends it: span `from` of trace `from`
+/// reduced to its `follows_from` reference to producer span `to` of trace `to`;
+/// and the link it carries.
+fn link_record(p: &mut Pipeline, from: u64, to: u64, start_s: i64) -> (Vec<u8>, Link) {
+    let service = p.names_mut().intern("Archiver");
+    let span = Span {
+        refs: smallvec::smallvec![crate::model::SpanRef {
+            trace_id: TraceId::new(0, to),
+            span_id: SpanId(to),
+            kind: crate::model::RefKind::FollowsFrom,
+        }],
+        service,
+        // The decoder takes only plausible times (the other spans here never leave the process).
+        ..span(from, 1_700_000_000 + start_s)
+    };
+    let link = Link::of(&span).next().expect("a link");
+    (crate::decode::jaeger_proto::encode(&span, p.names(), &[]), link)
+}
+
+/// Calls counted on service edges since the last call, and what was registered.
+fn new_calls(p: &mut Pipeline) -> (u64, Vec<FinishedTrace>) {
+    let (delta, finished) = p.take_finished();
+    (delta.services.values().map(|c| c.calls).sum(), finished)
+}
+
+/// What registers an applied link record read from `partition`: the link, and the producer it consumed.
+fn registered(partition: u32, link: &Link) -> [FinishedTrace; 2] {
+    let id = |trace_id| FinishedTrace { trace_id, partition, last_offset: i64::MAX };
+    [id(applied::link_id(link)), id(applied::consumed_id(link.to.trace_id, link.to.span_id))]
+}
+
+/// Producer trace 1 on input partition 0, closed by other traffic.
+fn closed_producer(p: &mut Pipeline) {
+    p.push(Input::Assigned { partition: 0, gated: false });
+    p.push(Input::Spans { partition: 0, offset: Some(0), spans: &mut vec![producer(1, 10)] });
+    p.push(Input::Spans { partition: 0, offset: Some(1), spans: &mut vec![span(2, 20)] });
+}
+
+#[test]
+fn a_link_record_consumes_its_producer_counts_its_edge_and_is_registered_once() {
+    let clock = ManualClock::new(0);
+    let mut p = pipeline(&clock);
+    p.enable_deltas();
+    p.send_links_elsewhere();
+    closed_producer(&mut p);
+    assert_eq!(p.analyzer.flows.pending_producers(), 1);
+    let _ = new_calls(&mut p);
+    let (bytes, link) = link_record(&mut p, 50, 1, 15);
+    p.push(Input::LinkRecord { partition: 7, offset: 5, bytes: &bytes });
+    assert_eq!(p.analyzer.flows.pending_producers(), 0, "consumed through the link");
+    let (calls, finished) = new_calls(&mut p);
+    assert_eq!(calls, 1, "the producer → consumer edge");
+    assert_eq!(finished, registered(7, &link), "registered with that edge");
+    assert_eq!(p.committable(7), Some(6));
+    // The sender restarted and sent it again: a copy, not applied twice.
+    p.push(Input::LinkRecord { partition: 7, offset: 9, bytes: &bytes });
+    assert_eq!(new_calls(&mut p), (0, vec![]));
+    assert_eq!(p.analyzer.flows.stats.link_copies, 1);
+    assert_eq!(p.committable(7), Some(10));
+    p.push(Input::End);
+    assert_eq!(p.drain_anomalies().count(), 0, "no message loss");
+}
+
+#[test]
+fn a_trace_read_again_keeps_what_a_registered_link_consumed_and_counts_it_once() {
+    let clock = ManualClock::new(0);
+    let mut p = pipeline(&clock);
+    p.enable_deltas();
+    p.send_links_elsewhere();
+    // An earlier owner finished trace 1 and applied the link into it, then its
+    // partitions moved: trace 1 is read again (an older trace held the offset).
+    let (bytes, link) = link_record(&mut p, 50, 1, 15);
+    p.skip_finished(0, [(TraceId::new(0, 1), 0)]);
+    p.skip_finished(7, registered(7, &link).map(|f| (f.trace_id, f.last_offset)));
+    closed_producer(&mut p);
+    assert_eq!(p.analyzer.flows.pending_producers(), 0, "its consumed producer does not wait again");
+    // The link's sender died and sent it again, to the new owner.
+    p.push(Input::LinkRecord { partition: 7, offset: 12, bytes: &bytes });
+    let (calls, finished) = new_calls(&mut p);
+    assert_eq!(calls, 0, "written by the earlier owner");
+    assert!(finished.iter().all(|f| f.partition == 0), "nothing registered again for 7: {finished:?}");
+    assert_eq!(p.committable(7), Some(13));
+    p.push(Input::End);
+    assert_eq!(p.drain_anomalies().count(), 0);
+}
+
+#[test]
+fn a_link_record_waiting_for_its_trace_holds_its_offset_until_applied() {
+    let clock = ManualClock::new(0);
+    let mut p = pipeline(&clock);
+    p.enable_deltas();
+    p.send_links_elsewhere();
+    p.push(Input::Assigned { partition: 0, gated: false });
+    p.push(Input::Spans { partition: 0, offset: Some(0), spans: &mut vec![producer(1, 10)] });
+    let (bytes, link) = link_record(&mut p, 50, 1, 15);
+    p.push(Input::LinkRecord { partition: 7, offset: 3, bytes: &bytes });
+    p.push(Input::LinkRecord { partition: 7, offset: 4, bytes: &bytes }); // a copy, waiting too
+    assert_eq!(p.outputs().flows.waiting_links(), 2);
+    assert_eq!(p.committable(7), Some(3), "should poirot die now, the next owner reads them again");
+    let _ = new_calls(&mut p);
+    // Trace 1 closes: the link is applied once, registered, and both offsets go.
+    p.push(Input::Spans { partition: 0, offset: Some(1), spans: &mut vec![span(2, 20)] });
+    assert_eq!(p.analyzer.flows.pending_producers(), 0);
+    let (calls, finished) = new_calls(&mut p);
+    assert_eq!(calls, 1);
+    let links: Vec<_> = finished.into_iter().filter(|f| f.partition == 7).collect();
+    assert_eq!(links, registered(7, &link), "registered once");
+    assert_eq!(p.committable(7), Some(5));
+}
+
+#[test]
+fn a_revoked_partition_drops_its_waiting_link_records_for_the_next_owner() {
+    let clock = ManualClock::new(0);
+    let mut p = pipeline(&clock);
+    p.send_links_elsewhere();
+    p.push(Input::Assigned { partition: 7, gated: false });
+    let (bytes, _) = link_record(&mut p, 50, 1, 15);
+    p.push(Input::LinkRecord { partition: 7, offset: 3, bytes: &bytes });
+    assert_eq!(p.outputs().flows.waiting_links(), 1);
+    p.push(Input::Revoked(7));
+    assert_eq!(p.outputs().flows.waiting_links(), 0);
+    p.push(Input::End);
+    assert_eq!(p.analyzer.flows.stats.links_unresolved, 0, "undecided here: the next owner decides");
+}
+
+#[test]
+fn spans_past_what_an_earlier_owner_wrote_join_their_trace_read_again_and_count_once() {
+    let clock = ManualClock::new(0);
+    let mut p = pipeline(&clock);
+    p.enable_deltas();
+    p.push(Input::Assigned { partition: 0, gated: false });
+    // The earlier owner wrote trace 1 with its records up to offset 0 (its root),
+    // then died; its child came later, at offset 1.
+    p.skip_finished(0, [(TraceId::new(0, 1), 0)]);
+    let root = Span { service: p.names_mut().intern("front"), ..span(1, 10) };
+    let child = Span {
+        span_id: SpanId(11),
+        service: p.names_mut().intern("back"),
+        refs: smallvec::smallvec![crate::model::SpanRef {
+            trace_id: TraceId::new(0, 1),
+            span_id: SpanId(1),
+            kind: crate::model::RefKind::ChildOf,
+        }],
+        ..span(1, 11)
+    };
+    p.push(Input::Spans { partition: 0, offset: Some(0), spans: &mut vec![root] });
+    p.push(Input::Spans { partition: 0, offset: Some(1), spans: &mut vec![child] });
+    assert_eq!(p.committable(0), Some(0), "both held with the trace");
+    p.push(Input::Spans { partition: 0, offset: Some(2), spans: &mut vec![span(2, 30)] });
+    let o = p.outputs();
+    assert_eq!((o.stats.spans, o.stats.late_spans), (1, 1), "the child alone counts, joined to its trace");
+    let (calls, finished) = new_calls(&mut p);
+    assert_eq!(calls, 1, "front → back");
+    assert!(finished.contains(&FinishedTrace { trace_id: TraceId::new(0, 1), partition: 0, last_offset: 1 }));
+    assert_eq!(p.drain_anomalies().count(), 0, "no orphan: its parent is known");
+}
+
+#[test]
+fn traces_read_again_in_process_consume_again_through_a_copy_of_their_link_and_count_once() {
+    let clock = ManualClock::new(0);
+    let mut p = pipeline(&clock);
+    p.enable_deltas();
+    let (reporter, archiver) = (p.names_mut().intern("Reporter"), p.names_mut().intern("Archiver"));
+    let producer = |trace, end_s| Span { service: reporter, ..producer(trace, end_s) };
+    let consumer = Span {
+        service: archiver,
+        refs: smallvec::smallvec![crate::model::SpanRef {
+            trace_id: TraceId::new(0, 1),
+            span_id: SpanId(1),
+            kind: crate::model::RefKind::FollowsFrom,
+        }],
+        ..span(50, 11)
+    };
+    let read = |p: &mut Pipeline| {
+        p.push(Input::Spans { partition: 0, offset: Some(0), spans: &mut vec![producer(1, 10)] });
+        p.push(Input::Spans { partition: 0, offset: Some(1), spans: &mut vec![consumer.clone()] });
+        p.push(Input::Spans { partition: 0, offset: Some(2), spans: &mut vec![span(2, 30)] });
+    };
+    p.push(Input::Assigned { partition: 0, gated: false });
+    read(&mut p);
+    assert_eq!(p.analyzer.flows.pending_producers(), 0);
+    assert_eq!(new_calls(&mut p).0, 1);
+    // The partition moves away and back before its offsets were committed: both
+    // traces are read again, as written.
+    p.push(Input::Revoked(0));
+    p.push(Input::Assigned { partition: 0, gated: false });
+    p.skip_finished(0, [(TraceId::new(0, 1), 0), (TraceId::new(0, 50), 1)]);
+    read(&mut p);
+    assert_eq!(p.analyzer.flows.pending_producers(), 0, "the link's copy consumed the producer again");
+    assert_eq!(new_calls(&mut p).0, 0, "and counted nothing");
+    p.push(Input::End);
+    assert_eq!(p.drain_anomalies().count(), 0, "no message loss");
+}
+
+#[test]
+fn a_partition_given_back_rebuilds_the_pending_producer_of_a_trace_it_held() {
+    let clock = ManualClock::new(0);
+    let mut p = pipeline(&clock);
+    let read = |p: &mut Pipeline| {
+        p.push(Input::Spans { partition: 0, offset: Some(0), spans: &mut vec![producer(1, 10)] });
+        p.push(Input::Spans { partition: 0, offset: Some(1), spans: &mut vec![span(2, 20)] });
+    };
+    p.push(Input::Assigned { partition: 0, gated: false });
+    read(&mut p);
+    assert_eq!((p.analyzer.flows.pending_producers(), p.committable(0)), (1, Some(0)));
+    // Taken away before its deadline (eager rebalances take everything) and given back.
+    p.push(Input::Revoked(0));
+    p.push(Input::Assigned { partition: 0, gated: false });
+    read(&mut p);
+    assert_eq!(p.analyzer.flows.pending_producers(), 1, "its record read again, not taken for a copy");
+    p.push(Input::End);
+    let losses: Vec<_> = p.drain_anomalies().map(|a| a.kind).collect();
+    assert_eq!(losses, [AnomalyKind::MessageLoss], "decided once");
 }

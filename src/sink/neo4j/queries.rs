@@ -42,6 +42,9 @@ fn millis(us: i64) -> BoltType {
     BoltType::from(us / 1000)
 }
 
+/// How long applied-link registrations are kept: as long as poirot remembers them.
+const APPLIED_LINK_KEEP_MS: i64 = crate::analysis::flows::applied::KEEP_US / 1000;
+
 pub(super) const CONSTRAINTS: [&str; 6] = [
     "CREATE CONSTRAINT poirot_service IF NOT EXISTS FOR (s:Service) REQUIRE s.name IS UNIQUE",
     "CREATE CONSTRAINT poirot_write IF NOT EXISTS FOR (w:PoirotWrite) REQUIRE w.id IS UNIQUE",
@@ -186,7 +189,8 @@ pub(super) fn write_queries(
         qs.push(
             query(
                 "UNWIND $rows AS r MERGE (f:PoirotFinishedTrace {key: r.key}) \
-                 SET f.source = $source, f.partition = r.partition, f.trace_id = r.trace_id, f.last_offset = r.last_offset",
+                 SET f.source = $source, f.partition = r.partition, f.trace_id = r.trace_id, f.last_offset = r.last_offset, \
+                 f.at = timestamp()",
             )
             .param("rows", finished_rows)
             .param("source", source),
@@ -198,8 +202,19 @@ pub(super) fn write_queries(
                 "UNWIND $rows AS r MATCH (f:PoirotFinishedTrace {source: $source, partition: r.partition}) \
                  WHERE f.last_offset < r.offset DELETE f",
             )
-            .param("rows", gc_rows)
+            .param("rows", gc_rows.clone())
             .param("source", source),
+        );
+        // Applied links (registered at the largest offset, see analysis::flows::applied) go by age.
+        qs.push(
+            query(
+                "UNWIND $rows AS r MATCH (f:PoirotFinishedTrace {source: $source, partition: r.partition}) \
+                 WHERE f.last_offset = $forever AND f.at < timestamp() - $keep DELETE f",
+            )
+            .param("rows", gc_rows)
+            .param("source", source)
+            .param("forever", i64::MAX)
+            .param("keep", APPLIED_LINK_KEEP_MS),
         );
         qs.push(
             query("MATCH (w:PoirotWrite {source: $source}) WHERE w.at < timestamp() - $keep DELETE w")

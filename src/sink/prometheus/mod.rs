@@ -116,10 +116,11 @@ pub fn render_into(p: &Outputs<'_>, e: &mut Exposition) {
     e.family(
         "poirot_cross_trace_references_total",
         Kind::Counter,
-        "References into other traces (links), by how they ended: resolved to a span, or unresolved (the trace never closed here within the retention).",
+        "References into other traces (links), by how they ended: resolved to a span, unresolved (the trace never closed here within the retention), or copy (met again after it was applied: not counted twice).",
     );
     e.sample("poirot_cross_trace_references_total", &[("result", "resolved")], fs.links_resolved);
     e.sample("poirot_cross_trace_references_total", &[("result", "unresolved")], fs.links_unresolved);
+    e.sample("poirot_cross_trace_references_total", &[("result", "copy")], fs.link_copies);
     counter(
         e,
         "poirot_evicted_closed_traces_total",
@@ -134,6 +135,12 @@ pub fn render_into(p: &Outputs<'_>, e: &mut Exposition) {
         "poirot_repartition_records_total",
         "Records read from the repartition topic (spans re-keyed by trace id).",
         p.input.shuffled_records,
+    );
+    counter(
+        e,
+        "poirot_link_records_total",
+        "Link records read from the repartition topic: references from spans of other processes' traces into this one's.",
+        p.input.link_records,
     );
     counter(e, "poirot_spans_decoded_total", "Spans decoded from the input.", p.input.spans);
     e.family("poirot_bad_records_total", Kind::Counter, "Records or spans rejected, by reason.");

@@ -43,6 +43,10 @@ pub(super) struct State {
     pub(super) fresh: BTreeSet<u32>,
     /// Per assigned partition, the offset after the last record handed on.
     pub(super) next_offset: BTreeMap<u32, i64>,
+    /// Partitions revoked inside a `poll` since the poll thread last looked: the
+    /// records of its batch in progress read from them before belong to the
+    /// assignment that ended (their next owner reads them again).
+    pub(super) revoked_in_poll: Vec<u32>,
 }
 
 impl State {
@@ -356,6 +360,7 @@ impl ConsumerContext for Context {
                     s.fresh.remove(p);
                     s.next_offset.remove(p);
                 }
+                s.revoked_in_poll.extend(ps.iter().copied());
             }
             let _work = crate::telemetry::work(
                 "kafka.revoke",

@@ -5,7 +5,8 @@
 //! and the thread reads nothing more; a pipeline that takes nothing for [`PAUSE_AFTER`] (blocked on a sink that is
 //! down) gets the assigned partitions paused while the thread goes on polling,
 //! so the member stays in its group however long the outage lasts and memory
-//! stays flat. Rebalances are cooperative-sticky and reported as events, in
+//! stays flat. Rebalances are cooperative-sticky (range when `poirot run`
+//! needs co-partitioned topics) and reported as events, in
 //! order with the records before them. Auto-commit is off: the pipeline
 //! publishes, per partition, the first offset an open trace still needs, and
 //! this thread commits exactly that, every second, before giving up partitions
@@ -260,7 +261,21 @@ fn record(context: &Context, m: &rdkafka::message::BorrowedMessage<'_>) -> Recor
         payload: m.payload().unwrap_or_default().to_vec(),
         format: context.formats.get(topic).copied().flatten(),
         watermark: m.headers().and_then(watermark_of),
+        link: m.headers().is_some_and(|h| {
+            use rdkafka::message::Headers;
+            h.iter().any(|h| h.key == crate::source::repartition::LINK_HEADER)
+        }),
     }
+}
+
+/// Drops from `batch` the records of partitions revoked since the last look.
+fn drop_revoked(context: &Context, batch: &mut Vec<Record>) {
+    let Ok(mut s) = context.state.lock() else { return };
+    if s.revoked_in_poll.is_empty() {
+        return;
+    }
+    let revoked = std::mem::take(&mut s.revoked_in_poll);
+    batch.retain(|r| !revoked.contains(&r.partition));
 }
 
 /// The (producer, event time) of a repartition watermark record.
@@ -362,7 +377,13 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
             let mut wait = Duration::from_millis(100);
             // The first message may take a while; the rest of a batch is what is already there.
             while batch.len() < BATCH {
-                match consumer.poll(wait) {
+                let polled = consumer.poll(wait);
+                // A rebalance runs inside `poll`: what the batch holds of a partition
+                // revoked there was read under the assignment that ended, and must not
+                // reach the pipeline after it handed the partition back. (What `poll`
+                // returns now is of the new assignment.)
+                drop_revoked(&context, &mut batch);
+                match polled {
                     Some(Ok(m)) => batch.push(record(&context, &m)),
                     Some(Err(e)) => context.limiter.error("consumer", &e, &format!("kafka: {e}")),
                     None => break,
