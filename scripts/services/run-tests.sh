@@ -14,4 +14,4 @@ trap cleanup EXIT
 # shellcheck disable=SC1091
 source "$POIROT_RUN/env"
 cd "$ROOT"
-cargo test --test services --test stack --test security --test sink_tls --test faults -- --ignored --test-threads=1
+cargo test --test services --test run --test groups --test stack --test security --test sink_tls --test faults -- --ignored --test-threads=1

@@ -1,12 +1,17 @@
 //! Helpers of the tests that use the harness's real servers (`tests/services.rs`,
-//! `tests/stack.rs`): their addresses, child processes, and `poirot run`'s sink settings.
+//! `tests/run.rs`, `tests/groups.rs`, `tests/faults.rs`, `tests/stack.rs`, ...): their
+//! addresses, child processes, Kafka and Prometheus reads, and `poirot run`'s sink settings.
 
 use super::http;
+use poirot::decode::{self, Format};
+use poirot::model::Interner;
+use rdkafka::consumer::Consumer;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Message};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// An address or setting from `.cache/run/env`, which `make services-up` writes.
 pub fn env(name: &str) -> String {
@@ -360,4 +365,79 @@ pub fn diagnostics(listen: &str, log: &Path) -> String {
         tail.len(),
         tail.join("\n")
     )
+}
+
+/// A consumer of the test Kafka in `group`, reading from the start.
+pub fn consumer(group: &str) -> rdkafka::consumer::BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", env("POIROT_TEST_KAFKA"))
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "true")
+        .create()
+        .expect("kafka consumer")
+}
+
+/// Polls poirot's /metrics until `metric` reaches `want` (or panics after `timeout`).
+pub fn wait_for_metric(addr: &str, metric: &str, want: f64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let body = http::get(&format!("http://{addr}/metrics")).map(|r| r.body).unwrap_or_default();
+        let v: f64 = body
+            .lines()
+            .find(|l| l.starts_with(&format!("{metric} ")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(-1.0);
+        if v >= want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{metric} stayed at {v}, wanted {want}:\n{body}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Polls `topic` from the start with a fresh group until `done` says so or `timeout`.
+pub fn consume_until(topic: &str, timeout: Duration, mut done: impl FnMut(&[u8]) -> bool) -> bool {
+    let group = format!("poirot-test-{}-{}", topic, std::process::id());
+    let c = consumer(&group);
+    c.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
+            if done(m.payload().unwrap_or_default()) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Queries Prometheus; returns the result vector.
+pub fn prom_query(q: &str) -> Vec<serde_json::Value> {
+    let url = format!("{}/api/v1/query?query={}", env("POIROT_TEST_PROMETHEUS"), urlencode(q));
+    http::get(&url)
+        .ok()
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+        .and_then(|v| v["data"]["result"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// Services seen in spans decoded from `topic` in `format` that started after `since_us`.
+pub fn services_on_topic(topic: &str, format: Format, want: &[&str], since_us: i64) -> BTreeSet<String> {
+    let mut names = Interner::new();
+    let mut seen = BTreeSet::new();
+    let mut bad = Vec::new();
+    consume_until(topic, Duration::from_secs(90), |payload| {
+        let (mut spans, mut errors) = (Vec::new(), Vec::new());
+        assert_eq!(decode::detect(payload), Some(format), "{topic}: detected format");
+        decode::decode(format, payload, &mut names, &mut spans, &mut errors);
+        bad.extend(errors);
+        // The topic keeps earlier runs' spans: only this run's count.
+        for s in spans.into_iter().filter(|s| s.start_us >= since_us) {
+            seen.insert(names.resolve(s.service).to_owned());
+        }
+        want.iter().all(|w| seen.contains(*w))
+    });
+    assert!(bad.is_empty(), "{topic}: poirot could not decode {bad:?}");
+    seen
 }
