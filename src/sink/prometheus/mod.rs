@@ -112,6 +112,18 @@ pub fn render_into(p: &Outputs<'_>, e: &mut Exposition) {
         "References into traces that have not closed yet.",
         flows.waiting_links(),
     );
+    gauge(
+        e,
+        "poirot_applied_links_remembered",
+        "Links applied through link records, and producers they consumed, remembered (2 h) so that copies and re-reads count nothing.",
+        flows.applied.len(),
+    );
+    counter(
+        e,
+        "poirot_applied_links_evicted_total",
+        "Applied links forgotten before their 2 hours because 2,000,000 were remembered.",
+        flows.applied.evicted,
+    );
     let fs = &flows.stats;
     e.family(
         "poirot_cross_trace_references_total",
