@@ -1,9 +1,11 @@
 //! The closed-trace index: per recently closed trace, its span ids with their
-//! names and starts, 16 bytes a span, for what comes after the close.
+//! names and starts, 16 bytes a span, for what comes after the close. [`Flows`]
+//! fills it as traces close and reads it for late spans and links into them.
 
 use super::super::edges::Callee;
+use super::{Flows, Link};
 use crate::dataflow::EventTime;
-use crate::model::{Span, SpanId, SpanKind, Sym, TraceId};
+use crate::model::{Span, SpanId, SpanKind, SpanRef, Sym, TraceId};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
@@ -143,4 +145,85 @@ pub enum Late {
     Joined,
     /// Its trace is not (or no longer) known: it counts for RED only.
     Unknown,
+}
+
+impl Flows {
+    /// Whether a span of `trace` with this id, service and start was counted already.
+    fn is_copy(&self, s: &Span) -> bool {
+        self.closed.traces.get(&s.trace_id).is_some_and(|e| {
+            e.find(s.span_id).is_some_and(|x| {
+                // Id and service: a start before the entry's base is not kept exactly.
+                self.closed.pairs.get(x.pair).0 == s.service
+            })
+        })
+    }
+
+    /// Remembers a closed trace's spans (de-duplicated) until `closes_at` plus the retention.
+    pub fn closed(&mut self, trace: TraceId, spans: &[Span], closes_at: EventTime, replayed: bool) {
+        let base_us = spans.iter().map(|s| s.start_us).min().unwrap_or(0);
+        let pairs = &mut self.closed.pairs;
+        let mut indexed: Vec<IndexedSpan> =
+            spans.iter().map(|s| IndexedSpan::new(s, base_us, pairs.id(s))).collect();
+        indexed.sort_unstable_by_key(IndexedSpan::id);
+        let entry = ClosedEntry { base_us, spans: indexed.into_boxed_slice(), replayed };
+        self.closed.bytes += entry.bytes();
+        match self.closed.traces.insert(trace, entry) {
+            Some(old) => self.closed.bytes -= old.bytes(), // keeps its place in the order
+            None => {
+                let expires_at = closes_at.saturating_add(self.config.closed_retention_us);
+                self.closed.order.push_back((expires_at, trace));
+            }
+        }
+        while self.closed.bytes > self.config.max_closed_bytes {
+            let Some((_, id)) = self.closed.order.pop_front() else { break };
+            self.closed.remove(&id);
+            self.stats.evicted_closed += 1;
+        }
+    }
+
+    /// Takes `traces` out of the closed-trace index (they are read again from their start).
+    pub fn forget_closed(&mut self, traces: &[TraceId]) {
+        if traces.is_empty() {
+            return;
+        }
+        let gone: rustc_hash::FxHashSet<TraceId> = traces.iter().copied().collect();
+        for t in &gone {
+            self.closed.remove(t);
+        }
+        // One pass: an entry left in the order would expire the trace's next entry early.
+        self.closed.order.retain(|(_, t)| !gone.contains(t));
+    }
+
+    /// A link to a trace that closed before: the producer side when the span it
+    /// names is in the index, and whether that trace was read again (replayed).
+    pub fn link_to_closed(&mut self, link: &Link) -> Option<(Callee, bool)> {
+        let e = self.closed.traces.get(&link.to.trace_id)?;
+        Some((self.closed.callee(e, e.find(link.to.span_id)?), e.replayed))
+    }
+
+    /// A span that arrived after its trace closed: a copy, joined, or unknown.
+    /// When joined, it is added to the index and its references to spans of the
+    /// closed trace are returned with their callee side.
+    pub fn late(&mut self, s: &Span, parents: &mut Vec<(SpanRef, Callee)>) -> Late {
+        if self.is_copy(s) {
+            self.stats.late_copies += 1;
+            return Late::Copy;
+        }
+        let Some(e) = self.closed.traces.get(&s.trace_id) else { return Late::Unknown };
+        for r in s.refs.iter().filter(|r| r.trace_id == s.trace_id) {
+            if let Some(p) = e.find(r.span_id) {
+                parents.push((*r, self.closed.callee(e, p)));
+            }
+        }
+        let x = IndexedSpan::new(s, e.base_us, self.closed.pairs.id(s));
+        if let Some(e) = self.closed.traces.get_mut(&s.trace_id) {
+            let mut spans = std::mem::take(&mut e.spans).into_vec();
+            let at = spans.partition_point(|y| y.id() < x.id());
+            spans.insert(at, x);
+            e.spans = spans.into_boxed_slice();
+            self.closed.bytes += INDEXED_SPAN_BYTES;
+        }
+        self.stats.late_joined += 1;
+        Late::Joined
+    }
 }

@@ -24,10 +24,9 @@
 //! a link is routed to the owner of the trace it names.
 
 use super::anomaly::{ConsumerRef, Resolution};
-use super::edges::Callee;
 use crate::dataflow::{EventTime, TimerQueue};
 use crate::model::time::format_rfc3339_us;
-use crate::model::{Interner, Span, SpanId, SpanRef, Sym, TraceId};
+use crate::model::{Interner, Span, SpanId, Sym, TraceId};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 
@@ -35,10 +34,11 @@ pub mod applied;
 mod deadline;
 mod index;
 mod link;
+mod waiting;
 
 pub use deadline::DeadlineConfig;
 use deadline::Latencies;
-use index::{ClosedEntry, ClosedIndex, IndexedSpan, LINKED_TRACE_BYTES};
+use index::ClosedIndex;
 pub use index::{Late, INDEXED_SPAN_BYTES, INDEXED_TRACE_BYTES};
 pub use link::{apply_reference, consumer_ref, Link};
 
@@ -239,39 +239,6 @@ impl Flows {
         self.waiting_links
     }
 
-    /// Whether a span of `trace` with this id, service and start was counted already.
-    fn is_copy(&self, s: &Span) -> bool {
-        self.closed.traces.get(&s.trace_id).is_some_and(|e| {
-            e.find(s.span_id).is_some_and(|x| {
-                // Id and service: a start before the entry's base is not kept exactly.
-                self.closed.pairs.get(x.pair).0 == s.service
-            })
-        })
-    }
-
-    /// Remembers a closed trace's spans (de-duplicated) until `closes_at` plus the retention.
-    pub fn closed(&mut self, trace: TraceId, spans: &[Span], closes_at: EventTime, replayed: bool) {
-        let base_us = spans.iter().map(|s| s.start_us).min().unwrap_or(0);
-        let pairs = &mut self.closed.pairs;
-        let mut indexed: Vec<IndexedSpan> =
-            spans.iter().map(|s| IndexedSpan::new(s, base_us, pairs.id(s))).collect();
-        indexed.sort_unstable_by_key(IndexedSpan::id);
-        let entry = ClosedEntry { base_us, spans: indexed.into_boxed_slice(), replayed };
-        self.closed.bytes += entry.bytes();
-        match self.closed.traces.insert(trace, entry) {
-            Some(old) => self.closed.bytes -= old.bytes(), // keeps its place in the order
-            None => {
-                let expires_at = closes_at.saturating_add(self.config.closed_retention_us);
-                self.closed.order.push_back((expires_at, trace));
-            }
-        }
-        while self.closed.bytes > self.config.max_closed_bytes {
-            let Some((_, id)) = self.closed.order.pop_front() else { break };
-            self.closed.remove(&id);
-            self.stats.evicted_closed += 1;
-        }
-    }
-
     /// A producer of a trace that just closed, that no span of it consumed: it
     /// waits for its deadline unless a link waiting for it consumes it now.
     pub fn pend(&mut self, evidence: Evidence) {
@@ -338,100 +305,6 @@ impl Flows {
         }
     }
 
-    /// Takes `traces` out of the closed-trace index (they are read again from their start).
-    pub fn forget_closed(&mut self, traces: &[TraceId]) {
-        if traces.is_empty() {
-            return;
-        }
-        let gone: rustc_hash::FxHashSet<TraceId> = traces.iter().copied().collect();
-        for t in &gone {
-            self.closed.remove(t);
-        }
-        // One pass: an entry left in the order would expire the trace's next entry early.
-        self.closed.order.retain(|(_, t)| !gone.contains(t));
-    }
-
-    /// The links waiting for `trace`, taken: it just closed (or a late span joined it).
-    pub fn take_waiting(&mut self, trace: &TraceId) -> Vec<Link> {
-        let links = self.waiting.remove(trace).map(|(_, l)| l).unwrap_or_default();
-        self.waiting_links -= links.len();
-        links
-    }
-
-    /// The links waiting for `trace` are unresolved: their trace never closed here
-    /// in time (or too many waited).
-    fn give_up_waiting(&mut self, trace: &TraceId) {
-        for link in self.take_waiting(trace) {
-            self.stats.links_unresolved += 1;
-            tracing::debug!(
-                "link from span {} of trace {} to span {} of trace {} unresolved",
-                link.from_span,
-                link.from_trace,
-                link.to.span_id,
-                link.to.trace_id
-            );
-            if let Some(via) = link.via {
-                self.released.push(Released { via, counted: None, consumed: None });
-            }
-        }
-    }
-
-    /// Drops the link records of `partition` still waiting, undecided: the
-    /// partition moved to another owner, which reads them again.
-    pub fn drop_links_via(&mut self, partition: u32) {
-        let mut emptied = Vec::new();
-        for (trace, (_, links)) in self.waiting.iter_mut() {
-            let before = links.len();
-            links.retain(|l| l.via.is_none_or(|(p, _)| p != partition));
-            self.waiting_links -= before - links.len();
-            if links.is_empty() {
-                emptied.push(*trace);
-            }
-        }
-        for t in emptied {
-            self.waiting.remove(&t);
-        }
-    }
-
-    /// Whether `link` is applied for the first time to the trace it names (a
-    /// copy — a link record sent again after its sender restarted, a span
-    /// delivered twice — is not applied again). Remembered while that trace is
-    /// in the closed-trace index.
-    pub fn first_application(&mut self, link: &Link) -> bool {
-        let fingerprint = link.fingerprint();
-        let applied = self.closed.linked.entry(link.to.trace_id).or_default();
-        if applied.contains(&fingerprint) {
-            self.stats.link_copies += 1;
-            return false;
-        }
-        if applied.is_empty() {
-            self.closed.bytes += LINKED_TRACE_BYTES;
-        }
-        applied.push(fingerprint);
-        self.closed.bytes += std::mem::size_of::<u64>();
-        true
-    }
-
-    /// Links that found no span in their trace wait on, until they expire.
-    pub fn wait(&mut self, link: Link) {
-        let trace = link.to.trace_id;
-        // From the later of event time now and the linking span's start (before
-        // the first watermark, event time is not known yet).
-        let from = self.watermark.max(link.caller.start_us);
-        let expires_at = from.saturating_add(self.config.closed_retention_us);
-        let entry = self.waiting.entry(trace).or_insert((expires_at, Vec::new()));
-        if entry.1.is_empty() {
-            entry.0 = expires_at;
-            self.waiting_order.push_back((expires_at, trace));
-        }
-        entry.1.push(link);
-        self.waiting_links += 1;
-        while self.waiting_links > self.config.max_waiting_links {
-            let Some((_, id)) = self.waiting_order.pop_front() else { break };
-            self.give_up_waiting(&id);
-        }
-    }
-
     /// The producer `(trace, span)` was consumed by `consumer` (named only when it
     /// resolves a reported loss: most links consume a pending producer or none):
     /// a pending one stops waiting; a reported one is resolved.
@@ -457,39 +330,6 @@ impl Flows {
                 consumer: consumer(),
             });
         }
-    }
-
-    /// A link to a trace that closed before: the producer side when the span it
-    /// names is in the index, and whether that trace was read again (replayed).
-    pub fn link_to_closed(&mut self, link: &Link) -> Option<(Callee, bool)> {
-        let e = self.closed.traces.get(&link.to.trace_id)?;
-        Some((self.closed.callee(e, e.find(link.to.span_id)?), e.replayed))
-    }
-
-    /// A span that arrived after its trace closed: a copy, joined, or unknown.
-    /// When joined, it is added to the index and its references to spans of the
-    /// closed trace are returned with their callee side.
-    pub fn late(&mut self, s: &Span, parents: &mut Vec<(SpanRef, Callee)>) -> Late {
-        if self.is_copy(s) {
-            self.stats.late_copies += 1;
-            return Late::Copy;
-        }
-        let Some(e) = self.closed.traces.get(&s.trace_id) else { return Late::Unknown };
-        for r in s.refs.iter().filter(|r| r.trace_id == s.trace_id) {
-            if let Some(p) = e.find(r.span_id) {
-                parents.push((*r, self.closed.callee(e, p)));
-            }
-        }
-        let x = IndexedSpan::new(s, e.base_us, self.closed.pairs.id(s));
-        if let Some(e) = self.closed.traces.get_mut(&s.trace_id) {
-            let mut spans = std::mem::take(&mut e.spans).into_vec();
-            let at = spans.partition_point(|y| y.id() < x.id());
-            spans.insert(at, x);
-            e.spans = spans.into_boxed_slice();
-            self.closed.bytes += INDEXED_SPAN_BYTES;
-        }
-        self.stats.late_joined += 1;
-        Late::Joined
     }
 
     /// Event time reached `watermark`: due producers are reported (with

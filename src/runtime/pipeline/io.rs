@@ -1,8 +1,10 @@
 //! The pipeline's interface: what a source hands it ([`Input`]) and what becomes
-//! of a record ([`RecordOutcome`]). What sinks read is [`crate::analysis::Outputs`].
+//! of a record ([`RecordOutcome`]): decoded here, what could not be used counted.
+//! What sinks read is [`crate::analysis::Outputs`].
 
+use super::Pipeline;
 use crate::dataflow::EventTime;
-use crate::decode::{DecodeError, Format};
+use crate::decode::{self, DecodeError, Format};
 use crate::model::Span;
 
 /// What a source hands the pipeline: the one way in ([`Pipeline::push`]).
@@ -60,4 +62,68 @@ pub struct RecordOutcome {
     pub spans: usize,
     /// The first error, when the record or one of its spans could not be decoded.
     pub error: Option<DecodeError>,
+}
+
+const RECENT_ERRORS: usize = 20;
+
+impl Pipeline {
+    /// Decodes one record of `partition` (`format` `None`: detect it) and feeds its spans.
+    pub(super) fn push_record_inner(
+        &mut self,
+        partition: u32,
+        offset: Option<i64>,
+        format: Option<Format>,
+        record: &[u8],
+    ) -> RecordOutcome {
+        let mut spans = std::mem::take(&mut self.spans);
+        let outcome = self.decode(format, record, &mut spans);
+        self.feed(partition, offset, &mut spans, true);
+        self.spans = spans;
+        if let Some(offset) = offset {
+            self.offsets.processed(partition, offset);
+        }
+        outcome
+    }
+
+    /// Decodes one record (`format` `None`: detect it) without feeding it: its
+    /// spans are appended to `spans` (for [`Input::Spans`], or to be re-keyed
+    /// elsewhere), its errors counted.
+    pub fn decode(&mut self, format: Option<Format>, record: &[u8], spans: &mut Vec<Span>) -> RecordOutcome {
+        self.input.records += 1;
+        let mut errors = std::mem::take(&mut self.errors);
+        let before = spans.len();
+        let format = format.or_else(|| decode::detect(record));
+        match format {
+            Some(f) => decode::decode(f, record, &mut self.names, spans, &mut errors),
+            None => errors.push(decode::unrecognized(record)),
+        }
+        if format == Some(Format::JaegerUi) {
+            // A UI document lists traces in no time order; feed it as a tracer would have.
+            spans[before..].sort_by_key(Span::event_time_us);
+        }
+        let outcome = RecordOutcome { spans: spans.len() - before, error: errors.first().cloned() };
+        for e in errors.drain(..) {
+            self.reject(e);
+        }
+        self.errors = errors;
+        outcome
+    }
+
+    /// Decodes a record of the repartition topic (always Jaeger protobuf, written by
+    /// [`crate::source::repartition::Rekeyer`]); its input record was counted already.
+    pub fn decode_shuffled(&mut self, record: &[u8], spans: &mut Vec<Span>) -> RecordOutcome {
+        let outcome = self.decode(Some(Format::JaegerProto), record, spans);
+        self.input.records -= 1;
+        self.input.shuffled_records += 1;
+        outcome
+    }
+
+    /// Counts a record or span that could not be used.
+    pub(super) fn reject(&mut self, e: DecodeError) {
+        *self.input.bad.entry(e.reason).or_default() += 1;
+        if self.recent_errors.len() == RECENT_ERRORS {
+            self.recent_errors.remove(0);
+        }
+        self.recent_errors.push(e);
+    }
 }

@@ -9,6 +9,7 @@
 //! read-only [`Outputs`] view.
 
 mod io;
+mod links;
 mod ownership;
 
 pub use crate::analysis::{FinishedTrace, InputStats, Outputs};
@@ -21,7 +22,7 @@ use crate::analysis::{
 use crate::dataflow::{
     Clock, Context, EventTime, OffsetTracker, Operator, UpstreamWatermarks, WatermarkConfig, WatermarkTracker,
 };
-use crate::decode::{self, DecodeError, Format};
+use crate::decode::DecodeError;
 use crate::model::{Interner, Span, Sym, TraceId};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -77,7 +78,6 @@ pub struct Pipeline {
     links_out: Option<Vec<Link>>,
 }
 
-const RECENT_ERRORS: usize = 20;
 /// Finished traces remembered per partition above its committed offset (24 bytes
 /// each); past it, copies of the oldest are analysed again should the partition
 /// come back.
@@ -112,20 +112,6 @@ impl Pipeline {
             upstream: UpstreamWatermarks::default(),
             idle_timeout_us: config.watermark.idle_timeout_us,
             links_out: None,
-        }
-    }
-
-    /// Links between traces leave through [`drain_links`](Self::drain_links)
-    /// instead of being applied here: other processes own some of the traces.
-    pub fn send_links_elsewhere(&mut self) {
-        self.links_out.get_or_insert_with(Vec::new);
-    }
-
-    /// Links found since the last call, for the exchange to send.
-    pub fn drain_links(&mut self) -> std::vec::Drain<'_, Link> {
-        match &mut self.links_out {
-            Some(out) => out.drain(..),
-            None => self.analyzer.links.drain(..0),
         }
     }
 
@@ -217,82 +203,6 @@ impl Pipeline {
         self.own_service = Some(self.names.intern(&service));
     }
 
-    /// Decodes one record of `partition` (`format` `None`: detect it) and feeds its spans.
-    fn push_record_inner(
-        &mut self,
-        partition: u32,
-        offset: Option<i64>,
-        format: Option<Format>,
-        record: &[u8],
-    ) -> RecordOutcome {
-        let mut spans = std::mem::take(&mut self.spans);
-        let outcome = self.decode(format, record, &mut spans);
-        self.feed(partition, offset, &mut spans, true);
-        self.spans = spans;
-        if let Some(offset) = offset {
-            self.offsets.processed(partition, offset);
-        }
-        outcome
-    }
-
-    /// Decodes one record (`format` `None`: detect it) without feeding it: its
-    /// spans are appended to `spans` (for [`Input::Spans`], or to be re-keyed
-    /// elsewhere), its errors counted.
-    pub fn decode(&mut self, format: Option<Format>, record: &[u8], spans: &mut Vec<Span>) -> RecordOutcome {
-        self.input.records += 1;
-        let mut errors = std::mem::take(&mut self.errors);
-        let before = spans.len();
-        let format = format.or_else(|| decode::detect(record));
-        match format {
-            Some(f) => decode::decode(f, record, &mut self.names, spans, &mut errors),
-            None => errors.push(decode::unrecognized(record)),
-        }
-        if format == Some(Format::JaegerUi) {
-            // A UI document lists traces in no time order; feed it as a tracer would have.
-            spans[before..].sort_by_key(Span::event_time_us);
-        }
-        let outcome = RecordOutcome { spans: spans.len() - before, error: errors.first().cloned() };
-        for e in errors.drain(..) {
-            self.reject(e);
-        }
-        self.errors = errors;
-        outcome
-    }
-
-    /// Decodes a record of the repartition topic (always Jaeger protobuf, written by
-    /// [`crate::source::repartition::Rekeyer`]); its input record was counted already.
-    pub fn decode_shuffled(&mut self, record: &[u8], spans: &mut Vec<Span>) -> RecordOutcome {
-        let outcome = self.decode(Some(Format::JaegerProto), record, spans);
-        self.input.records -= 1;
-        self.input.shuffled_records += 1;
-        outcome
-    }
-
-    /// A link record (see [`Input::LinkRecord`]); its input record was counted
-    /// where it was read, so it counts as a link record only.
-    fn push_link_record(&mut self, partition: u32, offset: i64, bytes: &[u8]) -> RecordOutcome {
-        let mut spans = std::mem::take(&mut self.spans);
-        let outcome = self.decode(Some(Format::JaegerProto), bytes, &mut spans);
-        self.input.records -= 1;
-        self.input.link_records += 1;
-        // One reference per record, as poirot writes them.
-        let link = spans.iter().flat_map(Link::of).next();
-        spans.clear();
-        self.spans = spans;
-        if let Some(mut link) = link {
-            link.via = Some((partition, offset));
-            // Applied and written before (read again, or a copy its sender sent
-            // again): it consumes, but its edge is not counted twice.
-            link.replayed = self.analyzer.flows.applied.applied(&link);
-            // Released (by `settle`) once applied, given up or dropped as a copy.
-            self.offsets.pin(partition, offset);
-            self.analyzer.link(link, &mut Context::new(&mut self.names, &mut self.anomalies));
-        }
-        self.offsets.processed(partition, offset);
-        self.settle();
-        outcome
-    }
-
     fn push_decoded(&mut self, partition: u32, offset: Option<i64>, spans: &mut Vec<Span>) {
         self.feed(partition, offset, spans, true);
         if let Some(offset) = offset {
@@ -333,15 +243,6 @@ impl Pipeline {
         }
     }
 
-    /// Counts a record or span that could not be used.
-    fn reject(&mut self, e: DecodeError) {
-        *self.input.bad.entry(e.reason).or_default() += 1;
-        if self.recent_errors.len() == RECENT_ERRORS {
-            self.recent_errors.remove(0);
-        }
-        self.recent_errors.push(e);
-    }
-
     /// Feeds one decoded span.
     fn push_span(&mut self, partition: u32, span: Span) {
         let now = self.tracker.now_us();
@@ -372,28 +273,6 @@ impl Pipeline {
             }
         }
         self.assemble(partition, span, now, offset, event_time, false);
-    }
-
-    /// A span past what the previous owner wrote of a trace being read again:
-    /// kept (its offset held with the trace's) until that trace closes.
-    fn fresh_of_replayed_span(
-        &mut self,
-        partition: u32,
-        offset: i64,
-        span: Span,
-        now: i64,
-        event_time: bool,
-    ) {
-        let (trace, event) = (span.trace_id, span.event_time_us());
-        self.offsets.span_seen(&trace, offset);
-        self.fresh_of_replayed.entry(trace).or_default().push((partition, offset, span));
-        if event_time {
-            if let Some(wm) = self.tracker.observe_at(partition, event, now) {
-                self.close_until(partition, wm);
-            }
-        } else {
-            self.tracker.saw(partition, event, now);
-        }
     }
 
     /// Assembles one span; `replayed`: of a trace an earlier owner finished and
@@ -448,22 +327,6 @@ impl Pipeline {
         let wm = self.tracker.current();
         self.analyzer.advance(wm, &mut Context::new(&mut self.names, &mut self.anomalies));
         self.settle();
-    }
-
-    /// Routes the links analyses found to the owner of the trace they name:
-    /// this pipeline, which holds every trace of its input.
-    fn route_links(&mut self) {
-        if let Some(out) = &mut self.links_out {
-            out.append(&mut self.analyzer.links);
-            return;
-        }
-        while !self.analyzer.links.is_empty() {
-            let links = std::mem::take(&mut self.analyzer.links);
-            let mut ctx = Context::new(&mut self.names, &mut self.anomalies);
-            for link in links {
-                self.analyzer.link(link, &mut ctx);
-            }
-        }
     }
 
     /// `partition`'s event time reached `wm`: its traces silent for the gap close

@@ -19,6 +19,28 @@ impl Pipeline {
         }
     }
 
+    /// A span past what the previous owner wrote of a trace being read again:
+    /// kept (its offset held with the trace's) until that trace closes.
+    pub(super) fn fresh_of_replayed_span(
+        &mut self,
+        partition: u32,
+        offset: i64,
+        span: Span,
+        now: i64,
+        event_time: bool,
+    ) {
+        let (trace, event) = (span.trace_id, span.event_time_us());
+        self.offsets.span_seen(&trace, offset);
+        self.fresh_of_replayed.entry(trace).or_default().push((partition, offset, span));
+        if event_time {
+            if let Some(wm) = self.tracker.observe_at(partition, event, now) {
+                self.close_until(partition, wm);
+            }
+        } else {
+            self.tracker.saw(partition, event, now);
+        }
+    }
+
     /// Closed traces whose producers are all decided stop holding their offsets.
     /// Link records done with release their offsets; one whose edge was counted
     /// here is registered, with the producer it consumed, in the same write as

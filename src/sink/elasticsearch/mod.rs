@@ -10,26 +10,26 @@
 //!   with backoff until they succeed or the pipeline stops. Items rejected for
 //!   good (4xx) are counted and logged.
 
-use super::documents::{document_id, index_name, template};
+mod bulk;
+
+use super::documents::template;
 use super::retry::{retry, Backoff, Classify, Fault, Retried};
 use super::{Closing, Round, Sink, SinkError, Written};
-use crate::analysis::{Anomaly, AnomalyKind, Resolution};
 use crate::config::{ConfigError, ElasticsearchSection};
 use crate::telemetry::events::{SinkEvent, SinkTelemetry};
 use crate::telemetry::health::{Component, Health};
 use crate::telemetry::process::ProcessMetrics;
 use crate::telemetry::work;
+use bulk::Doc;
 use elasticsearch::auth::{ClientCertificate, Credentials};
 use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::headers::{HeaderValue, AUTHORIZATION};
-use elasticsearch::http::request::JsonBody;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::http::Url;
 use elasticsearch::indices::IndicesPutIndexTemplateParts;
-use elasticsearch::{BulkParts, Elasticsearch};
+use elasticsearch::Elasticsearch;
 use opentelemetry::KeyValue;
 use prometheus_client::metrics::counter::Counter;
-use serde_json::{json, Value};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -331,94 +331,6 @@ impl EsSink {
         !self.pending.is_empty()
     }
 
-    /// One bulk request for the pending documents; keeps those to retry.
-    fn bulk_once(&mut self) -> Result<(), EsError> {
-        let docs = std::mem::take(&mut self.pending);
-        let mut body: Vec<JsonBody<Value>> = Vec::with_capacity(docs.len() * 2);
-        for d in &docs {
-            match d {
-                Doc::Anomaly(a) => {
-                    // A loss is written once and then only updated: reported again (read
-                    // again after a crash), it must not turn a resolved document back.
-                    let action = if a.kind == AnomalyKind::MessageLoss { "create" } else { "index" };
-                    body.push(
-                        json!({action: {"_index": index_name(&self.prefix, a), "_id": document_id(a)}})
-                            .into(),
-                    );
-                    body.push(serde_json::to_value(a).unwrap_or(Value::Null).into());
-                }
-                Doc::Resolution(r) => {
-                    // A partial update: the loss document stays, marked resolved.
-                    let key = r.document_key();
-                    body.push(
-                        json!({"update": {"_index": index_name(&self.prefix, &key), "_id": document_id(&key)}})
-                            .into(),
-                    );
-                    body.push(json!({ "doc": r.update() }).into());
-                }
-            }
-        }
-        let sent = self.rt.block_on(async {
-            let r = self.client.bulk(BulkParts::None).body(body).send().await.map_err(EsError::request)?;
-            let status = r.status_code().as_u16();
-            if status >= 300 {
-                let body = r.text().await.unwrap_or_default();
-                return Err(EsError::Status { what: "a bulk request", status, body });
-            }
-            r.json::<Value>().await.map_err(|e| EsError::Client(e.to_string()))
-        });
-        let answer = match sent {
-            Ok(v) => v,
-            Err(e) => {
-                self.pending = docs;
-                return Err(e);
-            }
-        };
-        let items = answer["items"].as_array().cloned().unwrap_or_default();
-        // Updates that found no document: retried when their loss is retried too.
-        let mut missing = Vec::new();
-        for (d, item) in docs.into_iter().zip(items.iter().chain(std::iter::repeat(&Value::Null))) {
-            let action = match &d {
-                Doc::Anomaly(a) if a.kind == AnomalyKind::MessageLoss => "create",
-                Doc::Anomaly(_) => "index",
-                Doc::Resolution(_) => "update",
-            };
-            let status = item[action]["status"].as_u64().unwrap_or(0);
-            match status {
-                // 409 on create: the document is there already, as first written or resolved.
-                200..=299 | 409 if status != 409 || action == "create" => {
-                    self.indexed.inc();
-                }
-                429 | 500..=599 | 0 => self.pending.push(d),
-                404 if action == "update" => missing.push((d, item[action]["error"].clone())),
-                _ => self.reject(&d, action, &item[action]["error"]),
-            }
-        }
-        for (d, error) in missing {
-            // Its loss was in this bulk and is retried (a 429, say): the update follows it.
-            let id = d.id();
-            if self.pending.iter().any(|p| matches!(p, Doc::Anomaly(_)) && p.id() == id) {
-                self.pending.push(d);
-            } else {
-                self.reject(&d, "update", &error);
-            }
-        }
-        if self.pending.is_empty() {
-            Ok(())
-        } else {
-            Err(EsError::Status {
-                what: "some bulk items",
-                status: 429,
-                body: format!("{} to retry", self.pending.len()),
-            })
-        }
-    }
-
-    fn reject(&self, d: &Doc, action: &str, error: &Value) {
-        self.rejected.inc();
-        tracing::warn!("elasticsearch rejected the {action} of anomaly {}: {error}", d.id());
-    }
-
     /// Writes everything pending, retrying with backoff while `stop` is not set.
     /// `Ok(false)` when it stopped with documents still pending; an error when
     /// retrying cannot help (refused credentials, a request the server rejects):
@@ -448,22 +360,6 @@ impl EsSink {
                 telemetry.emit(SinkEvent::Abandoned { error: &e });
                 Ok(!self.has_pending())
             }
-        }
-    }
-}
-
-/// One bulk item: a new anomaly document, or a resolved loss's update.
-enum Doc {
-    Anomaly(Box<Anomaly>),
-    Resolution(Box<Resolution>),
-}
-
-impl Doc {
-    /// The id of the document it writes or updates.
-    fn id(&self) -> String {
-        match self {
-            Doc::Anomaly(a) => document_id(a),
-            Doc::Resolution(r) => document_id(&r.document_key()),
         }
     }
 }
@@ -501,119 +397,4 @@ impl Sink for EsSink {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::analysis::anomaly::ConsumerRef;
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::sync::{Arc, Mutex};
-
-    /// A bulk endpoint answering each request with the next of `answers` (the
-    /// per-item statuses), as a real server under load can: one item refused
-    /// with 429 while the next in the same request is applied. Records what was asked.
-    fn bulk_server(answers: Vec<Vec<(&'static str, u16)>>) -> (String, Arc<Mutex<Vec<String>>>) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let asked = Arc::new(Mutex::new(Vec::new()));
-        let seen = asked.clone();
-        std::thread::spawn(move || {
-            let mut answers = answers.into_iter();
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                loop {
-                    let mut length = 0;
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    let _ = reader.read_exact(&mut body);
-                    seen.lock().expect("lock").push(String::from_utf8_lossy(&body).into_owned());
-                    let items: Vec<Value> = answers
-                        .next()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(action, status)| json!({ action: { "status": status } }))
-                        .collect();
-                    let reply = json!({ "errors": true, "items": items }).to_string();
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-elastic-product: Elasticsearch\r\ncontent-length: {}\r\n\r\n{reply}",
-                        reply.len()
-                    );
-                }
-            }
-        });
-        (format!("http://{addr}"), asked)
-    }
-
-    fn sink(url: &str) -> EsSink {
-        let transport = TransportBuilder::new(SingleNodeConnectionPool::new(Url::parse(url).expect("url")))
-            .build()
-            .expect("transport");
-        let metrics = ProcessMetrics::new();
-        EsSink {
-            client: Elasticsearch::new(transport),
-            prefix: "poirot-test".into(),
-            rt: tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"),
-            pending: Vec::new(),
-            telemetry: SinkTelemetry::new(
-                "elasticsearch",
-                Component::Elasticsearch,
-                metrics.sink("elasticsearch"),
-                Health::new(),
-            ),
-            indexed: Counter::default(),
-            rejected: Counter::default(),
-        }
-    }
-
-    fn resolution() -> Resolution {
-        Resolution {
-            trace_id: "00000000000000000000000000000001".into(),
-            span_id: "0000000000000002".into(),
-            timestamp: "2026-12-01T00:00:00.000000Z".into(),
-            resolved_at: "2026-12-01T00:05:00.000000Z".into(),
-            consumer: ConsumerRef {
-                trace_id: "00000000000000000000000000000003".into(),
-                span_id: "0000000000000004".into(),
-                service: "Archiver".into(),
-                operation: "archive reports".into(),
-            },
-        }
-    }
-
-    #[test]
-    fn a_resolution_whose_loss_is_retried_in_the_same_bulk_is_retried_after_it() {
-        let (url, asked) =
-            bulk_server(vec![vec![("create", 429), ("update", 404)], vec![("create", 201), ("update", 200)]]);
-        let mut es = sink(&url);
-        let r = resolution();
-        es.pending = vec![Doc::Anomaly(Box::new(r.document_key())), Doc::Resolution(Box::new(r.clone()))];
-        assert!(es.bulk_once().is_err(), "the refused loss is retried");
-        assert_eq!(es.pending.len(), 2, "and its resolution with it, after it");
-        assert!(es.bulk_once().is_ok());
-        assert_eq!((es.indexed.get(), es.rejected.get()), (2, 0));
-        let asked = asked.lock().expect("lock");
-        let second = &asked[1];
-        assert!(second.find("\"create\"") < second.find("\"update\""), "create before update: {second}");
-    }
-
-    #[test]
-    fn a_resolution_of_a_loss_nobody_wrote_is_rejected_not_retried_forever() {
-        let (url, _) = bulk_server(vec![vec![("update", 404)]]);
-        let mut es = sink(&url);
-        es.pending = vec![Doc::Resolution(Box::new(resolution()))];
-        assert!(es.bulk_once().is_ok());
-        assert_eq!((es.indexed.get(), es.rejected.get()), (0, 1));
-    }
-}
+mod tests;
