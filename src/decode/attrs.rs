@@ -20,6 +20,24 @@ pub mod keys {
         ["messaging.destination.name", "messaging.destination", "message_bus.destination"];
 }
 
+/// The tag `key` as the `&'static str` [`Attrs`] matches it by, when `Attrs`
+/// reads it: wire decoders skip the rest without checking their UTF-8.
+#[inline]
+pub fn read_key(key: &[u8]) -> Option<&'static str> {
+    Some(match key {
+        b"span.kind" => keys::SPAN_KIND,
+        b"error" => keys::ERROR,
+        b"otel.status_code" => keys::OTEL_STATUS_CODE,
+        b"peer.service" => keys::PEER_SERVICE,
+        b"db.system" => keys::DB_SYSTEM,
+        b"db.system.name" => keys::DB_SYSTEM_NAME,
+        b"messaging.destination.name" => keys::DESTINATIONS[0],
+        b"messaging.destination" => keys::DESTINATIONS[1],
+        b"message_bus.destination" => keys::DESTINATIONS[2],
+        _ => return None,
+    })
+}
+
 /// Attributes found while walking a span's tags.
 #[derive(Default, Debug)]
 pub struct Attrs<'a> {
@@ -97,4 +115,27 @@ pub fn jaeger_tags<'n>(span: &Span, names: &'n Interner) -> Vec<(&'static str, &
     opt(keys::PEER_SERVICE, span.peer_service);
     opt(keys::DB_SYSTEM, span.db_system);
     tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_key_knows_every_key_attrs_reads_and_nothing_else() {
+        let read = [
+            keys::SPAN_KIND,
+            keys::ERROR,
+            keys::OTEL_STATUS_CODE,
+            keys::PEER_SERVICE,
+            keys::DB_SYSTEM,
+            keys::DB_SYSTEM_NAME,
+        ];
+        for k in read.into_iter().chain(keys::DESTINATIONS) {
+            assert_eq!(read_key(k.as_bytes()), Some(k));
+        }
+        for k in ["service.name", "http.method", "", "span.kin", "errors"] {
+            assert_eq!(read_key(k.as_bytes()), None, "{k}");
+        }
+    }
 }

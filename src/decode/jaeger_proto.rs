@@ -91,7 +91,7 @@ fn decode_tag<'a>(b: &'a [u8], attrs: &mut Attrs<'a>) -> Result<(), DecodeError>
             (1, LEN) => {
                 key = r.bytes().map_err(|e| malformed(e, "tag"))?;
                 // Most tags are of no interest; the key comes first, so stop here.
-                if !is_interesting_key(key) {
+                if attrs::read_key(key).is_none() {
                     return Ok(());
                 }
             }
@@ -101,10 +101,7 @@ fn decode_tag<'a>(b: &'a [u8], attrs: &mut Attrs<'a>) -> Result<(), DecodeError>
         }
     }
     // Only a handful of keys matter; skip UTF-8 checks for the rest.
-    if !is_interesting_key(key) {
-        return Ok(());
-    }
-    let key = utf8(key, "tag key")?;
+    let Some(key) = attrs::read_key(key) else { return Ok(()) };
     if let Some(v) = v_str {
         attrs.string(key, utf8(v, "tag value")?);
     }
@@ -112,22 +109,6 @@ fn decode_tag<'a>(b: &'a [u8], attrs: &mut Attrs<'a>) -> Result<(), DecodeError>
         attrs.boolean(key, v);
     }
     Ok(())
-}
-
-#[inline]
-fn is_interesting_key(k: &[u8]) -> bool {
-    matches!(
-        k,
-        b"span.kind"
-            | b"error"
-            | b"otel.status_code"
-            | b"peer.service"
-            | b"db.system"
-            | b"db.system.name"
-            | b"messaging.destination.name"
-            | b"messaging.destination"
-            | b"message_bus.destination"
-    )
 }
 
 fn process_service(b: &[u8]) -> Result<&[u8], DecodeError> {

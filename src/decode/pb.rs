@@ -50,7 +50,7 @@ impl<'a> Reader<'a> {
         self.pos >= self.buf.len()
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn varint(&mut self) -> Result<u64, WireError> {
         // Keys and most lengths fit in one byte.
         if let Some(&b) = self.buf.get(self.pos) {
@@ -59,6 +59,11 @@ impl<'a> Reader<'a> {
                 return Ok(u64::from(b));
             }
         }
+        self.varint_long()
+    }
+
+    #[inline(never)]
+    fn varint_long(&mut self) -> Result<u64, WireError> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let b = *self.buf.get(self.pos).ok_or(WireError::Truncated)?;
@@ -72,7 +77,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field number and wire type.
-    #[inline]
+    #[inline(always)]
     pub fn key(&mut self) -> Result<(u32, u8), WireError> {
         let k = self.varint()?;
         Ok(((k >> 3) as u32, (k & 7) as u8))

@@ -7,15 +7,16 @@
 //! `service.name` → service.
 
 mod encode;
+mod proto;
 
 pub use encode::{encode_json, encode_proto};
+pub use proto::decode_proto;
 
 use crate::decode::attrs::{keys, operation_sym, service_sym, Attrs};
 use crate::decode::pb::otlp as pb;
 use crate::decode::time;
 use crate::decode::{DecodeError, Reason};
 use crate::model::{Interner, RefKind, Span, SpanId, SpanKind, SpanRef, Sym, TraceId};
-use prost::Message;
 use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -31,7 +32,7 @@ struct Parts<'a> {
     end_ns: u64,
     attrs: Attrs<'a>,
     /// Linked spans, with the relation the link's `opentracing.ref_type` names.
-    links: Vec<(TraceId, SpanId, RefKind)>,
+    links: smallvec::SmallVec<[(TraceId, SpanId, RefKind); 2]>,
     status_error: bool,
 }
 
@@ -99,90 +100,6 @@ fn raw_span(b: &[u8], what: &str) -> Result<SpanId, DecodeError> {
     SpanId::from_bytes(b).ok_or_else(|| {
         DecodeError::new(Reason::InvalidSpanId, format!("otlp {what} has {} bytes, not 8", b.len()))
     })
-}
-
-fn proto_attrs<'a>(kvs: &'a [pb::KeyValue], attrs: &mut Attrs<'a>) {
-    for kv in kvs {
-        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(pb::any_value::Value::StringValue(s)) => attrs.string(&kv.key, s),
-            Some(pb::any_value::Value::BoolValue(b)) => attrs.boolean(&kv.key, *b),
-            _ => {}
-        }
-    }
-}
-
-fn proto_service(resource: Option<&pb::Resource>) -> &str {
-    resource
-        .into_iter()
-        .flat_map(|r| &r.attributes)
-        .find(|kv| kv.key == keys::SERVICE_NAME)
-        .and_then(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-            Some(pb::any_value::Value::StringValue(s)) => Some(s.as_str()),
-            _ => None,
-        })
-        .unwrap_or("")
-}
-
-fn proto_parts(s: &pb::Span) -> Result<Parts<'_>, DecodeError> {
-    let mut attrs = Attrs::default();
-    proto_attrs(&s.attributes, &mut attrs);
-    let links = s
-        .links
-        .iter()
-        .map(|l| {
-            let t = if l.trace_id.is_empty() { TraceId::default() } else { raw_trace(&l.trace_id)? };
-            let ref_type = l.attributes.iter().find(|kv| kv.key == keys::REF_TYPE).and_then(|kv| {
-                match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                    Some(pb::any_value::Value::StringValue(s)) => Some(s.as_str()),
-                    _ => None,
-                }
-            });
-            Ok((t, raw_span(&l.span_id, "link span id")?, link_relation(ref_type)))
-        })
-        .collect::<Result<Vec<_>, DecodeError>>()?;
-    Ok(Parts {
-        trace_id: raw_trace(&s.trace_id)?,
-        span_id: raw_span(&s.span_id, "span id")?,
-        parent: if s.parent_span_id.is_empty() {
-            None
-        } else {
-            Some(raw_span(&s.parent_span_id, "parent span id")?)
-        },
-        name: &s.name,
-        kind: SpanKind::from_otlp_number(s.kind),
-        start_ns: s.start_time_unix_nano,
-        end_ns: s.end_time_unix_nano,
-        attrs,
-        links,
-        status_error: s.status.as_ref().is_some_and(|st| st.code == pb::status::StatusCode::Error as i32),
-    })
-}
-
-/// Decodes one protobuf `ExportTraceServiceRequest`.
-pub fn decode_proto(
-    record: &[u8],
-    names: &mut Interner,
-    spans: &mut Vec<Span>,
-    errors: &mut Vec<DecodeError>,
-) {
-    let req = match pb::ExportTraceServiceRequest::decode(record) {
-        Ok(r) => r,
-        Err(e) => {
-            let reason =
-                if e.to_string().contains("UTF-8") { Reason::InvalidUtf8 } else { Reason::MalformedProtobuf };
-            errors.push(DecodeError::new(reason, format!("otlp request: {e}")));
-            return;
-        }
-    };
-    for rs in &req.resource_spans {
-        let service = service_sym(names, proto_service(rs.resource.as_ref()));
-        for s in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
-            match proto_parts(s).and_then(|p| build(service, p, names)) {
-                Ok(span) => spans.push(span),
-                Err(e) => errors.push(e),
-            }
-        }
-    }
 }
 
 // ---- OTLP JSON ----
@@ -333,7 +250,7 @@ fn json_span(v: Value, service: Sym, names: &mut Interner) -> Result<Span, Decod
                 l.attributes.iter().find(|kv| kv.key == keys::REF_TYPE).and_then(|kv| json_str(&kv.value));
             Ok((t, hex_span(&l.span_id, "link spanId")?, link_relation(ref_type)))
         })
-        .collect::<Result<Vec<_>, DecodeError>>()?;
+        .collect::<Result<_, DecodeError>>()?;
     let kind = json_enum(&s.kind, |n| i64::from(SpanKind::from_otlp_name(n).otlp_number()));
     let status =
         s.status.as_ref().map(|st| json_enum(&st.code, |n| if n == "STATUS_CODE_ERROR" { 2 } else { 0 }));
