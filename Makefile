@@ -3,7 +3,7 @@ CARGO ?= cargo
 DEMO_LISTEN ?= 127.0.0.1:8080
 SERVICES := scripts/services/services.sh
 
-.PHONY: run test unit lint fuzz fuzz-smoke fuzz-check build bench fmt clean services-up services-down services-status services-test stack-check image
+.PHONY: run test unit lint fuzz fuzz-smoke fuzz-check build bench bench-peers fmt clean services-up services-down services-status services-test stack-check image
 
 build:
 	$(CARGO) build --release
@@ -66,6 +66,13 @@ image:
 
 bench:
 	$(CARGO) bench --bench pipeline
+
+## The peer benchmark (not in `make test`: the default run takes a while): `poirot run` next to
+## the OpenTelemetry collector on the same Kafka topics; builds the collector once, starts
+## Kafka if none runs (docs/benchmarks.md "Peer benchmark"). BENCH_TRACES=20000 BENCH_ROUNDS=1
+## for a quick run.
+bench-peers:
+	CARGO=$(CARGO) scripts/bench-peers.sh
 
 fmt:
 	$(CARGO) fmt --all

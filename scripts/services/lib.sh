@@ -263,3 +263,20 @@ make_certs() {
   chmod 644 "$dir"/*.pem
   touch "$dir/.complete"
 }
+
+# go_env: find go (>= 1.24.6, the Jaeger wrapper's `go` line), keep all its state under
+# $POIROT_CACHE/go (shared by every Go build: jaeger/go-build.sh, otelcol/go-build.sh).
+go_env() {
+  if [ -z "${GO:-}" ]; then
+    GO=$(command -v go || true)
+    [ -n "$GO" ] || [ ! -x /usr/local/go/bin/go ] || GO=/usr/local/go/bin/go
+  fi
+  [ -n "$GO" ] && [ -x "$GO" ] || die "go is not installed (need Go >= 1.24.6 on PATH or at /usr/local/go/bin/go)"
+  export GOPATH=$POIROT_CACHE/go
+  export GOMODCACHE=$POIROT_CACHE/go/pkg/mod
+  export GOCACHE=$POIROT_CACHE/go/cache
+  # Modules only through the proxy, never straight from their source hosts.
+  export GOPROXY=${POIROT_GOPROXY:-https://proxy.golang.org}
+  export GOTOOLCHAIN=local
+  export GOFLAGS="-mod=readonly -buildvcs=false"
+}

@@ -6,27 +6,11 @@
 # (seeded from Jaeger's go.sum), so no checksum-database look-up is needed.
 # Module downloads and the build cache live under $POIROT_CACHE/go, binaries under
 # $POIROT_CACHE/bin, named after the pin and a hash of go.mod+go.sum: a second
-# install finds them and takes well under a second.
+# install finds them and takes well under a second. `go_env` (the Go settings) is in lib.sh.
 
 JAEGER_GO_MODULE=$SERVICES_DIR/go/jaeger
 # The pinned version of github.com/jaegertracing/jaeger (read from the wrapper's go.mod).
 JAEGER_MODULE_VERSION=$(awk '$1 == "github.com/jaegertracing/jaeger" { print $2; exit }' "$JAEGER_GO_MODULE/go.mod")
-
-# go_env: find go (>= the wrapper's `go` line), keep all its state under $POIROT_CACHE/go.
-go_env() {
-  if [ -z "${GO:-}" ]; then
-    GO=$(command -v go || true)
-    [ -n "$GO" ] || [ ! -x /usr/local/go/bin/go ] || GO=/usr/local/go/bin/go
-  fi
-  [ -n "$GO" ] && [ -x "$GO" ] || die "go is not installed (need Go >= 1.24.6 on PATH or at /usr/local/go/bin/go)"
-  export GOPATH=$POIROT_CACHE/go
-  export GOMODCACHE=$POIROT_CACHE/go/pkg/mod
-  export GOCACHE=$POIROT_CACHE/go/cache
-  # Modules only through the proxy, never straight from their source hosts.
-  export GOPROXY=${POIROT_GOPROXY:-https://proxy.golang.org}
-  export GOTOOLCHAIN=local
-  export GOFLAGS="-mod=readonly -buildvcs=false"
-}
 
 # jaeger_bin NAME: where the binary NAME of the current pin lives.
 jaeger_bin() {
