@@ -96,6 +96,9 @@ pub fn is_keyed(key: Option<&[u8]>, spans: &[Span]) -> bool {
     spans.iter().all(|s| s.trace_id == trace)
 }
 
+/// librdkafka's bound on what a producer queues, overridable in `[kafka.properties]`.
+const PRODUCER_QUEUE_KBYTES: &str = "queue.buffering.max.kbytes";
+
 fn client_config(brokers: &str, props: &BTreeMap<String, String>, id: &str) -> ClientConfig {
     let mut cc = ClientConfig::new();
     cc.set("bootstrap.servers", brokers).set("client.id", id);
@@ -243,6 +246,11 @@ impl Rekeyer {
     ) -> Result<Self, RepartitionError> {
         let failed = Arc::new(AtomicBool::new(false));
         let mut cc = client_config(brokers, props, "poirot-repartition");
+        // Spans queued for Kafka (1 GiB by default): 16 MiB keeps memory flat, and a
+        // full queue only makes `send` wait for deliveries.
+        if !props.contains_key(PRODUCER_QUEUE_KBYTES) {
+            cc.set(PRODUCER_QUEUE_KBYTES, "16384");
+        }
         cc.set("enable.idempotence", "true")
             // Never give up on a message: an outage stalls poirot instead of losing spans.
             .set("message.timeout.ms", "0")

@@ -115,9 +115,27 @@ pub struct KafkaSource {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Records per batch handed to the pipeline, and batches in flight.
+/// A batch handed to the pipeline ends at this many records or this many payload
+/// bytes, whichever comes first, and at most [`IN_FLIGHT`] batches wait in the
+/// channel: what is read ahead is bounded in bytes (8 MiB), whatever the size of
+/// a message (one span, or an OTLP request of hundreds).
 const BATCH: usize = 512;
+const BATCH_BYTES: usize = 1 << 20;
 const IN_FLIGHT: usize = 8;
+
+/// librdkafka settings poirot chooses over librdkafka's defaults; any of them can
+/// be overridden in `[kafka.properties]`.
+pub const CONSUMER_DEFAULTS: [(&str, &str); 3] = [
+    // librdkafka postpones the next fetch of a partition whose prefetch queue was
+    // full by this long (1 s by default): a consumer faster than one fetch then
+    // idles in bursts. 10 ms keeps the pipeline fed.
+    ("fetch.queue.backoff.ms", "10"),
+    // The prefetch queue, for all partitions together (64 MiB by default): 16 MiB
+    // is several batches of any message size, and keeps memory flat.
+    ("queued.max.messages.kbytes", "16384"),
+    // Messages per partition librdkafka tries to keep queued (100,000 by default).
+    ("queued.min.messages", "20000"),
+];
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
 impl KafkaSource {
@@ -145,20 +163,7 @@ impl KafkaSource {
             started: Instant::now(),
             last_asked_us: Default::default(),
         };
-        let mut cc = ClientConfig::new();
-        cc.set("bootstrap.servers", &config.brokers)
-            .set("group.id", &config.group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("client.id", "poirot")
-            // Statistics say which partitions were read to their end and whether
-            // their leaders are up (the reading clock), and carry consumer lag.
-            .set("statistics.interval.ms", "1000");
-        for (k, v) in &config.properties {
-            cc.set(k, v);
-        }
-        let consumer: BaseConsumer<Context> = cc.create_with_context(context)?;
+        let consumer: BaseConsumer<Context> = client_config(config).create_with_context(context)?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         let context = consumer.context().clone();
@@ -248,6 +253,29 @@ impl Drop for KafkaSource {
     fn drop(&mut self) {
         Source::stop(self);
     }
+}
+
+/// The consumer's settings: poirot's, then [`CONSUMER_DEFAULTS`], then the
+/// user's `[kafka.properties]`, each overriding what came before.
+fn client_config(config: &KafkaSourceConfig) -> ClientConfig {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("client.id", "poirot")
+        // Statistics say which partitions were read to their end and whether
+        // their leaders are up (the reading clock), and carry consumer lag.
+        .set("statistics.interval.ms", "1000");
+    for (k, v) in CONSUMER_DEFAULTS
+        .iter()
+        .copied()
+        .chain(config.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    {
+        cc.set(k, v);
+    }
+    cc
 }
 
 fn record(context: &Context, m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
@@ -374,9 +402,10 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
             std::thread::sleep(Duration::from_millis(5));
         } else {
             let mut batch = Vec::new();
+            let mut bytes = 0;
             let mut wait = Duration::from_millis(100);
             // The first message may take a while; the rest of a batch is what is already there.
-            while batch.len() < BATCH {
+            while batch.len() < BATCH && bytes < BATCH_BYTES {
                 let polled = consumer.poll(wait);
                 // A rebalance runs inside `poll`: what the batch holds of a partition
                 // revoked there was read under the assignment that ended, and must not
@@ -384,7 +413,11 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
                 // returns now is of the new assignment.)
                 drop_revoked(&context, &mut batch);
                 match polled {
-                    Some(Ok(m)) => batch.push(record(&context, &m)),
+                    Some(Ok(m)) => {
+                        let r = record(&context, &m);
+                        bytes += r.payload.len();
+                        batch.push(r);
+                    }
                     Some(Err(e)) => context.limiter.error("consumer", &e, &format!("kafka: {e}")),
                     None => break,
                 }
@@ -446,6 +479,26 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consumer_defaults_apply_and_kafka_properties_override_them() {
+        let mut config = KafkaSourceConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topics: vec!["jaeger-spans".into()],
+            group: "poirot".into(),
+            properties: BTreeMap::new(),
+            formats: vec![None],
+        };
+        let cc = client_config(&config);
+        assert_eq!(cc.get("fetch.queue.backoff.ms"), Some("10"));
+        assert_eq!(cc.get("queued.max.messages.kbytes"), Some("16384"));
+        config.properties.insert("fetch.queue.backoff.ms".into(), "250".into());
+        config.properties.insert("partition.assignment.strategy".into(), "range".into());
+        let cc = client_config(&config);
+        assert_eq!(cc.get("fetch.queue.backoff.ms"), Some("250"));
+        assert_eq!(cc.get("partition.assignment.strategy"), Some("range"));
+        assert_eq!(cc.get("queued.min.messages"), Some("20000"));
+    }
 
     const MS: Duration = Duration::from_millis(1);
 
