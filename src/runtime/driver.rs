@@ -267,9 +267,25 @@ impl Driver {
             self.last_forget = Instant::now();
         }
         if !self.unacknowledged {
-            let acked = self.exchange.acked()?;
             let assigned = self.assigned.iter().map(|(&p, &a)| (p, a));
-            publish(&self.pipeline, &*self.exchange, source, assigned, acked);
+            if last.is_some() {
+                // The last round waits for what was sent elsewhere.
+                let acked = self.exchange.acked()?;
+                publish(&self.pipeline, &*self.exchange, source, assigned, acked);
+            } else {
+                let mut passed_on = Vec::new();
+                for (p, a) in assigned {
+                    match self.pipeline.committable(p) {
+                        Some(o) if self.exchange.passes_on(p) => passed_on.push((p, a, o)),
+                        Some(o) => source.publish(p, a, o),
+                        None => {}
+                    }
+                }
+                // Offsets of an assignment that ended meanwhile are refused by the source.
+                for (p, a, o) in self.exchange.hold(passed_on)? {
+                    source.publish(p, a, o);
+                }
+            }
         }
         Ok(Written::Acknowledged)
     }

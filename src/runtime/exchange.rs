@@ -11,7 +11,7 @@
 //! would be another implementation of [`Exchange`]; the driver does not change.
 
 use super::{Input, Pipeline, RecordOutcome};
-use crate::source::Record;
+use crate::source::{Assignment, Record};
 use std::sync::atomic::AtomicBool;
 
 /// A delivery to another process failed for good: the input behind it must be
@@ -47,7 +47,17 @@ pub trait Exchange {
     fn passes_on(&self, _partition: u32) -> bool {
         false
     }
+
+    /// Offsets of [`passes_on`](Self::passes_on) partitions, as they stand after a
+    /// round: each waits until what was sent elsewhere before it is acknowledged,
+    /// without waiting on the brokers. Returns the offsets that no longer wait.
+    fn hold(&mut self, offsets: Vec<Offset>) -> Result<Vec<Offset>, ExchangeError> {
+        Ok(offsets)
+    }
 }
+
+/// An offset of a partition under an assignment, to publish.
+pub type Offset = (u32, Assignment, i64);
 
 /// One process holds every trace: records go straight into the pipeline.
 pub struct InProcess;
@@ -75,6 +85,7 @@ mod through_topic {
     use crate::source::repartition::{Mode, Rekeyer};
     use crate::telemetry::work;
     use prometheus_client::metrics::counter::Counter;
+    use std::collections::VecDeque;
 
     /// Index of the span topic among the topics `poirot run` reads.
     pub const INPUT: usize = 0;
@@ -93,7 +104,14 @@ mod through_topic {
         input_partitioner: InputPartitioner,
         /// Link records were sent: every partition's offsets wait for their acknowledgement.
         sent_links: bool,
+        /// Offsets held, each with the epoch of the producer sealed after them.
+        held: VecDeque<(u64, Vec<Offset>)>,
     }
+
+    /// Rounds whose offsets may wait at once: past that the oldest are dropped
+    /// (later ones carry the same partitions further), so a slow broker costs
+    /// commit progress, never memory.
+    const MAX_HELD: usize = 4096;
 
     impl ThroughTopic {
         /// `pipeline` sends its links through here from now on.
@@ -106,6 +124,7 @@ mod through_topic {
                 repartitioned,
                 input_partitioner: InputPartitioner::default(),
                 sent_links: false,
+                held: VecDeque::new(),
             }
         }
 
@@ -222,6 +241,27 @@ mod through_topic {
                 w.fail("not acknowledged yet");
             }
             Ok(acked)
+        }
+
+        fn hold(&mut self, offsets: Vec<Offset>) -> Result<Vec<Offset>, ExchangeError> {
+            if self.rekeyer.failed() {
+                work("repartition.deliveries", Vec::new()).fail("a delivery failed for good");
+                return Err(ExchangeError);
+            }
+            let epoch = self.rekeyer.seal();
+            // Unchanged offsets need no second entry.
+            if !offsets.is_empty() && self.held.back().is_none_or(|(_, last)| *last != offsets) {
+                if self.held.len() == MAX_HELD {
+                    self.held.pop_front();
+                }
+                self.held.push_back((epoch, offsets));
+            }
+            let before = self.rekeyer.acked_before();
+            let mut released = Vec::new();
+            while self.held.front().is_some_and(|&(e, _)| e < before) {
+                released.extend(self.held.pop_front().into_iter().flat_map(|(_, o)| o));
+            }
+            Ok(released)
         }
 
         /// Input partitions re-key records; once links were sent, a record of

@@ -36,7 +36,7 @@ use rdkafka::{ClientConfig, ClientContext, Message};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -181,17 +181,24 @@ pub fn ensure_topic(
     Ok(have)
 }
 
-/// Notes deliveries that failed for good.
+/// Messages not yet acknowledged, per epoch (see [`Rekeyer::seal`]); epochs with
+/// none are absent.
+type Outstanding = Arc<Mutex<BTreeMap<u64, u64>>>;
+
+/// Notes deliveries: each message carries its epoch, and leaves that epoch's
+/// outstanding count when the broker acknowledged it or it failed for good
+/// (which is also noted, and stops every commit behind it).
 struct Deliveries {
     failed: Arc<AtomicBool>,
+    outstanding: Outstanding,
 }
 
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
         if let Err((e, m)) = result {
             tracing::error!(
                 "repartition: a span to {} partition {} was not delivered: {e}",
@@ -199,6 +206,19 @@ impl ProducerContext for Deliveries {
                 m.partition()
             );
             self.failed.store(true, Ordering::Relaxed);
+        }
+        settle(&self.outstanding, epoch as u64, 1);
+    }
+}
+
+/// `n` messages of `epoch` are no longer outstanding.
+fn settle(outstanding: &Outstanding, epoch: u64, n: u64) {
+    if let Ok(mut o) = outstanding.lock() {
+        if let Some(left) = o.get_mut(&epoch) {
+            *left = left.saturating_sub(n);
+            if *left == 0 {
+                o.remove(&epoch);
+            }
         }
     }
 }
@@ -226,6 +246,10 @@ pub struct Rekeyer {
     idle_us: i64,
     last_watermark: Option<(EventTime, i64)>,
     failed: Arc<AtomicBool>,
+    /// The epoch messages queued now belong to, and how many of each epoch are not
+    /// yet acknowledged: offsets wait for their epoch without waiting on Kafka.
+    epoch: u64,
+    outstanding: Outstanding,
     /// Spans were left unsent at shutdown.
     abandoned: bool,
     unflushed: bool,
@@ -245,6 +269,7 @@ impl Rekeyer {
         idle_us: i64,
     ) -> Result<Self, RepartitionError> {
         let failed = Arc::new(AtomicBool::new(false));
+        let outstanding = Outstanding::default();
         let mut cc = client_config(brokers, props, "poirot-repartition");
         // Spans queued for Kafka (1 GiB by default): 16 MiB keeps memory flat, and a
         // full queue only makes `send` wait for deliveries.
@@ -257,7 +282,8 @@ impl Rekeyer {
             .set("linger.ms", "5")
             // Java clients' partitioner, so Kafka tools agree on where a trace lives.
             .set("partitioner", "murmur2_random");
-        let producer = cc.create_with_context(Deliveries { failed: failed.clone() })?;
+        let producer =
+            cc.create_with_context(Deliveries { failed: failed.clone(), outstanding: outstanding.clone() })?;
         Ok(Rekeyer {
             producer,
             topic: topic.to_owned(),
@@ -267,6 +293,8 @@ impl Rekeyer {
             idle_us,
             last_watermark: None,
             failed,
+            epoch: 0,
+            outstanding,
             abandoned: false,
             unflushed: false,
             spans: 0,
@@ -290,11 +318,15 @@ impl Rekeyer {
         for s in spans {
             let key = s.trace_id.to_string();
             let payload = jaeger_proto::encode(s, names, &[]);
-            let mut record = BaseRecord::to(&self.topic).key(key.as_bytes()).payload(&payload[..]);
+            let mut record = BaseRecord::with_opaque_to(&self.topic, self.epoch as usize)
+                .key(key.as_bytes())
+                .payload(&payload[..]);
             loop {
+                self.note_queued();
                 match self.producer.send(record) {
                     Ok(()) => break,
                     Err((e, back)) => {
+                        settle(&self.outstanding, self.epoch, 1);
                         // Queue full: let deliveries drain, then try again.
                         if e.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
                             tracing::error!("repartition: cannot queue a span: {e}");
@@ -327,12 +359,19 @@ impl Rekeyer {
         let payload = jaeger_proto::encode(span, names, &[]);
         loop {
             let headers = OwnedHeaders::new().insert(Header { key: LINK_HEADER, value: Some("1") });
-            let mut record =
-                BaseRecord::to(&self.topic).key(key.as_bytes()).payload(&payload[..]).headers(headers);
+            let mut record = BaseRecord::with_opaque_to(&self.topic, self.epoch as usize)
+                .key(key.as_bytes())
+                .payload(&payload[..])
+                .headers(headers);
             if let Some(p) = partition {
                 record = record.partition(p);
             }
-            match self.producer.send(record) {
+            self.note_queued();
+            let sent = self.producer.send(record);
+            if sent.is_err() {
+                settle(&self.outstanding, self.epoch, 1);
+            }
+            match sent {
                 Ok(()) => break,
                 Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                     if stop.load(Ordering::Relaxed) {
@@ -401,15 +440,44 @@ impl Rekeyer {
             let headers = OwnedHeaders::new()
                 .insert(Header { key: WATERMARK_HEADER, value: Some(w.as_str()) })
                 .insert(Header { key: PRODUCER_HEADER, value: Some(id.as_str()) });
-            let record: BaseRecord<'_, [u8], [u8]> =
-                BaseRecord::to(&self.topic).partition(partition).payload(&[][..]).headers(headers);
+            let record: BaseRecord<'_, [u8], [u8], usize> =
+                BaseRecord::with_opaque_to(&self.topic, self.epoch as usize)
+                    .partition(partition)
+                    .payload(&[][..])
+                    .headers(headers);
+            self.note_queued();
             if let Err((e, _)) = self.producer.send(record) {
+                settle(&self.outstanding, self.epoch, 1);
                 // Only progress: the next one carries it.
                 tracing::debug!("repartition: watermark not queued: {e}");
             }
         }
         self.unflushed = true;
         self.last_watermark = Some((event_time, now));
+    }
+
+    /// One more message of the current epoch is about to be queued (noted before
+    /// `send`, which may serve its delivery at once).
+    fn note_queued(&self) {
+        if let Ok(mut o) = self.outstanding.lock() {
+            *o.entry(self.epoch).or_insert(0) += 1;
+        }
+    }
+
+    /// Ends the current epoch and returns it: once [`acked_before`](Self::acked_before)
+    /// is past it, every message queued up to now was acknowledged.
+    pub fn seal(&mut self) -> u64 {
+        self.epoch += 1;
+        self.epoch - 1
+    }
+
+    /// Every message of the epochs before the returned one is acknowledged (or
+    /// failed for good, which [`failed`](Self::failed) says). Serves the
+    /// deliveries waiting, without blocking.
+    pub fn acked_before(&self) -> u64 {
+        self.producer.poll(Duration::ZERO);
+        let oldest = self.outstanding.lock().ok().and_then(|o| o.keys().next().copied());
+        oldest.unwrap_or(self.epoch)
     }
 
     /// Spans queued since the last acknowledged flush, or abandoned at shutdown.
