@@ -35,14 +35,21 @@ impl TraceId {
 
     /// Parses 1 to 32 hex digits (Jaeger UI drops leading zeros of the high half).
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.is_empty() || s.len() > 32 {
+        if s.len() > 32 {
             return None;
         }
-        let v = u128::from_str_radix(s, 16).ok()?;
-        if !s.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return None; // from_str_radix accepts a leading '+'
-        }
+        let v = hex_value(s.as_bytes())?;
         Some(TraceId::new((v >> 64) as u64, v as u64))
+    }
+
+    /// The 32 lowercase hex digits, without allocating (Kafka keys on the hot path).
+    pub fn to_hex(self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        let v = ((self.high as u128) << 64) | self.low as u128;
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = HEX_DIGITS[((v >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        out
     }
 }
 
@@ -61,11 +68,32 @@ impl SpanId {
     }
 
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.is_empty() || s.len() > 16 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
+        if s.len() > 16 {
             return None;
         }
-        u64::from_str_radix(s, 16).ok().map(SpanId)
+        hex_value(s.as_bytes()).map(|v| SpanId(v as u64))
     }
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// The value of 1 to 32 hex digits (either case); `None` for anything else.
+#[inline]
+fn hex_value(s: &[u8]) -> Option<u128> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut v: u128 = 0;
+    for &c in s {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        v = (v << 4) | u128::from(d);
+    }
+    Some(v)
 }
 
 impl fmt::Display for TraceId {
@@ -110,6 +138,13 @@ mod tests {
         assert_eq!(TraceId::from_hex(full).map(|t| t.to_string()).as_deref(), Some(full));
         assert_eq!(TraceId::from_hex("+ab"), None);
         assert_eq!(TraceId::from_hex("xyz"), None);
+        assert_eq!(TraceId::from_hex(""), None);
+        assert_eq!(TraceId::from_hex(&"f".repeat(33)), None);
+        assert_eq!(TraceId::from_hex("AB"), Some(TraceId::new(0, 0xab)));
+        let t = TraceId::new(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
+        assert_eq!(&t.to_hex(), t.to_string().as_bytes());
+        assert_eq!(SpanId::from_hex("fedcba9876543210"), Some(SpanId(0xfedc_ba98_7654_3210)));
+        assert_eq!(SpanId::from_hex("-1"), None);
         assert_eq!(SpanId::from_hex("00000000000000000"), None);
     }
 

@@ -316,10 +316,10 @@ impl Rekeyer {
         }
         self.progress.insert(input, InputProgress::Active { max_event, at_us: now });
         for s in spans {
-            let key = s.trace_id.to_string();
+            let key = s.trace_id.to_hex();
             let payload = jaeger_proto::encode(s, names, &[]);
             let mut record = BaseRecord::with_opaque_to(&self.topic, self.epoch as usize)
-                .key(key.as_bytes())
+                .key(&key[..])
                 .payload(&payload[..]);
             loop {
                 self.note_queued();
@@ -355,12 +355,12 @@ impl Rekeyer {
     /// (then nothing behind it may be committed).
     pub fn send_link(&mut self, span: &Span, names: &Interner, partition: Option<i32>, stop: &AtomicBool) {
         let Some(to) = span.refs.first() else { return };
-        let key = to.trace_id.to_string();
+        let key = to.trace_id.to_hex();
         let payload = jaeger_proto::encode(span, names, &[]);
         loop {
             let headers = OwnedHeaders::new().insert(Header { key: LINK_HEADER, value: Some("1") });
             let mut record = BaseRecord::with_opaque_to(&self.topic, self.epoch as usize)
-                .key(key.as_bytes())
+                .key(&key[..])
                 .payload(&payload[..])
                 .headers(headers);
             if let Some(p) = partition {
