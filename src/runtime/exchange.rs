@@ -59,6 +59,43 @@ pub trait Exchange {
 /// An offset of a partition under an assignment, to publish.
 pub type Offset = (u32, Assignment, i64);
 
+/// Offsets waiting for what a producer queued before them: each round's offsets
+/// with the producer epoch sealed after them (every message queued until then
+/// belongs to that epoch or an earlier one).
+#[derive(Default)]
+pub struct HeldOffsets {
+    queue: std::collections::VecDeque<(u64, Vec<Offset>)>,
+}
+
+impl HeldOffsets {
+    /// Rounds whose offsets may wait at once: past that the oldest are dropped
+    /// (later ones carry the same partitions further), so a slow broker costs
+    /// commit progress, never memory.
+    pub const MAX: usize = 4096;
+
+    /// Holds `offsets` until every message up to `epoch` is acknowledged.
+    pub fn hold(&mut self, epoch: u64, offsets: Vec<Offset>) {
+        // Unchanged offsets need no second entry: the earlier epoch covers them.
+        if offsets.is_empty() || self.queue.back().is_some_and(|(_, last)| *last == offsets) {
+            return;
+        }
+        if self.queue.len() == Self::MAX {
+            self.queue.pop_front();
+        }
+        self.queue.push_back((epoch, offsets));
+    }
+
+    /// The offsets whose epochs are all acknowledged: every epoch before
+    /// `acked_before` is. In the order they were held, so a partition's last wins.
+    pub fn release(&mut self, acked_before: u64) -> Vec<Offset> {
+        let mut released = Vec::new();
+        while self.queue.front().is_some_and(|&(e, _)| e < acked_before) {
+            released.extend(self.queue.pop_front().into_iter().flat_map(|(_, o)| o));
+        }
+        released
+    }
+}
+
 /// One process holds every trace: records go straight into the pipeline.
 pub struct InProcess;
 
@@ -85,7 +122,6 @@ mod through_topic {
     use crate::source::repartition::{Mode, Rekeyer};
     use crate::telemetry::work;
     use prometheus_client::metrics::counter::Counter;
-    use std::collections::VecDeque;
 
     /// Index of the span topic among the topics `poirot run` reads.
     pub const INPUT: usize = 0;
@@ -104,14 +140,9 @@ mod through_topic {
         input_partitioner: InputPartitioner,
         /// Link records were sent: every partition's offsets wait for their acknowledgement.
         sent_links: bool,
-        /// Offsets held, each with the epoch of the producer sealed after them.
-        held: VecDeque<(u64, Vec<Offset>)>,
+        /// Offsets waiting for the re-keyed spans and link records before them.
+        held: HeldOffsets,
     }
-
-    /// Rounds whose offsets may wait at once: past that the oldest are dropped
-    /// (later ones carry the same partitions further), so a slow broker costs
-    /// commit progress, never memory.
-    const MAX_HELD: usize = 4096;
 
     impl ThroughTopic {
         /// `pipeline` sends its links through here from now on.
@@ -124,7 +155,7 @@ mod through_topic {
                 repartitioned,
                 input_partitioner: InputPartitioner::default(),
                 sent_links: false,
-                held: VecDeque::new(),
+                held: HeldOffsets::default(),
             }
         }
 
@@ -248,20 +279,12 @@ mod through_topic {
                 work("repartition.deliveries", Vec::new()).fail("a delivery failed for good");
                 return Err(ExchangeError);
             }
-            let epoch = self.rekeyer.seal();
-            // Unchanged offsets need no second entry.
-            if !offsets.is_empty() && self.held.back().is_none_or(|(_, last)| *last != offsets) {
-                if self.held.len() == MAX_HELD {
-                    self.held.pop_front();
-                }
-                self.held.push_back((epoch, offsets));
+            self.held.hold(self.rekeyer.seal(), offsets);
+            // Spans left unsent at shutdown: nothing read after them may be committed.
+            if self.rekeyer.abandoned() {
+                return Ok(Vec::new());
             }
-            let before = self.rekeyer.acked_before();
-            let mut released = Vec::new();
-            while self.held.front().is_some_and(|&(e, _)| e < before) {
-                released.extend(self.held.pop_front().into_iter().flat_map(|(_, o)| o));
-            }
-            Ok(released)
+            Ok(self.held.release(self.rekeyer.acked_before()))
         }
 
         /// Input partitions re-key records; once links were sent, a record of
@@ -269,5 +292,42 @@ mod through_topic {
         fn passes_on(&self, partition: u32) -> bool {
             self.sent_links || split_id(partition).0 == INPUT
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_offsets_are_released_once_their_epoch_and_every_earlier_one_are_acknowledged() {
+        let a = Assignment::default();
+        let mut held = HeldOffsets::default();
+        held.hold(0, vec![(1, a, 10), (2, a, 5)]);
+        held.hold(1, vec![(1, a, 20), (2, a, 5)]);
+        // The same offsets again: no entry of their own, released with epoch 1.
+        held.hold(2, vec![(1, a, 20), (2, a, 5)]);
+        held.hold(3, vec![(1, a, 30), (2, a, 8)]);
+        // Epoch 0 still has messages outstanding: nothing goes.
+        assert!(held.release(0).is_empty());
+        // Epochs 0 and 1 acknowledged (2 has some outstanding).
+        assert_eq!(held.release(2), [(1, a, 10), (2, a, 5), (1, a, 20), (2, a, 5)]);
+        assert!(held.release(2).is_empty());
+        assert_eq!(held.release(4), [(1, a, 30), (2, a, 8)]);
+        assert!(held.release(u64::MAX).is_empty());
+    }
+
+    #[test]
+    fn held_offsets_stay_bounded_by_dropping_the_oldest() {
+        let a = Assignment::default();
+        let mut held = HeldOffsets::default();
+        for e in 0..HeldOffsets::MAX as u64 + 10 {
+            held.hold(e, vec![(1, a, e as i64)]);
+        }
+        let released = held.release(u64::MAX);
+        assert_eq!(released.len(), HeldOffsets::MAX);
+        // The newest offset is kept: dropping old rounds only delays commits.
+        assert_eq!(released.last(), Some(&(1, a, HeldOffsets::MAX as i64 + 9)));
+        assert_eq!(released.first(), Some(&(1, a, 10)));
     }
 }

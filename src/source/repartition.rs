@@ -480,6 +480,11 @@ impl Rekeyer {
         oldest.unwrap_or(self.epoch)
     }
 
+    /// Spans were left unsent at shutdown.
+    pub fn abandoned(&self) -> bool {
+        self.abandoned
+    }
+
     /// Spans queued since the last acknowledged flush, or abandoned at shutdown.
     pub fn has_unflushed(&self) -> bool {
         self.unflushed || self.abandoned
