@@ -170,9 +170,9 @@ check_prometheus_config() {
   local dir=$WORK/prometheus secrets=$WORK/secrets name
   mkdir -p "$dir" "$secrets"
   cp docker/prometheus/*.yml "$dir/"
-  for name in $(grep -o '/run/secrets/[A-Za-z0-9_.-]*' docker/prometheus/prometheus.yml | sort -u); do
+  while read -r name; do
     printf 'stand-in' >"$secrets/${name#/run/secrets/}"
-  done
+  done < <(grep -o '/run/secrets/[A-Za-z0-9_.-]*' docker/prometheus/prometheus.yml | sort -u)
   sed "s#/run/secrets/#$secrets/#g" docker/prometheus/prometheus.yml >"$dir/prometheus.yml"
   promtool check config "$dir/prometheus.yml"
 }
