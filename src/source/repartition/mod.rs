@@ -30,14 +30,17 @@ use crate::model::{Interner, Span, TraceId};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, ClientContext, Message};
+use rdkafka::ClientConfig;
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+mod deliveries;
+use deliveries::{settle, Deliveries, Outstanding};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepartitionError {
@@ -179,48 +182,6 @@ pub fn ensure_topic(
         tracing::warn!("{topic} has {have} partitions, {input} {partitions}: scaling follows the smaller");
     }
     Ok(have)
-}
-
-/// Messages not yet acknowledged, per epoch (see [`Rekeyer::seal`]); epochs with
-/// none are absent.
-type Outstanding = Arc<Mutex<BTreeMap<u64, u64>>>;
-
-/// Notes deliveries: each message carries its epoch, and leaves that epoch's
-/// outstanding count when the broker acknowledged it or it failed for good
-/// (which is also noted, and stops every commit behind it).
-struct Deliveries {
-    failed: Arc<AtomicBool>,
-    outstanding: Outstanding,
-}
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = usize;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
-        if let Err((e, m)) = result {
-            tracing::error!(
-                "repartition: a span to {} partition {} was not delivered: {e}",
-                m.topic(),
-                m.partition()
-            );
-            self.failed.store(true, Ordering::Relaxed);
-        }
-        settle(&self.outstanding, epoch as u64, 1);
-    }
-}
-
-/// `n` messages of `epoch` are no longer outstanding.
-fn settle(outstanding: &Outstanding, epoch: u64, n: u64) {
-    if let Ok(mut o) = outstanding.lock() {
-        if let Some(left) = o.get_mut(&epoch) {
-            *left = left.saturating_sub(n);
-            if *left == 0 {
-                o.remove(&epoch);
-            }
-        }
-    }
 }
 
 /// What one input partition may still send into the repartition topic.
@@ -516,33 +477,4 @@ impl Rekeyer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn span(low: u64) -> Span {
-        Span { trace_id: TraceId::new(0, low), ..Span::default() }
-    }
-
-    #[test]
-    fn a_key_naming_the_trace_of_every_span_is_keyed() {
-        let spans = [span(0xab), span(0xab)];
-        assert!(is_keyed(Some(b"000000000000000000000000000000ab"), &spans));
-        assert!(is_keyed(Some(b"00000000000000ab"), &spans), "Jaeger writes 64-bit ids as 16 digits");
-        assert!(is_keyed(Some(&TraceId::new(0, 0xab).to_bytes()), &spans), "16 raw bytes");
-        assert!(!is_keyed(None, &spans));
-        assert!(!is_keyed(Some(b"batch-7"), &spans));
-        assert!(!is_keyed(Some(b"00000000000000ab"), &[span(0xab), span(0xcd)]), "two traces");
-    }
-
-    #[test]
-    fn modes() {
-        let (one, two) = ([span(1)], [span(1), span(2)]);
-        let key = Some(&b"0000000000000001"[..]);
-        assert!(!Mode::Auto.rekeys(key, &one));
-        assert!(Mode::Auto.rekeys(key, &two));
-        assert!(Mode::Auto.rekeys(None, &one));
-        assert!(Mode::Always.rekeys(key, &one));
-        assert!(!Mode::Never.rekeys(None, &two));
-        assert!(!Mode::Always.rekeys(None, &[]), "nothing decoded: nothing to re-key");
-    }
-}
+mod tests;

@@ -1,0 +1,28 @@
+use super::*;
+
+fn span(low: u64) -> Span {
+    Span { trace_id: TraceId::new(0, low), ..Span::default() }
+}
+
+#[test]
+fn a_key_naming_the_trace_of_every_span_is_keyed() {
+    let spans = [span(0xab), span(0xab)];
+    assert!(is_keyed(Some(b"000000000000000000000000000000ab"), &spans));
+    assert!(is_keyed(Some(b"00000000000000ab"), &spans), "Jaeger writes 64-bit ids as 16 digits");
+    assert!(is_keyed(Some(&TraceId::new(0, 0xab).to_bytes()), &spans), "16 raw bytes");
+    assert!(!is_keyed(None, &spans));
+    assert!(!is_keyed(Some(b"batch-7"), &spans));
+    assert!(!is_keyed(Some(b"00000000000000ab"), &[span(0xab), span(0xcd)]), "two traces");
+}
+
+#[test]
+fn modes() {
+    let (one, two) = ([span(1)], [span(1), span(2)]);
+    let key = Some(&b"0000000000000001"[..]);
+    assert!(!Mode::Auto.rekeys(key, &one));
+    assert!(Mode::Auto.rekeys(key, &two));
+    assert!(Mode::Auto.rekeys(None, &one));
+    assert!(Mode::Always.rekeys(key, &one));
+    assert!(!Mode::Never.rekeys(None, &two));
+    assert!(!Mode::Always.rekeys(None, &[]), "nothing decoded: nothing to re-key");
+}
