@@ -11,6 +11,10 @@ cleanup() {
 trap cleanup EXIT
 
 "$SERVICES_DIR/services.sh" up
+# A one-off machine (CI) builds the Go binaries once: their compiler cache is only disk now.
+if [ "${POIROT_TRIM_BUILD_CACHES:-0}" = 1 ] && [ -d "$POIROT_CACHE/go/cache" ]; then
+  rm -rf "$POIROT_CACHE/go/cache"
+fi
 # shellcheck disable=SC1091
 source "$POIROT_RUN/env"
 cd "$ROOT"
