@@ -99,7 +99,37 @@ pub fn decode_record(format: Option<Format>, record: &[u8]) {
     let format = format.or_else(|| detect(record));
     if let (Some(f), false) = (format, spans.is_empty()) {
         round_trip(f, &spans, p.names_mut());
+        rekeyed_round_trip(&spans, p.names_mut());
     }
+}
+
+/// One record of the repartition topic read as a batch (`jaeger.api_v2.Batch`):
+/// every error counted, every span kept valid.
+pub fn decode_shuffled_batch(record: &[u8]) {
+    let mut p = pipeline(Limits::Default);
+    let mut spans = Vec::new();
+    let outcome = p.decode_shuffled(record, true, &mut spans);
+    assert_eq!(outcome.spans, spans.len());
+    assert_eq!(outcome.error.is_some(), p.outputs().input.bad_total() >= 1, "{:?}", outcome.error);
+    for s in &spans {
+        check_span(s, p.names());
+    }
+    if !spans.is_empty() {
+        rekeyed_round_trip(&spans, p.names_mut());
+    }
+}
+
+/// What the repartition stage writes of `spans` (one batch) reads back as they
+/// are, in order: re-keying changes nothing a reader sees.
+fn rekeyed_round_trip(spans: &[Span], names: &mut Interner) {
+    let mut batch = Vec::new();
+    for s in spans {
+        jaeger_proto::write_batch_span(&mut batch, s, names);
+    }
+    let (mut again, mut errors) = (Vec::new(), Vec::new());
+    jaeger_proto::decode_batch(&batch, names, &mut again, &mut errors);
+    assert!(errors.is_empty(), "re-keyed spans do not decode: {errors:?}");
+    assert_eq!(spans, &again[..], "spans changed on the way through the repartition topic");
 }
 
 /// A span as every analysis may assume it: valid ids, plausible times, names within the cap.

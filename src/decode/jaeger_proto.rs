@@ -1,12 +1,16 @@
 //! Jaeger protobuf (`jaeger.api_v2.Span`), one span per record: what the Jaeger
 //! collector writes to Kafka with the `protobuf` / `jaeger_proto` encoding.
 //!
-//! Decoding walks the wire format directly (zero copy, unneeded fields skipped);
-//! encoding uses the prost types generated from `proto/jaeger/model.proto`, so the
-//! two are independent implementations that the property tests hold together.
+//! Decoding walks the wire format directly (zero copy, unneeded fields skipped).
+//! Two encoders: [`encode`] builds the prost types generated from
+//! `proto/jaeger/model.proto` (the simulator's realistic records, and the
+//! independent implementation tests hold the decoder to); [`write_span`] writes the
+//! wire format straight from a [`Span`], for the repartition stage, which encodes
+//! every re-keyed span, and its [`jaeger::Batch`] records ([`write_batch_span`],
+//! [`decode_batch`]).
 
 use super::attrs::{self, operation_sym, service_sym, Attrs};
-use super::pb::{jaeger, Reader, WireError, LEN, VARINT};
+use super::pb::{jaeger, Reader, WireError, Writer, LEN, VARINT};
 use super::time;
 use super::{DecodeError, Reason};
 use crate::model::{Interner, RefKind, Span, SpanId, SpanRef, TraceId};
@@ -252,6 +256,77 @@ pub fn encode(span: &Span, names: &Interner, extra: &[(&str, &str)]) -> Vec<u8> 
     to_message(span, names, extra).encode_to_vec()
 }
 
+/// Writes `span` as the fields of a `jaeger.api_v2.Span`: what poirot reads of it
+/// (ids, operation, references, times, the attributes it keeps, the service).
+pub fn write_span(w: &mut Writer<'_>, span: &Span, names: &Interner) {
+    w.bytes_field(1, &span.trace_id.to_bytes());
+    w.bytes_field(2, &span.span_id.to_bytes());
+    w.bytes_field(3, names.resolve(span.operation).as_bytes());
+    for r in &span.refs {
+        w.message(4, |w| {
+            w.bytes_field(1, &r.trace_id.to_bytes());
+            w.bytes_field(2, &r.span_id.to_bytes());
+            if r.kind == RefKind::FollowsFrom {
+                w.varint_field(3, jaeger::SpanRefType::FollowsFrom as u64);
+            }
+        });
+    }
+    w.varint_field(5, 1); // sampled
+    w.message(6, |w| {
+        w.varint_field(1, span.start_us.div_euclid(1_000_000) as u64);
+        w.varint_field(2, (span.start_us.rem_euclid(1_000_000) * 1000) as u64);
+    });
+    w.message(7, |w| {
+        w.varint_field(1, span.duration_us / 1_000_000);
+        w.varint_field(2, (span.duration_us % 1_000_000) * 1000);
+    });
+    for (key, value) in attrs::jaeger_tags(span, names) {
+        w.message(8, |w| {
+            w.bytes_field(1, key.as_bytes());
+            w.bytes_field(3, value.as_bytes());
+        });
+    }
+    if span.error {
+        w.message(8, |w| {
+            w.bytes_field(1, attrs::keys::ERROR.as_bytes());
+            w.varint_field(2, jaeger::ValueType::Bool as u64);
+            w.varint_field(4, 1);
+        });
+    }
+    w.message(10, |w| w.bytes_field(1, names.resolve(span.service).as_bytes()));
+}
+
+/// Appends `span` to `out`, the body of a `jaeger.api_v2.Batch` (field 1, one
+/// per span; each span carries its own process, so the batch's is left out).
+pub fn write_batch_span(out: &mut Vec<u8>, span: &Span, names: &Interner) {
+    Writer { out }.message(1, |w| write_span(w, span, names));
+}
+
+/// Decodes a `jaeger.api_v2.Batch`: each span on its own (a bad one is an error
+/// and the rest are kept); a broken batch ends with one error.
+pub fn decode_batch(
+    record: &[u8],
+    names: &mut Interner,
+    spans: &mut Vec<Span>,
+    errors: &mut Vec<DecodeError>,
+) {
+    let mut r = Reader::new(record);
+    while !r.at_end() {
+        let field = r.key().and_then(|(f, wt)| match (f, wt) {
+            (1, LEN) => r.bytes().map(Some),
+            _ => r.skip(wt).map(|_| None),
+        });
+        match field {
+            Ok(Some(b)) => match decode(b, names) {
+                Ok(s) => spans.push(s),
+                Err(e) => errors.push(e),
+            },
+            Ok(None) => {}
+            Err(e) => return errors.push(malformed(e, "batch")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +355,69 @@ mod tests {
         let s = sample(&mut names);
         let bytes = encode(&s, &names, &[("http.method", "GET")]);
         assert_eq!(decode(&bytes, &mut names), Ok(s));
+    }
+
+    #[test]
+    fn the_direct_encoder_writes_what_the_generated_types_read() {
+        let mut names = Interner::new();
+        let mut spans = vec![sample(&mut names)];
+        let mut plain = sample(&mut names);
+        plain.refs.clear();
+        plain.error = false;
+        plain.kind = SpanKind::Unspecified;
+        // Before the epoch (which the decoder refuses): negative seconds, positive nanos.
+        plain.start_us = -1_500_000;
+        plain.duration_us = 3_000_000_123;
+        plain.operation = names.intern(&"o".repeat(300)); // lengths over one varint byte
+        spans.push(plain);
+        let mut late = spans[0].clone();
+        late.start_us = 1_700_000_000_999_999;
+        spans.push(late);
+        for s in &spans {
+            let mut out = Vec::new();
+            write_span(&mut Writer { out: &mut out }, s, &names);
+            let mut want = to_message(s, &names, &[]);
+            want.process.as_mut().expect("process").tags.clear();
+            assert_eq!(jaeger::Span::decode(&out[..]).expect("prost reads it"), want);
+            if s.start_us > 0 {
+                assert_eq!(decode(&out, &mut names).as_ref(), Ok(s));
+            }
+        }
+    }
+
+    #[test]
+    fn batches_read_back_span_by_span_and_keep_the_good_spans_of_a_bad_one() {
+        let mut names = Interner::new();
+        let a = sample(&mut names);
+        let mut b = sample(&mut names);
+        b.trace_id = TraceId::new(7, 8);
+        b.refs.clear();
+        let mut out = Vec::new();
+        write_batch_span(&mut out, &a, &names);
+        write_batch_span(&mut out, &b, &names);
+        let batch = jaeger::Batch::decode(&out[..]).expect("a jaeger Batch");
+        assert_eq!(batch.spans.len(), 2);
+        let (mut spans, mut errors) = (Vec::new(), Vec::new());
+        decode_batch(&out, &mut names, &mut spans, &mut errors);
+        assert_eq!((spans, errors.len()), (vec![a.clone(), b.clone()], 0));
+
+        // A span with a zero trace id between two good ones: counted, the others kept.
+        let mut bad = b.clone();
+        bad.trace_id = TraceId::default();
+        let mut out = Vec::new();
+        for s in [&a, &bad, &b] {
+            write_batch_span(&mut out, s, &names);
+        }
+        let (mut spans, mut errors) = (Vec::new(), Vec::new());
+        decode_batch(&out, &mut names, &mut spans, &mut errors);
+        assert_eq!(spans, vec![a.clone(), b.clone()]);
+        assert_eq!(errors.iter().map(|e| e.reason).collect::<Vec<_>>(), [Reason::InvalidTraceId]);
+
+        // Cut short: the whole spans before the cut are kept, then one error.
+        let (mut spans, mut errors) = (Vec::new(), Vec::new());
+        decode_batch(&out[..out.len() - 3], &mut names, &mut spans, &mut errors);
+        assert_eq!(spans, vec![a]);
+        assert_eq!(errors.last().map(|e| e.reason), Some(Reason::MalformedProtobuf));
     }
 
     #[test]

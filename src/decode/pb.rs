@@ -1,7 +1,8 @@
 //! Generated protobuf types (from `proto/`) and a minimal zero-copy wire reader
 //! for the hot Jaeger path.
 
-#[allow(clippy::all, missing_docs)]
+// `Batch` is read only by tests: the repartition stage writes it by hand.
+#[allow(clippy::all, missing_docs, dead_code)]
 pub mod jaeger {
     include!(concat!(env!("OUT_DIR"), "/jaeger.api_v2.rs"));
 }
@@ -115,6 +116,104 @@ impl<'a> Reader<'a> {
                 Ok(())
             }
             t => Err(WireError::BadWireType(t)),
+        }
+    }
+}
+
+/// Appends protobuf fields to a byte vector: the hand-written encoder of the
+/// repartition stage, which writes every re-keyed span and cannot afford a
+/// generated message per span.
+pub struct Writer<'a> {
+    pub out: &'a mut Vec<u8>,
+}
+
+impl Writer<'_> {
+    #[inline]
+    pub fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.out.push(v as u8);
+    }
+
+    #[inline]
+    pub fn key(&mut self, field: u32, wire_type: u8) {
+        self.varint(u64::from(field) << 3 | u64::from(wire_type));
+    }
+
+    /// A varint field (negative `int32`/`int64` values take ten bytes, as protobuf says).
+    #[inline]
+    pub fn varint_field(&mut self, field: u32, v: u64) {
+        self.key(field, VARINT);
+        self.varint(v);
+    }
+
+    #[inline]
+    pub fn bytes_field(&mut self, field: u32, b: &[u8]) {
+        self.key(field, LEN);
+        self.varint(b.len() as u64);
+        self.out.extend_from_slice(b);
+    }
+
+    /// A nested message written by `body`. Its length is not known before it is
+    /// written: one byte is reserved for it, and the body moves up in the rare
+    /// case that the length needs more.
+    #[inline]
+    pub fn message(&mut self, field: u32, body: impl FnOnce(&mut Writer<'_>)) {
+        self.key(field, LEN);
+        let at = self.out.len();
+        self.out.push(0);
+        body(&mut Writer { out: self.out });
+        let len = self.out.len() - at - 1;
+        if len < 0x80 {
+            self.out[at] = len as u8;
+            return;
+        }
+        let mut prefix = [0u8; 10];
+        let mut n = 0;
+        let mut v = len as u64;
+        while v >= 0x80 {
+            prefix[n] = v as u8 | 0x80;
+            v >>= 7;
+            n += 1;
+        }
+        prefix[n] = v as u8;
+        n += 1;
+        self.out.splice(at..at + 1, prefix[..n].iter().copied());
+    }
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+
+    #[test]
+    fn nested_messages_of_any_length_read_back() {
+        for len in [0usize, 1, 127, 128, 300, 16_384, 70_000] {
+            let body = vec![7u8; len];
+            let mut out = Vec::new();
+            let mut w = Writer { out: &mut out };
+            w.varint_field(1, 150);
+            w.message(2, |w| w.out.extend_from_slice(&body));
+            w.bytes_field(3, b"after");
+            let mut r = Reader::new(&out);
+            assert_eq!(r.key(), Ok((1, VARINT)));
+            assert_eq!(r.varint(), Ok(150));
+            assert_eq!(r.key(), Ok((2, LEN)));
+            assert_eq!(r.bytes(), Ok(&body[..]), "body of {len} bytes");
+            assert_eq!(r.key(), Ok((3, LEN)));
+            assert_eq!(r.bytes(), Ok(&b"after"[..]));
+            assert!(r.at_end());
+        }
+    }
+
+    #[test]
+    fn varints_match_the_reader_at_every_width() {
+        for v in [0u64, 1, 127, 128, 16_383, 16_384, u32::MAX as u64, u64::MAX, (-1i64) as u64] {
+            let mut out = Vec::new();
+            Writer { out: &mut out }.varint(v);
+            assert_eq!(Reader::new(&out).varint(), Ok(v));
         }
     }
 }

@@ -131,7 +131,7 @@ impl Driver {
                     }
                 }
                 Some(Event::Revoked { partitions, done }) => {
-                    self.revoke(source, &partitions)?;
+                    self.revoke(source, &partitions, stop)?;
                     // Only now may the source commit and let the partitions go.
                     let _ = done.send(());
                 }
@@ -173,7 +173,7 @@ impl Driver {
         tracing::info!("partitions assigned: {partitions:?}");
         let now = self.pipeline.now_us();
         for &p in partitions {
-            if self.exchange.assigned(p, now) {
+            if self.exchange.assigned(p, now, stop) {
                 self.pipeline.push(Input::Assigned { partition: p, gated: true });
             }
             for sink in &mut self.sinks {
@@ -195,9 +195,14 @@ impl Driver {
     /// (every event is followed by one); their final offsets are published (input
     /// that went through the exchange only once acknowledged), then their open
     /// traces are dropped for the next owner to read again.
-    fn revoke(&mut self, source: &mut dyn Source, partitions: &[u32]) -> Result<(), DriverError> {
+    fn revoke(
+        &mut self,
+        source: &mut dyn Source,
+        partitions: &[u32],
+        stop: &AtomicBool,
+    ) -> Result<(), DriverError> {
         tracing::info!("partitions revoked: {partitions:?}");
-        let acked = self.exchange.acked().unwrap_or(false);
+        let acked = self.exchange.acked(stop).unwrap_or(false);
         let revoked = partitions.iter().filter_map(|p| Some((*p, *self.assigned.get(p)?)));
         if !self.unacknowledged {
             publish(&self.pipeline, &*self.exchange, source, revoked, acked);
@@ -270,7 +275,7 @@ impl Driver {
             let assigned = self.assigned.iter().map(|(&p, &a)| (p, a));
             if last.is_some() {
                 // The last round waits for what was sent elsewhere.
-                let acked = self.exchange.acked()?;
+                let acked = self.exchange.acked(stop)?;
                 publish(&self.pipeline, &*self.exchange, source, assigned, acked);
             } else {
                 let mut passed_on = Vec::new();
@@ -282,7 +287,7 @@ impl Driver {
                     }
                 }
                 // Offsets of an assignment that ended meanwhile are refused by the source.
-                for (p, a, o) in self.exchange.hold(passed_on)? {
+                for (p, a, o) in self.exchange.hold(passed_on, stop)? {
                     source.publish(p, a, o);
                 }
             }

@@ -27,7 +27,7 @@ pub trait Exchange {
 
     /// `partition` was assigned at reading time `now_us`; returns whether the
     /// pipeline's event time waits for it.
-    fn assigned(&mut self, _partition: u32, _now_us: i64) -> bool {
+    fn assigned(&mut self, _partition: u32, _now_us: i64, _stop: &AtomicBool) -> bool {
         true
     }
 
@@ -39,7 +39,7 @@ pub trait Exchange {
 
     /// Waits for what was sent elsewhere to be acknowledged: `Ok(false)` while it
     /// is not (offsets of [`passes_on`](Self::passes_on) partitions wait).
-    fn acked(&mut self) -> Result<bool, ExchangeError> {
+    fn acked(&mut self, _stop: &AtomicBool) -> Result<bool, ExchangeError> {
         Ok(true)
     }
 
@@ -51,7 +51,7 @@ pub trait Exchange {
     /// Offsets of [`passes_on`](Self::passes_on) partitions, as they stand after a
     /// round: each waits until what was sent elsewhere before it is acknowledged,
     /// without waiting on the brokers. Returns the offsets that no longer wait.
-    fn hold(&mut self, offsets: Vec<Offset>) -> Result<Vec<Offset>, ExchangeError> {
+    fn hold(&mut self, offsets: Vec<Offset>, _stop: &AtomicBool) -> Result<Vec<Offset>, ExchangeError> {
         Ok(offsets)
     }
 }
@@ -208,7 +208,7 @@ mod through_topic {
                     pipeline.push(Input::LinkRecord { partition: r.partition, offset, bytes: &r.payload })
                 } else {
                     // Always Jaeger protobuf, whatever the input's encoding.
-                    let outcome = pipeline.decode_shuffled(&r.payload, spans);
+                    let outcome = pipeline.decode_shuffled(&r.payload, r.batch, spans);
                     pipeline.push(Input::Shuffled { partition: r.partition, offset, spans });
                     outcome
                 };
@@ -239,10 +239,10 @@ mod through_topic {
         /// and must not hold the watermark back. Repartition-topic partitions hold
         /// it until their producers' watermark records arrive (every producer
         /// announces itself when it is assigned input).
-        fn assigned(&mut self, partition: u32, now_us: i64) -> bool {
+        fn assigned(&mut self, partition: u32, now_us: i64, stop: &AtomicBool) -> bool {
             let input = split_id(partition).0 == INPUT;
             if input {
-                self.rekeyer.assigned(partition, now_us);
+                self.rekeyer.assigned(partition, now_us, stop);
             }
             !(self.mode == Mode::Always && input)
         }
@@ -254,16 +254,16 @@ mod through_topic {
         /// Also when no input came: readers learn this process's final progress promptly.
         fn tick(&mut self, pipeline: &mut Pipeline, stop: &AtomicBool) {
             self.send_links(pipeline, stop);
-            self.rekeyer.send_watermarks(pipeline.now_us());
+            self.rekeyer.send_watermarks(pipeline.now_us(), stop);
         }
 
-        fn acked(&mut self) -> Result<bool, ExchangeError> {
+        fn acked(&mut self, stop: &AtomicBool) -> Result<bool, ExchangeError> {
             let rk = &mut self.rekeyer;
             if !rk.has_unflushed() && !rk.failed() {
                 return Ok(true);
             }
             let mut w = work("repartition.flush", Vec::new());
-            let acked = rk.flush();
+            let acked = rk.flush(stop);
             if rk.failed() {
                 w.fail("a delivery failed for good");
                 return Err(ExchangeError);
@@ -274,12 +274,13 @@ mod through_topic {
             Ok(acked)
         }
 
-        fn hold(&mut self, offsets: Vec<Offset>) -> Result<Vec<Offset>, ExchangeError> {
+        fn hold(&mut self, offsets: Vec<Offset>, stop: &AtomicBool) -> Result<Vec<Offset>, ExchangeError> {
+            let epoch = self.rekeyer.seal(stop);
             if self.rekeyer.failed() {
                 work("repartition.deliveries", Vec::new()).fail("a delivery failed for good");
                 return Err(ExchangeError);
             }
-            self.held.hold(self.rekeyer.seal(), offsets);
+            self.held.hold(epoch, offsets);
             // Spans left unsent at shutdown: nothing read after them may be committed.
             if self.rekeyer.abandoned() {
                 return Ok(Vec::new());

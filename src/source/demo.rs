@@ -61,7 +61,11 @@ impl Source for LiveSimulator {
         while self.pending.last().is_some_and(|s| s.event_time_us() <= now) {
             let Some(s) = self.pending.pop() else { break };
             let payload = jaeger_proto::encode(&s, &self.names, &EXTRA_TAGS);
-            records.push(Record { payload, format: Some(Format::JaegerProto), ..Default::default() });
+            records.push(Record {
+                payload: payload.into(),
+                format: Some(Format::JaegerProto),
+                ..Default::default()
+            });
         }
         Ok((!records.is_empty()).then_some(Event::Batch(records)))
     }

@@ -260,7 +260,11 @@ impl super::Source for FileSource {
             match records.next() {
                 Some(Ok(bytes)) => {
                     (self.on_record)(bytes.len() as u64);
-                    batch.push(super::Record { payload: bytes, format: Some(*format), ..Default::default() });
+                    batch.push(super::Record {
+                        payload: bytes.into(),
+                        format: Some(*format),
+                        ..Default::default()
+                    });
                 }
                 Some(Err(e)) => {
                     let e =

@@ -15,6 +15,7 @@ pub mod repartition;
 pub mod simulator;
 
 use crate::decode::{DecodeError, Format};
+use bytes::Bytes;
 use std::time::Duration;
 
 /// One input record: a Kafka message, a frame of a file, a simulated span.
@@ -28,14 +29,18 @@ pub struct Record {
     pub kafka_partition: i32,
     /// Where it was read, for a source whose offsets can be committed.
     pub offset: Option<i64>,
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
+    /// Key and payload: for Kafka, slices of one buffer per batch (no allocation per record).
+    pub key: Option<Bytes>,
+    pub payload: Bytes,
     /// Its encoding (`None`: detected from its first bytes).
     pub format: Option<Format>,
     /// A watermark record of the repartition topic: (producer, event time µs).
     pub watermark: Option<(u64, i64)>,
     /// A link record of the repartition topic (header `poirot.link`).
     pub link: bool,
+    /// A batch record of the repartition topic (header `poirot.batch`): a
+    /// `jaeger.api_v2.Batch` of spans bound for its partition.
+    pub batch: bool,
 }
 
 /// A record that could not be decoded, and why: for the dead-letter topic.

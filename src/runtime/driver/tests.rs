@@ -142,7 +142,7 @@ impl Harness {
         };
         Record {
             offset,
-            payload: jaeger_proto::encode(&span, &self.names, &[]),
+            payload: jaeger_proto::encode(&span, &self.names, &[]).into(),
             format: Some(Format::JaegerProto),
             ..Record::default()
         }

@@ -5,7 +5,7 @@
 use super::Pipeline;
 use crate::dataflow::EventTime;
 use crate::decode::{self, DecodeError, Format};
-use crate::model::Span;
+use crate::model::{Interner, Span};
 
 /// What a source hands the pipeline: the one way in ([`Pipeline::push`]).
 #[derive(Debug)]
@@ -90,31 +90,47 @@ impl Pipeline {
     /// elsewhere), its errors counted.
     pub fn decode(&mut self, format: Option<Format>, record: &[u8], spans: &mut Vec<Span>) -> RecordOutcome {
         self.input.records += 1;
-        let mut errors = std::mem::take(&mut self.errors);
-        let before = spans.len();
         let format = format.or_else(|| decode::detect(record));
-        match format {
-            Some(f) => decode::decode(f, record, &mut self.names, spans, &mut errors),
+        let before = spans.len();
+        let outcome = self.decode_with(spans, |names, spans, errors| match format {
+            Some(f) => decode::decode(f, record, names, spans, errors),
             None => errors.push(decode::unrecognized(record)),
-        }
+        });
         if format == Some(Format::JaegerUi) {
             // A UI document lists traces in no time order; feed it as a tracer would have.
             spans[before..].sort_by_key(Span::event_time_us);
         }
+        outcome
+    }
+
+    /// Decodes a record of the repartition topic, written by
+    /// [`crate::source::repartition::Rekeyer`] as Jaeger protobuf: a `Batch` of
+    /// spans (`batch`), or one span; its input record was counted already.
+    pub fn decode_shuffled(&mut self, record: &[u8], batch: bool, spans: &mut Vec<Span>) -> RecordOutcome {
+        self.input.shuffled_records += 1;
+        self.decode_with(spans, |names, spans, errors| {
+            if batch {
+                decode::jaeger_proto::decode_batch(record, names, spans, errors);
+            } else {
+                decode::decode(Format::JaegerProto, record, names, spans, errors);
+            }
+        })
+    }
+
+    /// Runs `decode` and counts the errors it found.
+    fn decode_with(
+        &mut self,
+        spans: &mut Vec<Span>,
+        decode: impl FnOnce(&mut Interner, &mut Vec<Span>, &mut Vec<DecodeError>),
+    ) -> RecordOutcome {
+        let mut errors = std::mem::take(&mut self.errors);
+        let before = spans.len();
+        decode(&mut self.names, spans, &mut errors);
         let outcome = RecordOutcome { spans: spans.len() - before, error: errors.first().cloned() };
         for e in errors.drain(..) {
             self.reject(e);
         }
         self.errors = errors;
-        outcome
-    }
-
-    /// Decodes a record of the repartition topic (always Jaeger protobuf, written by
-    /// [`crate::source::repartition::Rekeyer`]); its input record was counted already.
-    pub fn decode_shuffled(&mut self, record: &[u8], spans: &mut Vec<Span>) -> RecordOutcome {
-        let outcome = self.decode(Some(Format::JaegerProto), record, spans);
-        self.input.records -= 1;
-        self.input.shuffled_records += 1;
         outcome
     }
 

@@ -31,6 +31,7 @@ use crate::dataflow::ReadingClock;
 use crate::decode::Format;
 use crate::telemetry::health::{Component, Health};
 use crate::telemetry::process::ProcessMetrics;
+use bytes::BytesMut;
 use context::{Context, STALL_GRACE};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -122,6 +123,9 @@ pub struct KafkaSource {
 const BATCH: usize = 512;
 const BATCH_BYTES: usize = 1 << 20;
 const IN_FLIGHT: usize = 8;
+/// Keys and payloads are copied into buffers of this size, freed once the
+/// last record in them is.
+const ARENA_BYTES: usize = 256 << 10;
 
 /// librdkafka settings poirot chooses over librdkafka's defaults; any of them can
 /// be overridden in `[kafka.properties]`.
@@ -278,22 +282,47 @@ fn client_config(config: &KafkaSourceConfig) -> ClientConfig {
     cc
 }
 
-fn record(context: &Context, m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+/// The record of message `m`, its key and payload copied into `arena`: records
+/// share its allocations, one per [`ARENA_BYTES`] read (unless a message is larger).
+fn record(context: &Context, m: &rdkafka::message::BorrowedMessage<'_>, arena: &mut BytesMut) -> Record {
     let topic = context.topics.iter().position(|t| t == m.topic()).unwrap_or(0);
-    Record {
+    let mut copy = |b: &[u8]| {
+        arena.extend_from_slice(b);
+        arena.split().freeze()
+    };
+    let mut record = Record {
         partition: partition_id(topic, m.partition()),
         topic,
         kafka_partition: m.partition(),
         offset: Some(m.offset()),
-        key: m.key().map(<[u8]>::to_vec),
-        payload: m.payload().unwrap_or_default().to_vec(),
+        key: m.key().map(&mut copy),
+        payload: copy(m.payload().unwrap_or_default()),
         format: context.formats.get(topic).copied().flatten(),
-        watermark: m.headers().and_then(watermark_of),
-        link: m.headers().is_some_and(|h| {
-            use rdkafka::message::Headers;
-            h.iter().any(|h| h.key == crate::source::repartition::LINK_HEADER)
-        }),
+        ..Record::default()
+    };
+    if let Some(headers) = m.headers() {
+        read_headers(headers, &mut record);
     }
+    record
+}
+
+/// What the repartition topic's headers say about a record.
+fn read_headers(headers: &rdkafka::message::BorrowedHeaders, record: &mut Record) {
+    use crate::source::repartition::{BATCH_HEADER, LINK_HEADER, PRODUCER_HEADER, WATERMARK_HEADER};
+    use rdkafka::message::Headers;
+    let number = |v: Option<&[u8]>| v.and_then(|v| std::str::from_utf8(v).ok()?.parse::<i64>().ok());
+    let (mut event_time, mut producer) = (None, None);
+    for h in headers.iter() {
+        match h.key {
+            LINK_HEADER => record.link = true,
+            BATCH_HEADER => record.batch = true,
+            WATERMARK_HEADER => event_time = number(h.value),
+            PRODUCER_HEADER => producer = number(h.value).and_then(|p| u64::try_from(p).ok()),
+            _ => {}
+        }
+    }
+    // A watermark record: (producer, event time).
+    record.watermark = producer.zip(event_time);
 }
 
 /// Drops from `batch` the records of partitions revoked since the last look.
@@ -304,22 +333,6 @@ fn drop_revoked(context: &Context, batch: &mut Vec<Record>) {
     }
     let revoked = std::mem::take(&mut s.revoked_in_poll);
     batch.retain(|r| !revoked.contains(&r.partition));
-}
-
-/// The (producer, event time) of a repartition watermark record.
-fn watermark_of(headers: &rdkafka::message::BorrowedHeaders) -> Option<(u64, i64)> {
-    use crate::source::repartition::{PRODUCER_HEADER, WATERMARK_HEADER};
-    use rdkafka::message::Headers;
-    let value = |name: &str| {
-        headers
-            .iter()
-            .find(|h| h.key == name)
-            .and_then(|h| std::str::from_utf8(h.value?).ok())
-            .and_then(|v| v.parse::<i64>().ok())
-    };
-    let event_time = value(WATERMARK_HEADER)?;
-    let producer = u64::try_from(value(PRODUCER_HEADER)?).ok()?;
-    Some((producer, event_time))
 }
 
 /// Pauses the assignment, or resumes exactly what was paused (a partition
@@ -386,6 +399,7 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
     let mut last_cycle = Instant::now();
     let mut stall = Stall::default();
     let mut paused: Option<TopicPartitionList> = None;
+    let mut arena = BytesMut::with_capacity(ARENA_BYTES);
     while !stop.load(Ordering::Relaxed) {
         // What was read before goes first; the pipeline may be behind.
         let Some(delivered) = context.deliver() else { break };
@@ -414,7 +428,7 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
                 drop_revoked(&context, &mut batch);
                 match polled {
                     Some(Ok(m)) => {
-                        let r = record(&context, &m);
+                        let r = record(&context, &m, &mut arena);
                         bytes += r.payload.len();
                         batch.push(r);
                     }

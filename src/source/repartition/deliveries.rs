@@ -27,21 +27,29 @@ impl ProducerContext for Deliveries {
     fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
         if let Err((e, m)) = result {
             tracing::error!(
-                "repartition: a span to {} partition {} was not delivered: {e}",
+                "repartition: a message to {} partition {} was not delivered: {e}",
                 m.topic(),
                 m.partition()
             );
             self.failed.store(true, Ordering::Relaxed);
         }
-        settle(&self.outstanding, epoch as u64, 1);
+        settle(&self.outstanding, epoch as u64);
     }
 }
 
-/// `n` messages of `epoch` are no longer outstanding.
-pub(super) fn settle(outstanding: &Outstanding, epoch: u64, n: u64) {
+/// One more message of `epoch` is about to be queued (noted before `send`,
+/// which may serve its delivery at once).
+pub(super) fn note_queued(outstanding: &Outstanding, epoch: u64) {
+    if let Ok(mut o) = outstanding.lock() {
+        *o.entry(epoch).or_insert(0) += 1;
+    }
+}
+
+/// A message of `epoch` is no longer outstanding.
+pub(super) fn settle(outstanding: &Outstanding, epoch: u64) {
     if let Ok(mut o) = outstanding.lock() {
         if let Some(left) = o.get_mut(&epoch) {
-            *left = left.saturating_sub(n);
+            *left = left.saturating_sub(1);
             if *left == 0 {
                 o.remove(&epoch);
             }

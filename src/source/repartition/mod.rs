@@ -1,9 +1,13 @@
 //! The repartition stage: input that is not keyed by trace id (OTLP batches from
 //! an OpenTelemetry collector without `partition_traces_by_id`, say) is decoded,
-//! and every span is written again, as a Jaeger protobuf message keyed by its
-//! trace id, to the internal topic `<group>-repartition` (created with the
-//! input's partition count). poirot consumes that topic beside the input, so each
+//! and every span is written again to the internal topic `<group>-repartition`
+//! (created with the input's partition count), into the partition its trace id
+//! hashes to (Kafka's murmur2 of the 32 hex digits, as a Java client would place
+//! a record keyed by them). poirot consumes that topic beside the input, so each
 //! of its partitions again holds whole traces — Kafka Streams' repartition topic.
+//! Spans bound for one partition travel together, as a `jaeger.api_v2.Batch`
+//! (header [`BATCH_HEADER`]) of up to [`BATCH_BYTES`]: one message per span would
+//! cost the producer and every reader more than the spans themselves.
 //!
 //! Event time: several processes write into each partition of the internal
 //! topic, each at its own pace, so the spans' event times there are not in the
@@ -27,6 +31,7 @@
 use crate::dataflow::EventTime;
 use crate::decode::jaeger_proto;
 use crate::model::{Interner, Span, TraceId};
+use crate::source::partitioner::KeyHash;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -40,7 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod deliveries;
-use deliveries::{settle, Deliveries, Outstanding};
+use deliveries::{note_queued, settle, Deliveries, Outstanding};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepartitionError {
@@ -75,6 +80,12 @@ pub const PRODUCER_HEADER: &str = "poirot.producer";
 /// Header of a link record: a span of one trace reduced to its reference into
 /// another (Jaeger protobuf), sent to the owner of the trace it names.
 pub const LINK_HEADER: &str = "poirot.link";
+/// Header of a batch record: a `jaeger.api_v2.Batch` of re-keyed spans (the
+/// value is how many). A record without it is one `jaeger.api_v2.Span`.
+pub const BATCH_HEADER: &str = "poirot.batch";
+/// A batch record is written once it holds this many bytes (or sooner: before a
+/// watermark or link record to its partition, and at the end of every round).
+pub const BATCH_BYTES: usize = 64 * 1024;
 /// A producer's progress when none of its input partitions bounds what it sends.
 pub const HOLDS_NOTHING: EventTime = EventTime::MAX;
 /// How often a producer writes its progress.
@@ -195,12 +206,34 @@ enum InputProgress {
     Keyed,
 }
 
+/// Re-keyed spans not yet written, for one partition of the repartition topic.
+#[derive(Default)]
+struct Pending {
+    /// The body of a `jaeger.api_v2.Batch`.
+    body: Vec<u8>,
+    spans: usize,
+}
+
+/// Why a message was not queued.
+enum NotQueued {
+    /// Kafka's queue was full when poirot was stopping.
+    Abandoned,
+    Failed(rdkafka::error::KafkaError),
+}
+
+/// The partition of the repartition topic a trace lives in.
+pub fn partition_of(trace: TraceId, partitions: i32) -> i32 {
+    KeyHash::Murmur2.partition(&trace.to_hex(), partitions)
+}
+
 /// Writes spans, keyed by trace id, to the repartition topic, and this
 /// process's progress as watermark records.
 pub struct Rekeyer {
     producer: BaseProducer<Deliveries>,
     topic: String,
     partitions: i32,
+    /// One per partition.
+    pending: Vec<Pending>,
     /// Random per process: readers keep one progress per producer.
     id: u64,
     progress: FxHashMap<u32, InputProgress>,
@@ -248,7 +281,8 @@ impl Rekeyer {
         Ok(Rekeyer {
             producer,
             topic: topic.to_owned(),
-            partitions: partitions as i32,
+            partitions: partitions.max(1) as i32,
+            pending: (0..partitions.max(1)).map(|_| Pending::default()).collect(),
             id: rand::random::<u64>() >> 1,
             progress: FxHashMap::default(),
             idle_us,
@@ -263,10 +297,11 @@ impl Rekeyer {
         })
     }
 
-    /// Queues every span of a record of input partition `input` as its own message
-    /// keyed by its trace id (`now`: processing time, µs). While Kafka's queue is
-    /// full it waits, unless `stop` is set: then the rest is abandoned and nothing
-    /// of the input behind it may be committed ([`flush`](Self::flush) says false).
+    /// Adds every span of a record of input partition `input` to the batch of
+    /// the partition its trace id hashes to (`now`: processing time, µs); a full
+    /// batch is queued at once. While Kafka's queue is full it waits, unless
+    /// `stop` is set: then the rest is abandoned and nothing of the input behind
+    /// it may be committed ([`flush`](Self::flush) says false).
     pub fn send(&mut self, spans: &[Span], names: &Interner, input: u32, now: i64, stop: &AtomicBool) {
         let mut max_event = match self.progress.get(&input) {
             Some(InputProgress::Active { max_event, .. }) => *max_event,
@@ -277,79 +312,111 @@ impl Rekeyer {
         }
         self.progress.insert(input, InputProgress::Active { max_event, at_us: now });
         for s in spans {
-            let key = s.trace_id.to_hex();
-            let payload = jaeger_proto::encode(s, names, &[]);
-            let mut record = BaseRecord::with_opaque_to(&self.topic, self.epoch as usize)
-                .key(&key[..])
-                .payload(&payload[..]);
-            loop {
-                self.note_queued();
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((e, back)) => {
-                        settle(&self.outstanding, self.epoch, 1);
-                        // Queue full: let deliveries drain, then try again.
-                        if e.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
-                            tracing::error!("repartition: cannot queue a span: {e}");
-                            self.failed.store(true, Ordering::Relaxed);
-                            break;
-                        }
-                        if stop.load(Ordering::Relaxed) {
-                            self.abandoned = true;
-                            return;
-                        }
-                        record = back;
-                        self.producer.poll(Duration::from_millis(10));
-                    }
-                }
-            }
+            let p = partition_of(s.trace_id, self.partitions) as usize;
+            let pending = &mut self.pending[p];
+            jaeger_proto::write_batch_span(&mut pending.body, s, names);
+            pending.spans += 1;
             self.spans += 1;
-            self.unflushed = true;
+            if pending.body.len() >= BATCH_BYTES && !self.write_batch(p, stop) {
+                return;
+            }
         }
         self.producer.poll(Duration::ZERO);
+    }
+
+    /// Queues the batch waiting for partition `p`, if any; false when it could
+    /// not be (abandoned at shutdown, or failed for good).
+    fn write_batch(&mut self, p: usize, stop: &AtomicBool) -> bool {
+        let Some(pending) = self.pending.get(p).filter(|b| b.spans > 0) else { return true };
+        let count = pending.spans.to_string();
+        let headers = OwnedHeaders::new().insert(Header { key: BATCH_HEADER, value: Some(count.as_str()) });
+        let record = BaseRecord::with_opaque_to(&self.topic, self.epoch as usize)
+            .partition(p as i32)
+            .payload(&pending.body[..])
+            .headers(headers);
+        let queued = self.queue(record, stop);
+        if let Some(pending) = self.pending.get_mut(p) {
+            pending.body.clear();
+            pending.spans = 0;
+        }
+        self.queued(queued, "a batch of spans")
+    }
+
+    /// Queues every batch waiting; false when one could not be.
+    pub fn write_pending(&mut self, stop: &AtomicBool) -> bool {
+        (0..self.pending.len()).all(|p| self.write_batch(p, stop))
+    }
+
+    /// Queues `record` under the current epoch, waiting while Kafka's queue is
+    /// full unless `stop` is set.
+    fn queue(
+        &self,
+        mut record: BaseRecord<'_, [u8], [u8], usize>,
+        stop: &AtomicBool,
+    ) -> Result<(), NotQueued> {
+        loop {
+            note_queued(&self.outstanding, self.epoch);
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((e, back)) => {
+                    settle(&self.outstanding, self.epoch);
+                    if e.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
+                        return Err(NotQueued::Failed(e));
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(NotQueued::Abandoned);
+                    }
+                    // Queue full: let deliveries drain, then try again.
+                    record = back;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    /// Notes how queueing `what` went; true when it was queued.
+    fn queued(&mut self, result: Result<(), NotQueued>, what: &str) -> bool {
+        match result {
+            Ok(()) => {
+                self.unflushed = true;
+                true
+            }
+            Err(NotQueued::Abandoned) => {
+                self.abandoned = true;
+                false
+            }
+            Err(NotQueued::Failed(e)) => {
+                tracing::error!("repartition: cannot queue {what}: {e}");
+                self.failed.store(true, Ordering::Relaxed);
+                false
+            }
+        }
     }
 
     /// Queues a link record: `span` (a span reduced to its one reference into
     /// another trace) keyed by the trace it names, to `partition` when the
     /// input's partitioner placed that trace (else where its key hashes to, as
-    /// re-keyed spans). Waits while Kafka's queue is full, unless `stop` is set
-    /// (then nothing behind it may be committed).
+    /// re-keyed spans). Spans waiting for that partition go first. Waits while
+    /// Kafka's queue is full, unless `stop` is set (then nothing behind it may
+    /// be committed).
     pub fn send_link(&mut self, span: &Span, names: &Interner, partition: Option<i32>, stop: &AtomicBool) {
         let Some(to) = span.refs.first() else { return };
+        let partition = partition.unwrap_or_else(|| partition_of(to.trace_id, self.partitions));
+        if !self.write_batch(partition as usize, stop) {
+            return;
+        }
         let key = to.trace_id.to_hex();
         let payload = jaeger_proto::encode(span, names, &[]);
-        loop {
-            let headers = OwnedHeaders::new().insert(Header { key: LINK_HEADER, value: Some("1") });
-            let mut record = BaseRecord::with_opaque_to(&self.topic, self.epoch as usize)
-                .key(&key[..])
-                .payload(&payload[..])
-                .headers(headers);
-            if let Some(p) = partition {
-                record = record.partition(p);
-            }
-            self.note_queued();
-            let sent = self.producer.send(record);
-            if sent.is_err() {
-                settle(&self.outstanding, self.epoch, 1);
-            }
-            match sent {
-                Ok(()) => break,
-                Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                    if stop.load(Ordering::Relaxed) {
-                        self.abandoned = true;
-                        return;
-                    }
-                    self.producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => {
-                    tracing::error!("repartition: cannot queue a link record: {e}");
-                    self.failed.store(true, Ordering::Relaxed);
-                    return;
-                }
-            }
+        let headers = OwnedHeaders::new().insert(Header { key: LINK_HEADER, value: Some("1") });
+        let record = BaseRecord::with_opaque_to(&self.topic, self.epoch as usize)
+            .key(&key[..])
+            .payload(&payload[..])
+            .headers(headers)
+            .partition(partition);
+        let queued = self.queue(record, stop);
+        if self.queued(queued, "a link record") {
+            self.links += 1;
         }
-        self.links += 1;
-        self.unflushed = true;
         self.producer.poll(Duration::ZERO);
     }
 
@@ -359,8 +426,10 @@ impl Rekeyer {
     }
 
     /// Writes this process's progress into every partition when it is due: at
-    /// most every 200 ms, while some input partition re-keyed within the idle timeout.
-    pub fn send_watermarks(&mut self, now: i64) {
+    /// most every 200 ms, while some input partition re-keyed within the idle
+    /// timeout. The spans waiting go first: a reader must see them before the
+    /// progress that covers them.
+    pub fn send_watermarks(&mut self, now: i64, stop: &AtomicBool) {
         if self.progress.is_empty()
             || self.last_watermark.is_some_and(|(_, at)| now - at < WATERMARK_EVERY_US)
         {
@@ -373,14 +442,16 @@ impl Rekeyer {
             _ => None,
         };
         let w = self.progress.values().filter_map(bound).min().unwrap_or(HOLDS_NOTHING);
-        self.write_watermark(w, now);
+        if self.write_pending(stop) {
+            self.write_watermark(w, now);
+        }
     }
 
     /// `input` was assigned: until it is read from, it may send anything.
-    pub fn assigned(&mut self, input: u32, now: i64) {
+    pub fn assigned(&mut self, input: u32, now: i64, stop: &AtomicBool) {
         self.progress.insert(input, InputProgress::Pending { since_us: now });
         self.last_watermark = None; // tell the readers at once
-        self.send_watermarks(now);
+        self.send_watermarks(now, stop);
     }
 
     /// A record of `input` was keyed (processed where it was read).
@@ -406,9 +477,9 @@ impl Rekeyer {
                     .partition(partition)
                     .payload(&[][..])
                     .headers(headers);
-            self.note_queued();
+            note_queued(&self.outstanding, self.epoch);
             if let Err((e, _)) = self.producer.send(record) {
-                settle(&self.outstanding, self.epoch, 1);
+                settle(&self.outstanding, self.epoch);
                 // Only progress: the next one carries it.
                 tracing::debug!("repartition: watermark not queued: {e}");
             }
@@ -417,17 +488,11 @@ impl Rekeyer {
         self.last_watermark = Some((event_time, now));
     }
 
-    /// One more message of the current epoch is about to be queued (noted before
-    /// `send`, which may serve its delivery at once).
-    fn note_queued(&self) {
-        if let Ok(mut o) = self.outstanding.lock() {
-            *o.entry(self.epoch).or_insert(0) += 1;
-        }
-    }
-
-    /// Ends the current epoch and returns it: once [`acked_before`](Self::acked_before)
-    /// is past it, every message queued up to now was acknowledged.
-    pub fn seal(&mut self) -> u64 {
+    /// Queues the spans waiting, ends the current epoch and returns it: once
+    /// [`acked_before`](Self::acked_before) is past it, every span sent up to now
+    /// was acknowledged (unless [`abandoned`](Self::abandoned) or [`failed`](Self::failed)).
+    pub fn seal(&mut self, stop: &AtomicBool) -> u64 {
+        self.write_pending(stop);
         self.epoch += 1;
         self.epoch - 1
     }
@@ -446,15 +511,16 @@ impl Rekeyer {
         self.abandoned
     }
 
-    /// Spans queued since the last acknowledged flush, or abandoned at shutdown.
+    /// Spans sent since the last acknowledged flush, or abandoned at shutdown.
     pub fn has_unflushed(&self) -> bool {
-        self.unflushed || self.abandoned
+        self.unflushed || self.abandoned || self.pending.iter().any(|p| p.spans > 0)
     }
 
-    /// Waits until every queued span is acknowledged. False while that is not
-    /// the case (offsets of re-keyed input must not be committed yet).
-    pub fn flush(&mut self) -> bool {
-        if self.abandoned {
+    /// Queues the spans waiting, and waits until every queued span is
+    /// acknowledged. False while that is not the case (offsets of re-keyed input
+    /// must not be committed yet).
+    pub fn flush(&mut self, stop: &AtomicBool) -> bool {
+        if !self.write_pending(stop) || self.abandoned {
             return false;
         }
         if self.unflushed {

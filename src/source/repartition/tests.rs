@@ -26,3 +26,28 @@ fn modes() {
     assert!(!Mode::Never.rekeys(None, &two));
     assert!(!Mode::Always.rekeys(None, &[]), "nothing decoded: nothing to re-key");
 }
+
+#[test]
+fn a_trace_goes_to_the_partition_librdkafka_gives_its_key() {
+    // Re-keyed spans are placed by poirot, link records with a key by librdkafka's
+    // murmur2_random (and older poirot versions placed spans that way): both must agree.
+    for low in (0..2_000u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) {
+        let trace = TraceId::new(low.rotate_left(17), low);
+        let key = trace.to_hex();
+        for partitions in [1, 3, 6, 64] {
+            // SAFETY: the partitioner reads only `key` (`keylen` bytes); with a key it
+            // touches neither the topic nor the opaques.
+            let theirs = unsafe {
+                rdkafka::bindings::rd_kafka_msg_partitioner_murmur2_random(
+                    std::ptr::null(),
+                    key.as_ptr().cast(),
+                    key.len(),
+                    partitions,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
+            assert_eq!(partition_of(trace, partitions), theirs, "{trace} over {partitions}");
+        }
+    }
+}
