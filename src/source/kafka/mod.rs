@@ -129,14 +129,19 @@ const ARENA_BYTES: usize = 256 << 10;
 
 /// librdkafka settings poirot chooses over librdkafka's defaults; any of them can
 /// be overridden in `[kafka.properties]`.
-pub const CONSUMER_DEFAULTS: [(&str, &str); 3] = [
+pub const CONSUMER_DEFAULTS: [(&str, &str); 4] = [
     // librdkafka postpones the next fetch of a partition whose prefetch queue was
     // full by this long (1 s by default): a consumer faster than one fetch then
     // idles in bursts. 10 ms keeps the pipeline fed.
     ("fetch.queue.backoff.ms", "10"),
-    // The prefetch queue, for all partitions together (64 MiB by default): 16 MiB
+    // The prefetch queue, for all partitions together (64 MiB by default): 8 MiB
     // is several batches of any message size, and keeps memory flat.
-    ("queued.max.messages.kbytes", "16384"),
+    ("queued.max.messages.kbytes", "8192"),
+    // What one fetch brings per partition (1 MiB by default). A fetch response
+    // stays in memory until its last message is consumed, and poirot reads the
+    // input's and the repartition topic's partitions at once: 256 KiB each still
+    // fills a batch per round trip.
+    ("max.partition.fetch.bytes", "262144"),
     // Messages per partition librdkafka tries to keep queued (100,000 by default).
     ("queued.min.messages", "20000"),
 ];

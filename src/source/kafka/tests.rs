@@ -11,7 +11,8 @@ fn consumer_defaults_apply_and_kafka_properties_override_them() {
     };
     let cc = client_config(&config);
     assert_eq!(cc.get("fetch.queue.backoff.ms"), Some("10"));
-    assert_eq!(cc.get("queued.max.messages.kbytes"), Some("16384"));
+    assert_eq!(cc.get("queued.max.messages.kbytes"), Some("8192"));
+    assert_eq!(cc.get("max.partition.fetch.bytes"), Some("262144"));
     config.properties.insert("fetch.queue.backoff.ms".into(), "250".into());
     config.properties.insert("partition.assignment.strategy".into(), "range".into());
     let cc = client_config(&config);

@@ -13,8 +13,8 @@
 //! topic, each at its own pace, so the spans' event times there are not in the
 //! order a keyed partition's are. Every producer therefore also writes watermark
 //! records (headers [`WATERMARK_HEADER`], [`PRODUCER_HEADER`]) into every
-//! partition, every 200 ms while it owns input partitions, from the moment they
-//! are assigned: the minimum over its input partitions of what each may still
+//! partition, every 200 ms (sooner while a backlog is re-keyed) while it owns
+//! input partitions, from the moment they are assigned: the minimum over its input partitions of what each may still
 //! send — nothing known yet for a partition not read from yet ([`EventTime::MIN`],
 //! for at most the idle timeout), the largest event time re-keyed for an active
 //! one, no bound for one that is keyed or idle ([`HOLDS_NOTHING`] when none
@@ -90,6 +90,10 @@ pub const BATCH_BYTES: usize = 64 * 1024;
 pub const HOLDS_NOTHING: EventTime = EventTime::MAX;
 /// How often a producer writes its progress.
 const WATERMARK_EVERY_US: i64 = 200_000;
+/// ... or sooner, once this many spans were re-keyed since the last: readers hold
+/// every span the progress does not cover yet, and a backlog is re-keyed at
+/// hundreds of thousands of spans a second.
+const WATERMARK_EVERY_SPANS: u64 = 16_384;
 
 /// The internal topic of a consumer group.
 pub fn topic_name(group: &str) -> String {
@@ -239,6 +243,8 @@ pub struct Rekeyer {
     progress: FxHashMap<u32, InputProgress>,
     idle_us: i64,
     last_watermark: Option<(EventTime, i64)>,
+    /// Spans re-keyed since the last watermark was written.
+    since_watermark: u64,
     failed: Arc<AtomicBool>,
     /// The epoch messages queued now belong to, and how many of each epoch are not
     /// yet acknowledged: offsets wait for their epoch without waiting on Kafka.
@@ -287,6 +293,7 @@ impl Rekeyer {
             progress: FxHashMap::default(),
             idle_us,
             last_watermark: None,
+            since_watermark: 0,
             failed,
             epoch: 0,
             outstanding,
@@ -317,6 +324,7 @@ impl Rekeyer {
             jaeger_proto::write_batch_span(&mut pending.body, s, names);
             pending.spans += 1;
             self.spans += 1;
+            self.since_watermark += 1;
             if pending.body.len() >= BATCH_BYTES && !self.write_batch(p, stop) {
                 return;
             }
@@ -425,13 +433,15 @@ impl Rekeyer {
         self.partitions
     }
 
-    /// Writes this process's progress into every partition when it is due: at
-    /// most every 200 ms, while some input partition re-keyed within the idle
-    /// timeout. The spans waiting go first: a reader must see them before the
-    /// progress that covers them.
+    /// Writes this process's progress into every partition when it is due: every
+    /// 200 ms, or once [`WATERMARK_EVERY_SPANS`] were re-keyed since the last. The
+    /// spans waiting go first: a reader must see them before the progress that
+    /// covers them.
     pub fn send_watermarks(&mut self, now: i64, stop: &AtomicBool) {
         if self.progress.is_empty()
-            || self.last_watermark.is_some_and(|(_, at)| now - at < WATERMARK_EVERY_US)
+            || self.last_watermark.is_some_and(|(_, at)| {
+                now - at < WATERMARK_EVERY_US && self.since_watermark < WATERMARK_EVERY_SPANS
+            })
         {
             return;
         }
@@ -486,6 +496,7 @@ impl Rekeyer {
         }
         self.unflushed = true;
         self.last_watermark = Some((event_time, now));
+        self.since_watermark = 0;
     }
 
     /// Queues the spans waiting, ends the current epoch and returns it: once
