@@ -122,7 +122,9 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         let partitions = repartition::ensure_topic(&brokers, &k.properties, &topic, &internal)
             .with_context(|| format!("cannot set up the repartition topic {internal}"))?;
         let idle_us = config.assembly.idle_timeout.as_micros() as i64;
-        rekeyer = Some(Rekeyer::new(&brokers, &k.properties, &internal, partitions, idle_us)?);
+        let window = config.assembly.inactivity_gap + config.assembly.out_of_orderness;
+        let drift = repartition::alignment::Drift::for_window(window.as_micros() as i64);
+        rekeyer = Some(Rekeyer::new(&brokers, &k.properties, &internal, partitions, idle_us, drift)?);
         topics.push(internal);
         // Re-keyed spans are always Jaeger protobuf, whatever the input's encoding.
         formats.push(Some(Format::JaegerProto));

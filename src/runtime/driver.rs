@@ -146,6 +146,9 @@ impl Driver {
             }
             self.pipeline.push(Input::Tick);
             self.exchange.tick(&mut self.pipeline, stop);
+            if let Some(held) = self.exchange.held_back(self.pipeline.now_us()) {
+                source.hold_back(held);
+            }
             if self.round(source, stop, None)? == Written::Stopped {
                 return Ok(Ended::Stopped);
             }

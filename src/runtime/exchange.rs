@@ -43,6 +43,13 @@ pub trait Exchange {
         Ok(true)
     }
 
+    /// The partitions the source should stop reading for now, when that changed
+    /// (`now_us`: processing time): input read ahead of the rest in event time
+    /// holds memory elsewhere.
+    fn held_back(&mut self, _now_us: i64) -> Option<Vec<u32>> {
+        None
+    }
+
     /// Whether records of `partition` may be sent elsewhere.
     fn passes_on(&self, _partition: u32) -> bool {
         false
@@ -249,6 +256,10 @@ mod through_topic {
 
         fn revoked(&mut self, partition: u32) {
             self.rekeyer.forget(partition);
+        }
+
+        fn held_back(&mut self, now_us: i64) -> Option<Vec<u32>> {
+            self.rekeyer.running_ahead(now_us)
         }
 
         /// Also when no input came: readers learn this process's final progress promptly.

@@ -108,6 +108,10 @@ pub trait Source {
     /// the source may commit it (ignored unless `assignment` is still current).
     fn publish(&mut self, _partition: u32, _assignment: Assignment, _offset: i64) {}
 
+    /// Read nothing more from `partitions` until told otherwise (the set replaces
+    /// the one before): they run ahead of the others in event time.
+    fn hold_back(&mut self, _partitions: Vec<u32>) {}
+
     /// Offsets the group coordinator acknowledged as committed, for the
     /// partitions assigned now: what lies below is never read again.
     fn committed(&self) -> Vec<(u32, i64)> {

@@ -56,6 +56,8 @@ pub struct ProcessMetrics {
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     pub committable_offset: Family<PartitionLabels, Gauge>,
     pub assigned_partitions: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Assigned input partitions not read for now: they ran ahead of the others in event time.
+    pub held_back_partitions: Gauge<i64, std::sync::atomic::AtomicI64>,
     pub rebalances: Family<EventLabels, Counter>,
     pub dead_letters: Counter,
     pub repartitioned_spans: Counter<u64, AtomicU64>,
@@ -93,6 +95,7 @@ impl ProcessMetrics {
         let consumer_lag = Family::<PartitionLabels, Gauge>::default();
         let committable_offset = Family::<PartitionLabels, Gauge>::default();
         let assigned_partitions = Gauge::default();
+        let held_back_partitions = Gauge::default();
         let rebalances = Family::<EventLabels, Counter>::default();
         let dead_letters = Counter::default();
         let repartitioned_spans = Counter::default();
@@ -141,6 +144,11 @@ impl ProcessMetrics {
             "Partitions this process owns",
             assigned_partitions.clone(),
         );
+        r.register(
+            "poirot_kafka_held_back_partitions",
+            "Input partitions paused for running ahead of the slowest in event time (re-keyed input)",
+            held_back_partitions.clone(),
+        );
         r.register("poirot_rebalances", "Partitions assigned and revoked", rebalances.clone());
         r.register(
             "poirot_dead_letters",
@@ -179,6 +187,7 @@ impl ProcessMetrics {
             consumer_lag,
             committable_offset,
             assigned_partitions,
+            held_back_partitions,
             rebalances,
             dead_letters,
             repartitioned_spans,

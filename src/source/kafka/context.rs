@@ -47,6 +47,8 @@ pub(super) struct State {
     /// records of its batch in progress read from them before belong to the
     /// assignment that ended (their next owner reads them again).
     pub(super) revoked_in_poll: Vec<u32>,
+    /// Partitions the pipeline asked to hold back, not applied yet.
+    pub(super) hold_back: Option<BTreeSet<u32>>,
 }
 
 impl State {

@@ -37,7 +37,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::TopicPartitionList;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
@@ -247,6 +247,13 @@ impl Source for KafkaSource {
         self.committed.lock().map(|m| m.iter().map(|(&p, &o)| (p, o)).collect()).unwrap_or_default()
     }
 
+    /// Applied by the poll thread, which owns the consumer.
+    fn hold_back(&mut self, partitions: Vec<u32>) {
+        if let Ok(mut s) = self.context.state.lock() {
+            s.hold_back = Some(partitions.into_iter().collect());
+        }
+    }
+
     /// Stops polling, commits what may be committed, and leaves the group.
     fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -365,6 +372,60 @@ fn set_paused(consumer: &BaseConsumer<Context>, pause: bool, paused: &mut Option
     }
 }
 
+/// Partitions held back at the pipeline's request ([`Source::hold_back`]).
+#[derive(Default)]
+struct HeldBack {
+    /// What the pipeline asked for.
+    want: BTreeSet<u32>,
+    /// What is paused at the consumer for it.
+    paused: BTreeSet<u32>,
+    dirty: bool,
+}
+
+impl HeldBack {
+    /// Pauses what is wanted and assigned, resumes what no longer is. `reset`:
+    /// the assignment changed or everything was resumed, so what was paused for
+    /// it is resumed first (librdkafka keeps a revoked partition paused should it
+    /// come back).
+    fn apply(&mut self, consumer: &BaseConsumer<Context>, context: &Context, reset: bool) {
+        self.dirty = false;
+        let assigned: BTreeSet<u32> =
+            context.state.lock().map(|s| s.assigned.keys().copied().collect()).unwrap_or_default();
+        let want: BTreeSet<u32> = self.want.intersection(&assigned).copied().collect();
+        let resume: Vec<u32> = if reset {
+            std::mem::take(&mut self.paused).into_iter().collect()
+        } else {
+            self.paused.difference(&want).copied().collect()
+        };
+        let pause: Vec<u32> = want.difference(&self.paused).copied().collect();
+        let list = |ids: &[u32]| {
+            let mut tpl = TopicPartitionList::new();
+            for &id in ids {
+                let (topic, partition) = split_id(id);
+                if let Some(name) = context.topics.get(topic) {
+                    tpl.add_partition(name, partition);
+                }
+            }
+            tpl
+        };
+        if !resume.is_empty() {
+            if let Err(e) = consumer.resume(&list(&resume)) {
+                tracing::warn!("kafka: cannot resume partitions held back: {e}");
+            }
+        }
+        if !pause.is_empty() {
+            if let Err(e) = consumer.pause(&list(&pause)) {
+                tracing::warn!("kafka: cannot hold back partitions running ahead: {e}");
+            }
+        }
+        if !resume.is_empty() || !pause.is_empty() {
+            tracing::debug!("kafka: holding back {want:?} (resumed {resume:?})");
+        }
+        self.paused = want;
+        context.metrics.held_back_partitions.set(self.paused.len() as i64);
+    }
+}
+
 /// Whether the pipeline keeps up with the source. It does while it asks for
 /// events ([`Source::next`]) and takes what is handed to it; a pipeline blocked
 /// on a sink does neither, however much room is left in the channel, and the
@@ -405,6 +466,7 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
     let mut stall = Stall::default();
     let mut paused: Option<TopicPartitionList> = None;
     let mut arena = BytesMut::with_capacity(ARENA_BYTES);
+    let mut held = HeldBack::default();
     while !stop.load(Ordering::Relaxed) {
         // What was read before goes first; the pipeline may be behind.
         let Some(delivered) = context.deliver() else { break };
@@ -413,8 +475,18 @@ fn poll_loop(consumer: BaseConsumer<Context>, stop: Arc<AtomicBool>, clock: Read
         // the group keeps this member and nothing piles up in memory.
         let pause = stalled_for >= PAUSE_AFTER;
         let changed = context.state.lock().is_ok_and(|mut s| std::mem::take(&mut s.assignment_changed));
+        let resumed = !pause && paused.is_some();
         if pause != paused.is_some() || (pause && changed) {
             set_paused(&consumer, pause, &mut paused);
+        }
+        if let Some(w) = context.state.lock().ok().and_then(|mut s| s.hold_back.take()) {
+            held.want = w;
+            held.dirty = true;
+        }
+        // While everything is paused for a stalled pipeline, holding back waits;
+        // resuming from that resumed the held partitions too.
+        if paused.is_none() && (held.dirty || changed || resumed) {
+            held.apply(&consumer, &context, changed || resumed);
         }
         if !delivered && paused.is_none() {
             // Backpressure: wait for room rather than reading more.

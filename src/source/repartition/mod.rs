@@ -39,12 +39,14 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use rustc_hash::FxHashMap;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod alignment;
 mod deliveries;
+use alignment::Drift;
 use deliveries::{note_queued, settle, Deliveries, Outstanding};
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,8 @@ const WATERMARK_EVERY_US: i64 = 200_000;
 /// every span the progress does not cover yet, and a backlog is re-keyed at
 /// hundreds of thousands of spans a second.
 const WATERMARK_EVERY_SPANS: u64 = 16_384;
+/// How often the input partitions' alignment is looked at (processing time).
+pub const ALIGN_EVERY_US: i64 = 100_000;
 
 /// The internal topic of a consumer group.
 pub fn topic_name(group: &str) -> String {
@@ -204,8 +208,9 @@ pub fn ensure_topic(
 enum InputProgress {
     /// Assigned, nothing read yet: anything (until the idle timeout).
     Pending { since_us: i64 },
-    /// Re-keyed spans up to `max_event`, the last at `at_us`.
-    Active { max_event: EventTime, at_us: i64 },
+    /// Re-keyed spans up to `max_event`, the last at `at_us`; `recent`: the
+    /// latest event time of the last record (where its reading stands).
+    Active { max_event: EventTime, recent: EventTime, at_us: i64 },
     /// Its records are keyed: they do not go through the repartition topic.
     Keyed,
 }
@@ -245,6 +250,12 @@ pub struct Rekeyer {
     last_watermark: Option<(EventTime, i64)>,
     /// Spans re-keyed since the last watermark was written.
     since_watermark: u64,
+    /// Input partitions held back (paused) for running ahead of the slowest.
+    held: BTreeSet<u32>,
+    /// The held set changed without [`running_ahead`](Self::running_ahead) saying so.
+    held_changed: bool,
+    drift: Drift,
+    last_aligned_us: i64,
     failed: Arc<AtomicBool>,
     /// The epoch messages queued now belong to, and how many of each epoch are not
     /// yet acknowledged: offsets wait for their epoch without waiting on Kafka.
@@ -260,13 +271,15 @@ pub struct Rekeyer {
 
 impl Rekeyer {
     /// A producer for `topic` with `partitions` partitions; input partitions that
-    /// re-keyed nothing for `idle_us` stop holding its progress back.
+    /// re-keyed nothing for `idle_us` stop holding its progress back, and those
+    /// that run ahead of the slowest by `drift` are held back.
     pub fn new(
         brokers: &str,
         props: &BTreeMap<String, String>,
         topic: &str,
         partitions: usize,
         idle_us: i64,
+        drift: Drift,
     ) -> Result<Self, RepartitionError> {
         let failed = Arc::new(AtomicBool::new(false));
         let outstanding = Outstanding::default();
@@ -294,6 +307,10 @@ impl Rekeyer {
             idle_us,
             last_watermark: None,
             since_watermark: 0,
+            held: BTreeSet::new(),
+            held_changed: false,
+            drift,
+            last_aligned_us: i64::MIN,
             failed,
             epoch: 0,
             outstanding,
@@ -314,10 +331,9 @@ impl Rekeyer {
             Some(InputProgress::Active { max_event, .. }) => *max_event,
             _ => EventTime::MIN,
         };
-        for s in spans {
-            max_event = max_event.max(s.event_time_us());
-        }
-        self.progress.insert(input, InputProgress::Active { max_event, at_us: now });
+        let recent = spans.iter().map(Span::event_time_us).max().unwrap_or(max_event);
+        max_event = max_event.max(recent);
+        self.progress.insert(input, InputProgress::Active { max_event, recent, at_us: now });
         for s in spans {
             let p = partition_of(s.trace_id, self.partitions) as usize;
             let pending = &mut self.pending[p];
@@ -446,12 +462,16 @@ impl Rekeyer {
             return;
         }
         let idle = self.idle_us;
-        let bound = |p: &InputProgress| match *p {
+        // A held-back partition re-keys nothing, but it is not idle: it still bounds.
+        let held = &self.held;
+        let bound = |(i, p): (&u32, &InputProgress)| match *p {
             InputProgress::Pending { since_us } if now - since_us < idle => Some(EventTime::MIN),
-            InputProgress::Active { max_event, at_us } if now - at_us < idle => Some(max_event),
+            InputProgress::Active { max_event, at_us, .. } if now - at_us < idle || held.contains(i) => {
+                Some(max_event)
+            }
             _ => None,
         };
-        let w = self.progress.values().filter_map(bound).min().unwrap_or(HOLDS_NOTHING);
+        let w = self.progress.iter().filter_map(bound).min().unwrap_or(HOLDS_NOTHING);
         if self.write_pending(stop) {
             self.write_watermark(w, now);
         }
@@ -474,6 +494,36 @@ impl Rekeyer {
     /// `input` was revoked: it no longer holds this producer's progress back.
     pub fn forget(&mut self, input: u32) {
         self.progress.remove(&input);
+        self.held_changed |= self.held.remove(&input);
+    }
+
+    /// The input partitions to hold back now, when that changed (looked at every
+    /// [`ALIGN_EVERY_US`]): those whose reading runs ahead, in event time, of the
+    /// slowest partition re-keying (see [`alignment`]).
+    pub fn running_ahead(&mut self, now: i64) -> Option<Vec<u32>> {
+        if now.saturating_sub(self.last_aligned_us) < ALIGN_EVERY_US {
+            return None;
+        }
+        self.last_aligned_us = now;
+        let idle = self.idle_us;
+        let recent: Vec<(u32, EventTime)> = self
+            .progress
+            .iter()
+            .filter_map(|(&p, progress)| match *progress {
+                InputProgress::Active { recent, at_us, .. }
+                    if now - at_us < idle || self.held.contains(&p) =>
+                {
+                    Some((p, recent))
+                }
+                _ => None,
+            })
+            .collect();
+        let held = alignment::running_ahead(&recent, &self.held, self.drift);
+        if held == self.held && !std::mem::take(&mut self.held_changed) {
+            return None;
+        }
+        self.held = held;
+        Some(self.held.iter().copied().collect())
     }
 
     fn write_watermark(&mut self, event_time: EventTime, now: i64) {
