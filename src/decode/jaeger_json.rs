@@ -65,13 +65,36 @@ struct JsonTag<'a> {
     v_bool: Option<bool>,
 }
 
-/// A protobuf JSON enum: its name, or (accepted too) its number.
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A protobuf JSON enum: its name, or (accepted too) its number. Read by a
+/// visitor rather than `#[serde(untagged)]`, which buffers every value first.
 enum EnumValue<'a> {
-    #[serde(borrow)]
     Name(Cow<'a, str>),
     Number(i64),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for EnumValue<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = EnumValue<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an enum name or number")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(EnumValue::Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(EnumValue::Name(Cow::Owned(v.to_owned())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(EnumValue::Number(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                i64::try_from(v).map(EnumValue::Number).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 impl EnumValue<'_> {
@@ -85,11 +108,20 @@ impl EnumValue<'_> {
 
 fn b64_id<const N: usize>(s: Option<&str>, reason: Reason, what: &str) -> Result<[u8; N], DecodeError> {
     let s = s.ok_or_else(|| DecodeError::new(reason, format!("{what} is missing")))?;
-    let raw =
-        B64.decode(s).map_err(|e| DecodeError::new(reason, format!("{what} {s:?} is not base64: {e}")))?;
-    raw.as_slice()
-        .try_into()
-        .map_err(|_| DecodeError::new(reason, format!("{what} has {} bytes, not {N}", raw.len())))
+    // Decoded on the stack: an id of N bytes is at most 4 * ceil(N / 3) characters.
+    let mut buf = [0u8; 32];
+    if s.len() > 4 * N.div_ceil(3) {
+        return Err(DecodeError::new(
+            reason,
+            format!("{what} has {} base64 characters, too many for {N} bytes", s.len()),
+        ));
+    }
+    let n = B64
+        .decode_slice(s, &mut buf)
+        .map_err(|e| DecodeError::new(reason, format!("{what} {s:?} is not base64: {e}")))?;
+    buf.get(..n)
+        .and_then(|b| <[u8; N]>::try_from(b).ok())
+        .ok_or_else(|| DecodeError::new(reason, format!("{what} has {n} bytes, not {N}")))
 }
 
 fn trace_id(s: Option<&str>, what: &str) -> Result<TraceId, DecodeError> {
