@@ -1,3 +1,4 @@
+use super::context::STALL_GRACE;
 use super::*;
 
 #[test]

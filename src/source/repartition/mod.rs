@@ -32,8 +32,6 @@ use crate::dataflow::EventTime;
 use crate::decode::jaeger_proto;
 use crate::model::{Interner, Span, TraceId};
 use crate::source::partitioner::KeyHash;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -46,8 +44,13 @@ use std::time::Duration;
 
 pub mod alignment;
 mod deliveries;
+mod progress;
+mod topic;
 use alignment::Drift;
 use deliveries::{note_queued, settle, Deliveries, Outstanding};
+use progress::InputProgress;
+pub use progress::ALIGN_EVERY_US;
+pub use topic::ensure_topic;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepartitionError {
@@ -90,14 +93,6 @@ pub const BATCH_HEADER: &str = "poirot.batch";
 pub const BATCH_BYTES: usize = 64 * 1024;
 /// A producer's progress when none of its input partitions bounds what it sends.
 pub const HOLDS_NOTHING: EventTime = EventTime::MAX;
-/// How often a producer writes its progress.
-const WATERMARK_EVERY_US: i64 = 200_000;
-/// ... or sooner, once this many spans were re-keyed since the last: readers hold
-/// every span the progress does not cover yet, and a backlog is re-keyed at
-/// hundreds of thousands of spans a second.
-const WATERMARK_EVERY_SPANS: u64 = 16_384;
-/// How often the input partitions' alignment is looked at (processing time).
-pub const ALIGN_EVERY_US: i64 = 100_000;
 
 /// The internal topic of a consumer group.
 pub fn topic_name(group: &str) -> String {
@@ -128,91 +123,6 @@ fn client_config(brokers: &str, props: &BTreeMap<String, String>, id: &str) -> C
         cc.set(k, v);
     }
     cc
-}
-
-/// Retention of the repartition topic: one day.
-const RETENTION_MS: &str = "86400000";
-
-/// How long [`ensure_topic`] waits for the input topic to appear (the Jaeger
-/// collector creates it with its first span).
-const INPUT_WAIT: Duration = Duration::from_secs(300);
-
-/// Creates `topic` with the partition count and replication of `input` unless it
-/// exists (waiting for `input` to exist first); returns its partition count.
-pub fn ensure_topic(
-    brokers: &str,
-    props: &BTreeMap<String, String>,
-    input: &str,
-    topic: &str,
-) -> Result<usize, RepartitionError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(brokers, props, "poirot-admin").create()?;
-    let timeout = Duration::from_secs(10);
-    let started = std::time::Instant::now();
-    let (partitions, replication) = loop {
-        let md = admin.inner().fetch_metadata(Some(input), timeout)?;
-        let found = md
-            .topics()
-            .iter()
-            .find(|t| t.name() == input && t.error().is_none() && !t.partitions().is_empty());
-        if let Some(t) = found {
-            break (t.partitions().len(), t.partitions().first().map_or(1, |p| p.replicas().len().max(1)));
-        }
-        if started.elapsed() >= INPUT_WAIT {
-            return Err(RepartitionError::NoTopic(input.to_owned()));
-        }
-        if started.elapsed() < Duration::from_secs(2) {
-            tracing::info!("waiting for topic {input} to exist, to give {topic} its partition count");
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(RepartitionError::Runtime)?;
-    // Records are needed only until read and committed; a day bounds the copy's disk use.
-    // A group more than a day behind on this topic loses those spans: raise the topic's
-    // retention.ms where outages can last longer (see the README).
-    let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(replication as i32))
-        .set("retention.ms", RETENTION_MS);
-    let results = rt.block_on(admin.create_topics([&new], &AdminOptions::new()))?;
-    for r in results {
-        match r {
-            Ok(_) => tracing::info!("created {topic} with {partitions} partitions"),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => {
-                return Err(RepartitionError::Create { topic: topic.to_owned(), detail: code.to_string() })
-            }
-        }
-    }
-    // A topic just created may take a moment to show its partitions in metadata.
-    let started = std::time::Instant::now();
-    let have = loop {
-        let md = admin.inner().fetch_metadata(Some(topic), timeout)?;
-        let have = md.topics().first().filter(|t| t.error().is_none()).map_or(0, |t| t.partitions().len());
-        if have > 0 {
-            break have;
-        }
-        if started.elapsed() >= timeout {
-            return Err(RepartitionError::NoTopic(topic.to_owned()));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    if have != partitions {
-        tracing::warn!("{topic} has {have} partitions, {input} {partitions}: scaling follows the smaller");
-    }
-    Ok(have)
-}
-
-/// What one input partition may still send into the repartition topic.
-#[derive(Clone, Copy, Debug)]
-enum InputProgress {
-    /// Assigned, nothing read yet: anything (until the idle timeout).
-    Pending { since_us: i64 },
-    /// Re-keyed spans up to `max_event`, the last at `at_us`; `recent`: the
-    /// latest event time of the last record (where its reading stands).
-    Active { max_event: EventTime, recent: EventTime, at_us: i64 },
-    /// Its records are keyed: they do not go through the repartition topic.
-    Keyed,
 }
 
 /// Re-keyed spans not yet written, for one partition of the repartition topic.
@@ -447,106 +357,6 @@ impl Rekeyer {
     /// Partitions of the repartition topic.
     pub fn partitions(&self) -> i32 {
         self.partitions
-    }
-
-    /// Writes this process's progress into every partition when it is due: every
-    /// 200 ms, or once [`WATERMARK_EVERY_SPANS`] were re-keyed since the last. The
-    /// spans waiting go first: a reader must see them before the progress that
-    /// covers them.
-    pub fn send_watermarks(&mut self, now: i64, stop: &AtomicBool) {
-        if self.progress.is_empty()
-            || self.last_watermark.is_some_and(|(_, at)| {
-                now - at < WATERMARK_EVERY_US && self.since_watermark < WATERMARK_EVERY_SPANS
-            })
-        {
-            return;
-        }
-        let idle = self.idle_us;
-        // A held-back partition re-keys nothing, but it is not idle: it still bounds.
-        let held = &self.held;
-        let bound = |(i, p): (&u32, &InputProgress)| match *p {
-            InputProgress::Pending { since_us } if now - since_us < idle => Some(EventTime::MIN),
-            InputProgress::Active { max_event, at_us, .. } if now - at_us < idle || held.contains(i) => {
-                Some(max_event)
-            }
-            _ => None,
-        };
-        let w = self.progress.iter().filter_map(bound).min().unwrap_or(HOLDS_NOTHING);
-        if self.write_pending(stop) {
-            self.write_watermark(w, now);
-        }
-    }
-
-    /// `input` was assigned: until it is read from, it may send anything.
-    pub fn assigned(&mut self, input: u32, now: i64, stop: &AtomicBool) {
-        self.progress.insert(input, InputProgress::Pending { since_us: now });
-        self.last_watermark = None; // tell the readers at once
-        self.send_watermarks(now, stop);
-    }
-
-    /// A record of `input` was keyed (processed where it was read).
-    pub fn keyed(&mut self, input: u32) {
-        if let Some(p @ InputProgress::Pending { .. }) = self.progress.get_mut(&input) {
-            *p = InputProgress::Keyed;
-        }
-    }
-
-    /// `input` was revoked: it no longer holds this producer's progress back.
-    pub fn forget(&mut self, input: u32) {
-        self.progress.remove(&input);
-        self.held_changed |= self.held.remove(&input);
-    }
-
-    /// The input partitions to hold back now, when that changed (looked at every
-    /// [`ALIGN_EVERY_US`]): those whose reading runs ahead, in event time, of the
-    /// slowest partition re-keying (see [`alignment`]).
-    pub fn running_ahead(&mut self, now: i64) -> Option<Vec<u32>> {
-        if now.saturating_sub(self.last_aligned_us) < ALIGN_EVERY_US {
-            return None;
-        }
-        self.last_aligned_us = now;
-        let idle = self.idle_us;
-        let recent: Vec<(u32, EventTime)> = self
-            .progress
-            .iter()
-            .filter_map(|(&p, progress)| match *progress {
-                InputProgress::Active { recent, at_us, .. }
-                    if now - at_us < idle || self.held.contains(&p) =>
-                {
-                    Some((p, recent))
-                }
-                _ => None,
-            })
-            .collect();
-        let held = alignment::running_ahead(&recent, &self.held, self.drift);
-        if held == self.held && !std::mem::take(&mut self.held_changed) {
-            return None;
-        }
-        self.held = held;
-        Some(self.held.iter().copied().collect())
-    }
-
-    fn write_watermark(&mut self, event_time: EventTime, now: i64) {
-        let (w, id) = (event_time.to_string(), self.id.to_string());
-        for partition in 0..self.partitions {
-            let headers = OwnedHeaders::new()
-                .insert(Header { key: WATERMARK_HEADER, value: Some(w.as_str()) })
-                .insert(Header { key: PRODUCER_HEADER, value: Some(id.as_str()) });
-            let record: BaseRecord<'_, [u8], [u8], usize> =
-                BaseRecord::with_opaque_to(&self.topic, self.epoch as usize)
-                    .partition(partition)
-                    .payload(&[][..])
-                    .headers(headers);
-            note_queued(&self.outstanding, self.epoch);
-            if let Err((e, _)) = self.producer.send(record) {
-                settle(&self.outstanding, self.epoch);
-                // Only progress: the next one carries it.
-                tracing::debug!("repartition: watermark not queued: {e}");
-            }
-        }
-        self.unflushed = true;
-        self.last_watermark = Some((event_time, now));
-        self.since_watermark = 0;
     }
 
     /// Queues the spans waiting, ends the current epoch and returns it: once
