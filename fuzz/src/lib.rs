@@ -97,6 +97,12 @@ pub fn decode_record(format: Option<Format>, record: &[u8]) {
         check_span(s, p.names());
     }
     let format = format.or_else(|| detect(record));
+    // The JSON decoders walk the text with their own reader: a record they read
+    // without an error must be JSON to serde_json too.
+    if matches!(format, Some(Format::JaegerJson | Format::OtlpJson)) && outcome.error.is_none() {
+        let json = serde_json::from_slice::<serde_json::Value>(record);
+        assert!(json.is_ok(), "read without error but not JSON: {json:?}");
+    }
     if let (Some(f), false) = (format, spans.is_empty()) {
         round_trip(f, &spans, p.names_mut());
         rekeyed_round_trip(&spans, p.names_mut());

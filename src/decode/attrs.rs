@@ -1,6 +1,7 @@
 //! The span attributes the analyses need, gathered from tags of any format.
 
 use crate::model::{Interner, NameKind, Span, SpanKind, Sym};
+use std::borrow::Cow;
 
 /// Attribute keys poirot reads, in OpenTracing/Jaeger and OpenTelemetry spelling.
 pub mod keys {
@@ -43,23 +44,24 @@ pub fn read_key(key: &[u8]) -> Option<&'static str> {
 pub struct Attrs<'a> {
     pub kind: Option<SpanKind>,
     pub error: bool,
-    pub destination: Option<&'a str>,
-    pub peer_service: Option<&'a str>,
-    pub db_system: Option<&'a str>,
+    pub destination: Option<Cow<'a, str>>,
+    pub peer_service: Option<Cow<'a, str>>,
+    pub db_system: Option<Cow<'a, str>>,
 }
 
 impl<'a> Attrs<'a> {
-    /// Notes a string-valued tag.
+    /// Notes a string-valued tag (its value borrowed from the record, or
+    /// owned when the record escaped it).
     #[inline]
-    pub fn string(&mut self, key: &str, value: &'a str) {
+    pub fn string(&mut self, key: &str, value: impl Into<Cow<'a, str>>) {
         match key {
-            keys::SPAN_KIND => self.kind = Some(SpanKind::from_tag(value)),
-            keys::ERROR => self.error |= value == "true",
-            keys::OTEL_STATUS_CODE => self.error |= value == "ERROR",
-            keys::PEER_SERVICE => self.peer_service = Some(value),
-            keys::DB_SYSTEM | keys::DB_SYSTEM_NAME => self.db_system = Some(value),
+            keys::SPAN_KIND => self.kind = Some(SpanKind::from_tag(&value.into())),
+            keys::ERROR => self.error |= value.into() == "true",
+            keys::OTEL_STATUS_CODE => self.error |= value.into() == "ERROR",
+            keys::PEER_SERVICE => self.peer_service = Some(value.into()),
+            keys::DB_SYSTEM | keys::DB_SYSTEM_NAME => self.db_system = Some(value.into()),
             k if keys::DESTINATIONS.contains(&k) => {
-                self.destination.get_or_insert(value);
+                self.destination.get_or_insert(value.into());
             }
             _ => {}
         }
@@ -76,9 +78,9 @@ impl<'a> Attrs<'a> {
     /// Fills the attribute fields of `span` (names cut to the name length limit).
     pub fn apply(&self, span: &mut Span, names: &mut Interner) {
         let mut sym = |kind, s: Option<&str>| s.map(|s| names.intern_name(kind, s)).unwrap_or(Sym(0));
-        span.destination = sym(NameKind::Destination, self.destination);
-        span.peer_service = sym(NameKind::Attribute, self.peer_service);
-        span.db_system = sym(NameKind::Attribute, self.db_system);
+        span.destination = sym(NameKind::Destination, self.destination.as_deref());
+        span.peer_service = sym(NameKind::Attribute, self.peer_service.as_deref());
+        span.db_system = sym(NameKind::Attribute, self.db_system.as_deref());
         if let Some(k) = self.kind {
             span.kind = k;
         }

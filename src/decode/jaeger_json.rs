@@ -2,130 +2,206 @@
 //! mapping (Jaeger's `json` Kafka encoding). Ids are base64, zero values are
 //! omitted (no `refType` means CHILD_OF, no `vType` means STRING), int64 values are
 //! strings, times are RFC 3339 and durations look like `"0.0015s"`.
-//! Field names are accepted in lowerCamelCase and in the original snake_case.
+//! Field names are accepted in lowerCamelCase and in the original snake_case;
+//! `null` stands for a field's default, as protobuf JSON allows.
+//!
+//! The record is walked once with [`json::Reader`]: tags go straight into
+//! [`Attrs`], nothing poirot does not read is kept.
 
 use super::attrs::{self, operation_sym, service_sym, Attrs};
+use super::json::{self, Reader, Stop};
 use super::time;
 use super::{DecodeError, Reason};
 use crate::model::{Interner, RefKind, Span, SpanId, SpanRef, TraceId};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use smallvec::SmallVec;
 use std::borrow::Cow;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonSpan<'a> {
-    #[serde(borrow, alias = "trace_id")]
+const FORMAT: &str = "jaeger json span";
+
+/// What a record gives, before it is checked.
+#[derive(Default)]
+struct Fields<'a> {
     trace_id: Option<Cow<'a, str>>,
-    #[serde(borrow, alias = "span_id")]
     span_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, alias = "operation_name")]
     operation_name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    references: Vec<JsonRef<'a>>,
-    #[serde(borrow, alias = "start_time")]
     start_time: Option<Cow<'a, str>>,
-    #[serde(borrow)]
     duration: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tags: Vec<JsonTag<'a>>,
-    #[serde(borrow)]
-    process: Option<JsonProcess<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonRef<'a> {
-    #[serde(borrow, alias = "trace_id")]
-    trace_id: Option<Cow<'a, str>>,
-    #[serde(borrow, alias = "span_id")]
-    span_id: Option<Cow<'a, str>>,
-    #[serde(borrow, alias = "ref_type")]
-    ref_type: Option<EnumValue<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonProcess<'a> {
-    #[serde(borrow, default, alias = "service_name")]
     service_name: Cow<'a, str>,
+    /// References as given: trace id (absent: the span's own), span id, relation.
+    references: SmallVec<[(Option<TraceId>, SpanId, RefKind); 2]>,
+    attrs: Attrs<'a>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonTag<'a> {
-    #[serde(borrow, default)]
-    key: Cow<'a, str>,
-    #[serde(borrow, alias = "v_type")]
-    v_type: Option<EnumValue<'a>>,
-    #[serde(borrow, alias = "v_str")]
-    v_str: Option<Cow<'a, str>>,
-    #[serde(alias = "v_bool")]
-    v_bool: Option<bool>,
-}
-
-/// A protobuf JSON enum: its name, or (accepted too) its number. Read by a
-/// visitor rather than `#[serde(untagged)]`, which buffers every value first.
-enum EnumValue<'a> {
-    Name(Cow<'a, str>),
-    Number(i64),
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for EnumValue<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
-            type Value = EnumValue<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an enum name or number")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(EnumValue::Name(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(EnumValue::Name(Cow::Owned(v.to_owned())))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(EnumValue::Number(v))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                i64::try_from(v).map(EnumValue::Number).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
+fn read_span<'a>(r: &mut Reader<'a>) -> Result<Fields<'a>, Stop> {
+    let mut f = Fields::default();
+    if !r.object("the span")? {
+        return Err(r.invalid("the span", "an object", json::Kind::Null));
     }
-}
-
-impl EnumValue<'_> {
-    fn is(&self, name: &str, number: i64) -> bool {
-        match self {
-            EnumValue::Name(n) => n == name,
-            EnumValue::Number(v) => *v == number,
+    while let Some(key) = r.key()? {
+        match &*key {
+            "traceId" | "trace_id" => f.trace_id = r.opt_str("traceId")?,
+            "spanId" | "span_id" => f.span_id = r.opt_str("spanId")?,
+            "operationName" | "operation_name" => f.operation_name = r.str("operationName")?,
+            "startTime" | "start_time" => f.start_time = r.opt_str("startTime")?,
+            "duration" => f.duration = r.opt_str("duration")?,
+            "references" => read_references(r, &mut f.references)?,
+            "tags" => read_tags(r, &mut f.attrs)?,
+            "process" => {
+                if r.object("process")? {
+                    while let Some(key) = r.key()? {
+                        match &*key {
+                            "serviceName" | "service_name" => f.service_name = r.str("serviceName")?,
+                            _ => r.skip()?,
+                        }
+                    }
+                }
+            }
+            _ => r.skip()?,
         }
     }
+    r.end()?;
+    Ok(f)
 }
 
+fn read_references<'a>(
+    r: &mut Reader<'a>,
+    out: &mut SmallVec<[(Option<TraceId>, SpanId, RefKind); 2]>,
+) -> Result<(), Stop> {
+    if !r.array("references")? {
+        return Ok(());
+    }
+    while r.item()? {
+        let (mut trace, mut span, mut kind) = (None, None, RefKind::ChildOf);
+        if !r.object("a reference")? {
+            continue;
+        }
+        while let Some(key) = r.key()? {
+            match &*key {
+                "traceId" | "trace_id" => {
+                    trace = match r.opt_str("reference traceId")?.as_deref() {
+                        None | Some("") => None,
+                        Some(s) => Some(trace_id(s, "reference trace id")?),
+                    }
+                }
+                "spanId" | "span_id" => {
+                    let s = r.opt_str("reference spanId")?;
+                    span = Some(span_id(s.as_deref(), "reference span id")?);
+                }
+                "refType" | "ref_type" => {
+                    if r.enum_value("refType")?.is_some_and(|v| v.is("FOLLOWS_FROM", 1)) {
+                        kind = RefKind::FollowsFrom;
+                    }
+                }
+                _ => r.skip()?,
+            }
+        }
+        let span = match span {
+            Some(s) => s,
+            None => span_id(None, "reference span id")?,
+        };
+        out.push((trace.filter(|t| !t.is_zero()), span, kind));
+    }
+    Ok(())
+}
+
+fn read_tags<'a>(r: &mut Reader<'a>, attrs: &mut Attrs<'a>) -> Result<(), Stop> {
+    if !r.array("tags")? {
+        return Ok(());
+    }
+    while r.item()? {
+        if !r.object("a tag")? {
+            continue;
+        }
+        let (mut key, mut v_type, mut v_str, mut v_bool) = (Cow::Borrowed(""), None, None, false);
+        while let Some(field) = r.key()? {
+            match &*field {
+                "key" => key = r.str("tag key")?,
+                "vType" | "v_type" => v_type = r.enum_value("tag vType")?,
+                "vStr" | "v_str" => v_str = r.opt_str("tag vStr")?,
+                "vBool" | "v_bool" => v_bool = r.bool("tag vBool")?,
+                _ => r.skip()?,
+            }
+        }
+        match v_type {
+            None => attrs.string(&key, v_str.unwrap_or_default()),
+            Some(t) if t.is("STRING", 0) => attrs.string(&key, v_str.unwrap_or_default()),
+            Some(t) if t.is("BOOL", 1) => attrs.boolean(&key, v_bool),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The value of a base64 digit in the standard or the URL-safe alphabet
+/// (protobuf JSON accepts both), or 0xff.
+const B64_DIGITS: [u8; 256] = {
+    let mut t = [0xff_u8; 256];
+    let mut i = 0;
+    while i < 26 {
+        t[b'A' as usize + i] = i as u8;
+        t[b'a' as usize + i] = 26 + i as u8;
+        i += 1;
+    }
+    let mut d = 0;
+    while d < 10 {
+        t[b'0' as usize + d] = 52 + d as u8;
+        d += 1;
+    }
+    t[b'+' as usize] = 62;
+    t[b'-' as usize] = 62;
+    t[b'/' as usize] = 63;
+    t[b'_' as usize] = 63;
+    t
+};
+
+/// An id of exactly N bytes in base64, with or without its padding.
 fn b64_id<const N: usize>(s: Option<&str>, reason: Reason, what: &str) -> Result<[u8; N], DecodeError> {
     let s = s.ok_or_else(|| DecodeError::new(reason, format!("{what} is missing")))?;
-    // Decoded on the stack: an id of N bytes is at most 4 * ceil(N / 3) characters.
-    let mut buf = [0u8; 32];
-    if s.len() > 4 * N.div_ceil(3) {
+    let digits = (N * 8).div_ceil(6);
+    let padded = digits.div_ceil(4) * 4;
+    let body = match s.len() {
+        n if n == digits => s.as_bytes(),
+        n if n == padded && s.as_bytes()[digits..].iter().all(|c| *c == b'=') => &s.as_bytes()[..digits],
+        _ => {
+            let approx = s.trim_end_matches('=').len() * 6 / 8;
+            return Err(DecodeError::new(
+                reason,
+                format!("{what} {s:?} has {approx} bytes, not {N} ({padded} base64 characters)"),
+            ));
+        }
+    };
+    let mut out = [0u8; N];
+    let (mut acc, mut bits, mut j) = (0u32, 0u32, 0);
+    for c in body {
+        let v = B64_DIGITS[usize::from(*c)];
+        if v == 0xff {
+            return Err(DecodeError::new(reason, format!("{what} {s:?} is not base64")));
+        }
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            if let Some(o) = out.get_mut(j) {
+                *o = (acc >> bits) as u8;
+            }
+            j += 1;
+            acc &= (1 << bits) - 1;
+        }
+    }
+    if acc != 0 {
         return Err(DecodeError::new(
             reason,
-            format!("{what} has {} base64 characters, too many for {N} bytes", s.len()),
+            format!("{what} {s:?} is not canonical base64 (trailing bits set)"),
         ));
     }
-    let n = B64
-        .decode_slice(s, &mut buf)
-        .map_err(|e| DecodeError::new(reason, format!("{what} {s:?} is not base64: {e}")))?;
-    buf.get(..n)
-        .and_then(|b| <[u8; N]>::try_from(b).ok())
-        .ok_or_else(|| DecodeError::new(reason, format!("{what} has {n} bytes, not {N}")))
+    Ok(out)
 }
 
-fn trace_id(s: Option<&str>, what: &str) -> Result<TraceId, DecodeError> {
-    let b: [u8; 16] = b64_id(s, Reason::InvalidTraceId, what)?;
+fn trace_id(s: &str, what: &str) -> Result<TraceId, DecodeError> {
+    let b: [u8; 16] = b64_id(Some(s), Reason::InvalidTraceId, what)?;
     Ok(TraceId::from_bytes(&b).unwrap_or_default())
 }
 
@@ -136,65 +212,44 @@ fn span_id(s: Option<&str>, what: &str) -> Result<SpanId, DecodeError> {
 
 /// Decodes one span record.
 pub fn decode(record: &[u8], names: &mut Interner) -> Result<Span, DecodeError> {
-    let js: JsonSpan = serde_json::from_slice(record).map_err(|e| {
-        let reason =
-            if std::str::from_utf8(record).is_err() { Reason::InvalidUtf8 } else { Reason::MalformedJson };
-        DecodeError::new(reason, format!("jaeger json span: {e}"))
-    })?;
-    let trace = trace_id(js.trace_id.as_deref(), "trace id")?;
+    let mut reader = Reader::new(record, FORMAT)?;
+    let f = read_span(&mut reader)?;
+    let trace = match f.trace_id.as_deref() {
+        Some(s) => trace_id(s, "trace id")?,
+        None => return Err(DecodeError::new(Reason::InvalidTraceId, "trace id is missing")),
+    };
     if trace.is_zero() {
         return Err(DecodeError::new(Reason::InvalidTraceId, "trace id is zero"));
     }
-    let sid = span_id(js.span_id.as_deref(), "span id")?;
+    let sid = span_id(f.span_id.as_deref(), "span id")?;
     if sid.is_zero() {
         return Err(DecodeError::new(Reason::InvalidSpanId, "span id is zero"));
     }
-    let start = js
+    let start = f
         .start_time
         .as_deref()
         .ok_or_else(|| DecodeError::new(Reason::InvalidTime, "span has no startTime"))
         .and_then(time::parse_rfc3339_us)?;
-    let duration = match js.duration.as_deref() {
+    let duration = match f.duration.as_deref() {
         Some(d) => time::parse_duration_us(d)?,
         None => 0,
     };
     let (start_us, duration_us) = time::check(start, duration)?;
-
-    let mut attrs = Attrs::default();
-    for t in &js.tags {
-        let is_string = t.v_type.as_ref().is_none_or(|v| v.is("STRING", 0));
-        if is_string {
-            attrs.string(&t.key, t.v_str.as_deref().unwrap_or(""));
-        } else if t.v_type.as_ref().is_some_and(|v| v.is("BOOL", 1)) {
-            attrs.boolean(&t.key, t.v_bool.unwrap_or(false));
-        }
-    }
-    let service = js.process.as_ref().map(|p| &*p.service_name).unwrap_or("");
     let mut span = Span {
         trace_id: trace,
         span_id: sid,
         start_us,
         duration_us,
-        service: service_sym(names, service),
-        operation: operation_sym(names, &js.operation_name),
+        service: service_sym(names, &f.service_name),
+        operation: operation_sym(names, &f.operation_name),
         ..Span::default()
     };
-    for r in &js.references {
-        let rt = match r.trace_id.as_deref() {
-            None | Some("") => trace,
-            Some(s) => trace_id(Some(s), "reference trace id")?,
-        };
-        let rs = span_id(r.span_id.as_deref(), "reference span id")?;
-        if rs.is_zero() {
-            continue;
+    for (rt, rs, kind) in f.references {
+        if !rs.is_zero() {
+            span.refs.push(SpanRef { trace_id: rt.unwrap_or(trace), span_id: rs, kind });
         }
-        let kind = match &r.ref_type {
-            Some(v) if v.is("FOLLOWS_FROM", 1) => RefKind::FollowsFrom,
-            _ => RefKind::ChildOf,
-        };
-        span.refs.push(SpanRef { trace_id: if rt.is_zero() { trace } else { rt }, span_id: rs, kind });
     }
-    attrs.apply(&mut span, names);
+    f.attrs.apply(&mut span, names);
     Ok(span)
 }
 
@@ -298,6 +353,32 @@ mod tests {
     }
 
     #[test]
+    fn ids_in_either_base64_alphabet_with_or_without_padding() {
+        let id =
+            [0xfb, 0xff, 0xbf, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0xfe, 0xff];
+        let std = B64.encode(id);
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id);
+        for s in [std.as_str(), std.trim_end_matches('='), url.as_str()] {
+            assert_eq!(b64_id::<16>(Some(s), Reason::InvalidTraceId, "t").ok(), Some(id), "{s}");
+        }
+        let span = B64.encode(&id[..8]);
+        assert_eq!(
+            b64_id::<8>(Some(&span), Reason::InvalidSpanId, "s").ok().map(u64::from_be_bytes),
+            Some(0xfbff_bf00_0102_0304)
+        );
+        for bad in [
+            "",
+            "AAAA",
+            &std[..23],
+            "A===AAAAAAAAAAAAAAAAAAAA",
+            "AAAAAAAAAAAAAAAAAAAAAB==",
+            "AAAAAAAAAAAAAAAAAAAA!A==",
+        ] {
+            assert!(b64_id::<16>(Some(bad), Reason::InvalidTraceId, "t").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn snake_case_names_are_accepted() {
         let rec = br#"{"trace_id":"AAAAAAAAAAEAAAAAAAAAAg==","span_id":"AAAAAAAAAAM=","operation_name":"x",
             "start_time":"2026-11-22T10:00:00Z","duration":"1s","process":{"service_name":"svc"}}"#;
@@ -314,8 +395,10 @@ mod tests {
         assert_eq!(e.reason, Reason::MalformedJson);
         let e = decode(br#"{"traceId":"AAE=","spanId":"AAAAAAAAAAM="}"#, &mut names).expect_err("short id");
         assert_eq!(e.reason, Reason::InvalidTraceId);
-        assert!(e.detail.contains("2 bytes"), "{}", e.detail);
-        let e = decode(b"\xff\xfe", &mut names).expect_err("not utf-8");
+        assert!(e.detail.contains("2 bytes, not 16"), "{}", e.detail);
+        let e = decode(b"\xff\xfe", &mut names).expect_err("not json");
+        assert_eq!(e.reason, Reason::MalformedJson);
+        let e = decode(b"{\"operationName\":\"\xff\xfe\"}", &mut names).expect_err("not utf-8");
         assert_eq!(e.reason, Reason::InvalidUtf8);
     }
 }

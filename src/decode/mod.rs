@@ -18,6 +18,7 @@ mod detect;
 pub mod jaeger_json;
 pub mod jaeger_proto;
 pub mod jaeger_ui;
+mod json;
 pub mod otlp;
 pub(crate) mod pb;
 mod time;

@@ -7,18 +7,18 @@
 //! `service.name` → service.
 
 mod encode;
+mod json;
 mod proto;
 
 pub use encode::{encode_json, encode_proto};
+pub use json::decode_json;
 pub use proto::decode_proto;
 
-use crate::decode::attrs::{keys, operation_sym, service_sym, Attrs};
+use crate::decode::attrs::{operation_sym, Attrs};
 use crate::decode::pb::otlp as pb;
 use crate::decode::time;
 use crate::decode::{DecodeError, Reason};
 use crate::model::{Interner, RefKind, Span, SpanId, SpanKind, SpanRef, Sym, TraceId};
-use serde::Deserialize;
-use serde_json::Value;
 use std::borrow::Cow;
 
 /// The parts of an OTLP span poirot uses, independent of the encoding.
@@ -26,7 +26,7 @@ struct Parts<'a> {
     trace_id: TraceId,
     span_id: SpanId,
     parent: Option<SpanId>,
-    name: &'a str,
+    name: Cow<'a, str>,
     kind: SpanKind,
     start_ns: u64,
     end_ns: u64,
@@ -58,7 +58,7 @@ fn build(service: Sym, p: Parts<'_>, names: &mut Interner) -> Result<Span, Decod
         start_us,
         duration_us,
         service,
-        operation: operation_sym(names, p.name),
+        operation: operation_sym(names, &p.name),
         kind: p.kind,
         error: p.status_error,
         ..Span::default()
@@ -100,214 +100,6 @@ fn raw_span(b: &[u8], what: &str) -> Result<SpanId, DecodeError> {
     SpanId::from_bytes(b).ok_or_else(|| {
         DecodeError::new(Reason::InvalidSpanId, format!("otlp {what} has {} bytes, not 8", b.len()))
     })
-}
-
-// ---- OTLP JSON ----
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonRequest {
-    #[serde(default)]
-    resource_spans: Vec<JsonResourceSpans>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonResourceSpans {
-    resource: Option<JsonResource>,
-    #[serde(default)]
-    scope_spans: Vec<JsonScopeSpans>,
-}
-
-#[derive(Deserialize)]
-struct JsonResource {
-    #[serde(default)]
-    attributes: Vec<JsonKeyValue>,
-}
-
-#[derive(Deserialize)]
-struct JsonScopeSpans {
-    #[serde(default)]
-    spans: Vec<Value>,
-}
-
-#[derive(Deserialize)]
-struct JsonKeyValue {
-    key: String,
-    #[serde(default)]
-    value: Value,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonSpan {
-    #[serde(default)]
-    trace_id: String,
-    #[serde(default)]
-    span_id: String,
-    #[serde(default)]
-    parent_span_id: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    kind: Value,
-    #[serde(default)]
-    start_time_unix_nano: Value,
-    #[serde(default)]
-    end_time_unix_nano: Value,
-    #[serde(default)]
-    attributes: Vec<JsonKeyValue>,
-    #[serde(default)]
-    links: Vec<JsonLink>,
-    status: Option<JsonStatus>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JsonLink {
-    #[serde(default)]
-    trace_id: String,
-    #[serde(default)]
-    span_id: String,
-    #[serde(default)]
-    attributes: Vec<JsonKeyValue>,
-}
-
-#[derive(Deserialize)]
-struct JsonStatus {
-    #[serde(default)]
-    code: Value,
-}
-
-fn json_str(v: &Value) -> Option<&str> {
-    v.get("stringValue").and_then(Value::as_str)
-}
-
-fn json_u64(v: &Value, what: &str) -> Result<u64, DecodeError> {
-    match v {
-        Value::Null => Some(0),
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-    .ok_or_else(|| {
-        DecodeError::new(Reason::InvalidTime, format!("otlp {what} {v} is not an unsigned integer"))
-    })
-}
-
-/// An enum given by number or by name.
-fn json_enum(v: &Value, by_name: impl Fn(&str) -> i64) -> i64 {
-    match v {
-        Value::Number(n) => n.as_i64().unwrap_or(0),
-        Value::String(s) => by_name(s),
-        _ => 0,
-    }
-}
-
-fn hex_trace(s: &str, what: &str) -> Result<TraceId, DecodeError> {
-    if s.len() != 32 {
-        return Err(DecodeError::new(
-            Reason::InvalidTraceId,
-            format!("otlp {what} {s:?} is not 32 hex digits"),
-        ));
-    }
-    TraceId::from_hex(s)
-        .ok_or_else(|| DecodeError::new(Reason::InvalidTraceId, format!("otlp {what} {s:?} is not hex")))
-}
-
-fn hex_span(s: &str, what: &str) -> Result<SpanId, DecodeError> {
-    if s.len() != 16 {
-        return Err(DecodeError::new(
-            Reason::InvalidSpanId,
-            format!("otlp {what} {s:?} is not 16 hex digits"),
-        ));
-    }
-    SpanId::from_hex(s)
-        .ok_or_else(|| DecodeError::new(Reason::InvalidSpanId, format!("otlp {what} {s:?} is not hex")))
-}
-
-fn json_span(v: Value, service: Sym, names: &mut Interner) -> Result<Span, DecodeError> {
-    let s: JsonSpan = serde_json::from_value(v)
-        .map_err(|e| DecodeError::new(Reason::MalformedJson, format!("otlp json span: {e}")))?;
-    let mut attrs = Attrs::default();
-    for kv in &s.attributes {
-        if let Some(v) = json_str(&kv.value) {
-            attrs.string(&kv.key, v);
-        } else if let Some(b) = kv.value.get("boolValue").and_then(Value::as_bool) {
-            attrs.boolean(&kv.key, b);
-        }
-    }
-    let links = s
-        .links
-        .iter()
-        .map(|l| {
-            let t = if l.trace_id.is_empty() {
-                TraceId::default()
-            } else {
-                hex_trace(&l.trace_id, "link traceId")?
-            };
-            let ref_type =
-                l.attributes.iter().find(|kv| kv.key == keys::REF_TYPE).and_then(|kv| json_str(&kv.value));
-            Ok((t, hex_span(&l.span_id, "link spanId")?, link_relation(ref_type)))
-        })
-        .collect::<Result<_, DecodeError>>()?;
-    let kind = json_enum(&s.kind, |n| i64::from(SpanKind::from_otlp_name(n).otlp_number()));
-    let status =
-        s.status.as_ref().map(|st| json_enum(&st.code, |n| if n == "STATUS_CODE_ERROR" { 2 } else { 0 }));
-    let parts = Parts {
-        trace_id: hex_trace(&s.trace_id, "traceId")?,
-        span_id: hex_span(&s.span_id, "spanId")?,
-        parent: if s.parent_span_id.is_empty() {
-            None
-        } else {
-            Some(hex_span(&s.parent_span_id, "parentSpanId")?)
-        },
-        name: &s.name,
-        kind: SpanKind::from_otlp_number(i32::try_from(kind).unwrap_or(0)),
-        start_ns: json_u64(&s.start_time_unix_nano, "startTimeUnixNano")?,
-        end_ns: json_u64(&s.end_time_unix_nano, "endTimeUnixNano")?,
-        attrs,
-        links,
-        status_error: status == Some(2),
-    };
-    build(service, parts, names)
-}
-
-/// Decodes one OTLP JSON `ExportTraceServiceRequest`.
-pub fn decode_json(
-    record: &[u8],
-    names: &mut Interner,
-    spans: &mut Vec<Span>,
-    errors: &mut Vec<DecodeError>,
-) {
-    let req: JsonRequest = match serde_json::from_slice(record) {
-        Ok(r) => r,
-        Err(e) => {
-            let reason = if std::str::from_utf8(record).is_err() {
-                Reason::InvalidUtf8
-            } else {
-                Reason::MalformedJson
-            };
-            errors.push(DecodeError::new(reason, format!("otlp json request: {e}")));
-            return;
-        }
-    };
-    for rs in req.resource_spans {
-        let service_name: Cow<str> = rs
-            .resource
-            .as_ref()
-            .and_then(|r| r.attributes.iter().find(|kv| kv.key == keys::SERVICE_NAME))
-            .and_then(|kv| json_str(&kv.value))
-            .map(|s| Cow::Owned(s.to_owned()))
-            .unwrap_or(Cow::Borrowed(""));
-        let service = service_sym(names, &service_name);
-        for v in rs.scope_spans.into_iter().flat_map(|ss| ss.spans) {
-            match json_span(v, service, names) {
-                Ok(s) => spans.push(s),
-                Err(e) => errors.push(e),
-            }
-        }
-    }
 }
 
 #[cfg(test)]

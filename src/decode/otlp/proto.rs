@@ -243,7 +243,7 @@ fn parts(s: Walked<'_>) -> Result<Parts<'_>, DecodeError> {
         trace_id: raw_trace(s.trace_id)?,
         span_id: raw_span(s.span_id, "span id")?,
         parent: if s.parent.is_empty() { None } else { Some(raw_span(s.parent, "parent span id")?) },
-        name: s.name,
+        name: s.name.into(),
         kind: SpanKind::from_otlp_number(s.kind),
         start_ns: s.start_ns,
         end_ns: s.end_ns,
