@@ -11,6 +11,7 @@
 //! - `pipeline/jaeger-proto`: decode → watermarks → assembly → analyses, in process.
 //! - `pipeline/jaeger-proto-links`: the same, with one consumer span in ten
 //!   linking 10 producer spans of earlier traces (batch consumers).
+//! - `pipeline/otlp-proto`: the same spans as 50-span OTLP protobuf requests.
 //!
 //! Before criterion runs, a counting global allocator measures the bytes each
 //! buffered span costs while its trace is open (span, span vectors, hash map,
@@ -354,20 +355,23 @@ fn bench_assembly_and_analysis(c: &mut Criterion, names: &Interner, spans: &[Spa
 
 fn bench_pipeline(c: &mut Criterion, names: &Interner, spans: &[Span]) {
     let records = encode(Format::JaegerProto, spans, names);
-    let run = |records: &[Vec<u8>]| {
+    let otlp_records = encode(Format::OtlpProto, spans, names);
+    let run_format = |format: Format, records: &[Vec<u8>]| {
         let mut p = Pipeline::new(pipeline_config(), Arc::new(SystemClock));
         for r in records {
-            p.push(Input::Record { partition: 0, offset: None, format: Some(Format::JaegerProto), bytes: r });
+            p.push(Input::Record { partition: 0, offset: None, format: Some(format), bytes: r });
         }
         p.push(Input::End);
         let anomalies = p.drain_anomalies().count();
         (p, anomalies)
     };
-    let (p, anomalies) = run(&records);
-    assert_eq!(p.outputs().input.spans, spans.len() as u64);
-    assert_eq!(p.outputs().input.bad_total(), 0);
-    assert!(anomalies > 0, "the batch has lost messages and loops to find");
-    drop(p);
+    let run = |records: &[Vec<u8>]| run_format(Format::JaegerProto, records);
+    for (format, records) in [(Format::JaegerProto, &records), (Format::OtlpProto, &otlp_records)] {
+        let (p, anomalies) = run_format(format, records);
+        assert_eq!(p.outputs().input.spans, spans.len() as u64);
+        assert_eq!(p.outputs().input.bad_total(), 0);
+        assert!(anomalies > 0, "the batch has lost messages and loops to find");
+    }
 
     let linked = with_links(spans.to_vec());
     let linked_records = encode(Format::JaegerProto, &linked, names);
@@ -381,6 +385,10 @@ fn bench_pipeline(c: &mut Criterion, names: &Interner, spans: &[Span]) {
     g.sampling_mode(SamplingMode::Flat);
     g.bench_function("jaeger-proto", |b| b.iter(|| black_box(run(black_box(&records)).1)));
     g.bench_function("jaeger-proto-links", |b| b.iter(|| black_box(run(black_box(&linked_records)).1)));
+    // The same spans as 50-span OTLP requests (Jaeger v2's Kafka exporter's default encoding).
+    g.bench_function("otlp-proto", |b| {
+        b.iter(|| black_box(run_format(Format::OtlpProto, black_box(&otlp_records)).1))
+    });
     g.finish();
 }
 
