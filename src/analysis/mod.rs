@@ -101,6 +101,10 @@ pub struct Analyzer {
     /// When on, closed traces add their edges here instead of to `edges`, and
     /// [`Analyzer::take_delta`] moves them into `edges`: one pass per trace either way.
     pub delta: Option<Edges>,
+    /// When on, new edges land here first and the pipeline moves them on after
+    /// each element ([`Analyzer::settle_recent`]), so it knows which partition's
+    /// records they came from (Jaeger's dependency buckets).
+    pub recent: Option<Edges>,
     pub stats: AnalysisStats,
     /// What carries traces past their close: the closed-trace index, pending
     /// producers, reported losses, links waiting.
@@ -127,6 +131,7 @@ impl Analyzer {
             counters: AnomalyCounters::with_limit(config.max_series, overflow),
             edges: Edges::default(),
             delta: None,
+            recent: None,
             stats: AnalysisStats::default(),
             flows: Flows::new(FlowConfig::default(), &mut Interner::new()),
             links: Vec::new(),
@@ -190,7 +195,7 @@ impl Analyzer {
                     self.flows.observe_hop(destination, c.start_us - p.start_us);
                 }
             }
-            new_edges(&mut self.delta, &mut self.edges).add_trace(&trace.spans, &dag);
+            new_edges(&mut self.recent, &mut self.delta, &mut self.edges).add_trace(&trace.spans, &dag);
             self.graph.add_trace(&trace.spans, &dag);
             for i in detect::unconsumed_producers(&trace.spans, &consumed) {
                 let path = detect::causal_path(&trace.spans, &dag, i, MAX_LOSS_PATH);
@@ -275,7 +280,7 @@ impl Analyzer {
             }
             let consumer = || flows::consumer_ref(link.from_trace, link.from_span, &link.caller, names);
             let to = (link.to.trace_id, link.to.span_id, link.to.kind);
-            let edges = new_edges(&mut self.delta, &mut self.edges);
+            let edges = new_edges(&mut self.recent, &mut self.delta, &mut self.edges);
             flows::apply_reference(
                 &mut self.flows,
                 edges,
@@ -324,7 +329,7 @@ impl Analyzer {
                 let names = &*ctx.names;
                 let consumer = || flows::consumer_ref(link.from_trace, link.from_span, &link.caller, names);
                 let to = (link.to.trace_id, link.to.span_id, link.to.kind);
-                let edges = new_edges(&mut self.delta, &mut self.edges);
+                let edges = new_edges(&mut self.recent, &mut self.delta, &mut self.edges);
                 flows::apply_reference(
                     &mut self.flows,
                     edges,
@@ -384,7 +389,7 @@ impl Analyzer {
             for (r, callee) in parents {
                 let names = &*ctx.names;
                 let consumer = || flows::consumer_ref(span.trace_id, span.span_id, &caller, names);
-                let edges = new_edges(&mut self.delta, &mut self.edges);
+                let edges = new_edges(&mut self.recent, &mut self.delta, &mut self.edges);
                 flows::apply_reference(
                     &mut self.flows,
                     edges,
@@ -458,13 +463,39 @@ impl Analyzer {
         self.edges.merge(&delta);
         delta
     }
+
+    /// Hands the service calls added since the last call to `f` (source, target,
+    /// calls; edges are tapped only with `recent = Some(..)`) and moves them on to
+    /// the delta or the totals.
+    pub fn settle_recent(&mut self, mut f: impl FnMut(Sym, Sym, u64)) {
+        let Some(recent) = self.recent.as_mut() else { return };
+        if recent.is_empty() {
+            return;
+        }
+        for (e, stats) in &recent.services {
+            f(e.source, e.target, stats.calls);
+        }
+        match &mut self.delta {
+            Some(d) => d.merge(recent),
+            None => self.edges.merge(recent),
+        }
+        recent.services.clear();
+        recent.operations.clear();
+        recent.hops.clear();
+    }
 }
 
-/// Where new edges go: the delta when a sink takes deltas, else the totals.
-fn new_edges<'a>(delta: &'a mut Option<Edges>, edges: &'a mut Edges) -> &'a mut Edges {
-    match delta {
-        Some(d) => d,
-        None => edges,
+/// Where new edges go: the recent ones when they are tapped, else the delta when a
+/// sink takes deltas, else the totals.
+fn new_edges<'a>(
+    recent: &'a mut Option<Edges>,
+    delta: &'a mut Option<Edges>,
+    edges: &'a mut Edges,
+) -> &'a mut Edges {
+    match (recent, delta) {
+        (Some(r), _) => r,
+        (None, Some(d)) => d,
+        (None, None) => edges,
     }
 }
 

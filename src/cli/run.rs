@@ -11,7 +11,7 @@ use crate::decode::Format;
 use crate::runtime::exchange::ThroughTopic;
 use crate::runtime::{Driver, Exchange, InProcess, Pipeline};
 use crate::sink::dead_letters::DeadLetters;
-use crate::sink::elasticsearch::EsSink;
+use crate::sink::elasticsearch::{EsSink, JaegerDependencies};
 use crate::sink::live::LivePage;
 use crate::sink::log::LogAnomalies;
 use crate::sink::neo4j::Neo4jSink;
@@ -148,10 +148,14 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
         None => None,
     };
     let es = match es_config {
-        Some(c) => Some(
+        Some(mut c) => Some({
+            if config.jaeger_dependencies.enabled {
+                c.jaeger = Some(JaegerDependencies::new(&config.jaeger_dependencies, &source_config.group));
+            }
+
             EsSink::connect(&c, &process, &health, &stop)
-                .with_context(|| format!("cannot set up Elasticsearch at {}", c.url))?,
-        ),
+                .with_context(|| format!("cannot set up Elasticsearch at {}", c.url))?
+        }),
         None => None,
     };
     let mut source = KafkaSource::start(&source_config, process.clone(), health.clone())
@@ -167,6 +171,9 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     );
     if !config.self_tracing.endpoint.is_empty() {
         pipeline.ignore_service(&config.self_tracing.service_name);
+    }
+    if config.jaeger_dependencies.enabled {
+        pipeline.enable_dependency_buckets(config.jaeger_dependencies.bucket.as_micros() as i64);
     }
     let exchange: Box<dyn Exchange> = match rekeyer {
         Some(rk) => Box::new(ThroughTopic::new(rk, mode, process.repartitioned_spans.clone(), &mut pipeline)),

@@ -56,6 +56,12 @@
 //! client_cert = ""            # PEM client certificate (chain) and its key: mutual TLS
 //! client_key = ""
 //!
+//! [jaeger_dependencies]       # service calls as Jaeger's dependency documents, in [elasticsearch]
+//! enabled = false
+//! index_prefix = ""           # Jaeger's index_prefix: "" writes jaeger-dependencies-<date>
+//! bucket = "5m"               # event time per document (and per input partition)
+//! date_separator = "-"        # Jaeger's index_date_separator
+//!
 //! [self_tracing]              # poirot's own traces over OTLP/HTTP; off while endpoint is empty
 //! endpoint = "http://127.0.0.1:4318"
 //! service_name = "poirot"     # input spans of this service are dropped (no feedback loop)
@@ -87,7 +93,7 @@ pub use analysis::{
 };
 pub use kafka::{Encoding, KafkaSection, Repartition};
 pub use run::RunSection;
-pub use sinks::{ElasticsearchSection, Neo4jSection, SelfTracingSection};
+pub use sinks::{ElasticsearchSection, JaegerDependenciesSection, Neo4jSection, SelfTracingSection};
 
 use serde::{Deserialize, Deserializer};
 use std::path::Path;
@@ -113,6 +119,7 @@ pub struct Config {
     pub kafka: KafkaSection,
     pub run: RunSection,
     pub elasticsearch: ElasticsearchSection,
+    pub jaeger_dependencies: JaegerDependenciesSection,
     pub neo4j: Neo4jSection,
     pub self_tracing: SelfTracingSection,
 }
@@ -378,6 +385,16 @@ impl Config {
             if user.contains(':') {
                 return Err((user_key, "a basic-auth user name cannot contain ':'".into()));
             }
+        }
+        let j = &self.jaeger_dependencies;
+        if j.enabled && self.elasticsearch.url.is_empty() {
+            return Err((
+                "jaeger_dependencies.enabled",
+                "needs elasticsearch.url: the documents go to Jaeger's Elasticsearch or OpenSearch".into(),
+            ));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&j.bucket) {
+            return Err(("jaeger_dependencies.bucket", format!("{:?} is not between 1s and 24h", j.bucket)));
         }
         let t = &self.self_tracing;
         if !(0.0..=1.0).contains(&t.sample_ratio) {

@@ -1,6 +1,7 @@
 //! The sinks' sections: Neo4j, Elasticsearch, self-tracing.
 
 use serde::Deserialize;
+use std::time::Duration;
 
 /// poirot's own traces, sent over OTLP/HTTP; off while `endpoint` is empty.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -87,6 +88,38 @@ impl Default for ElasticsearchSection {
             ca_file: String::new(),
             client_cert: String::new(),
             client_key: String::new(),
+        }
+    }
+}
+
+/// Service dependencies as Jaeger's own dependency documents, in the
+/// `[elasticsearch]` server, where Jaeger's query service reads them for its
+/// "System Architecture" view; off unless `enabled`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JaegerDependenciesSection {
+    pub enabled: bool,
+    /// Jaeger's `index_prefix` (empty: indices `jaeger-dependencies-<date>`;
+    /// `prod`: `prod-jaeger-dependencies-<date>`).
+    pub index_prefix: String,
+    /// The event time one document covers (per input partition). Longer buckets
+    /// mean fewer documents for Jaeger to read (it reads at most its
+    /// `max_doc_count`, 10,000 by default), shorter ones a smaller re-read after a
+    /// crash: a bucket's records are committed once it is written.
+    #[serde(deserialize_with = "super::duration")]
+    pub bucket: Duration,
+    /// What separates the date's parts in the index name (Jaeger's
+    /// `index_date_separator`).
+    pub date_separator: String,
+}
+
+impl Default for JaegerDependenciesSection {
+    fn default() -> Self {
+        JaegerDependenciesSection {
+            enabled: false,
+            index_prefix: String::new(),
+            bucket: Duration::from_secs(300),
+            date_separator: "-".into(),
         }
     }
 }

@@ -124,6 +124,11 @@ impl WatermarkTracker {
             .unwrap_or(EventTime::MIN)
     }
 
+    /// The watermark last given out for `partition` (`EventTime::MIN` before any).
+    pub fn watermark_of(&self, partition: u32) -> EventTime {
+        self.partitions.get(&partition).map_or(EventTime::MIN, |p| p.emitted)
+    }
+
     fn partition(&mut self, p: u32, now: i64) -> &mut Partition {
         self.partitions.entry(p).or_insert_with(|| Partition::new(now))
     }

@@ -232,6 +232,7 @@ impl Driver {
         self.resolutions.extend(self.pipeline.drain_resolutions());
         // Empty unless a sink asked for deltas.
         let (delta, finished) = self.pipeline.take_finished();
+        let dependencies = self.pipeline.take_dependency_buckets();
         let forget_due = last.is_none() && self.last_forget.elapsed() >= self.forget_after;
         let forget_below = if forget_due { std::mem::take(&mut self.committed) } else { Vec::new() };
         let round = Round {
@@ -241,6 +242,7 @@ impl Driver {
             delta: &delta,
             finished: &finished,
             forget_below: &forget_below,
+            dependencies: &dependencies,
             rejected: &self.rejected,
             last,
         };

@@ -70,6 +70,9 @@ pub struct Round<'a> {
     /// Per partition, an offset that was committed a while ago: records of
     /// finished traces below it are no longer needed.
     pub forget_below: &'a [(u32, i64)],
+    /// Buckets of service calls completed this round (Jaeger's dependency
+    /// documents; empty unless the pipeline keeps them).
+    pub dependencies: &'a [crate::runtime::pipeline::DependencyBucket],
     /// Records the pipeline could not decode, for a dead-letter sink.
     pub rejected: &'a [crate::source::Rejected],
     /// The last round: write what is held for good.

@@ -8,11 +8,13 @@
 //! what sinks read (RED, the service graph, edges, counters) through the
 //! read-only [`Outputs`] view.
 
+mod dependencies;
 mod io;
 mod links;
 mod ownership;
 
 pub use crate::analysis::{FinishedTrace, InputStats, Outputs};
+pub use dependencies::DependencyBucket;
 pub use io::{Input, RecordOutcome};
 
 use crate::analysis::{
@@ -76,6 +78,9 @@ pub struct Pipeline {
     /// Links to hand to the exchange, which sends them to the owner of the trace
     /// they name (`None`: this pipeline holds every trace and applies them).
     links_out: Option<Vec<Link>>,
+    /// Service calls per partition and bucket of event time, when Jaeger's
+    /// dependency documents are written.
+    buckets: Option<dependencies::Buckets>,
 }
 
 /// Finished traces remembered per partition above its committed offset (24 bytes
@@ -112,6 +117,7 @@ impl Pipeline {
             upstream: UpstreamWatermarks::default(),
             idle_timeout_us: config.watermark.idle_timeout_us,
             links_out: None,
+            buckets: None,
         }
     }
 
@@ -192,6 +198,7 @@ impl Pipeline {
     /// Edges added and traces finished since the last call (both empty unless
     /// [`enable_deltas`](Self::enable_deltas) was called).
     pub fn take_finished(&mut self) -> (crate::analysis::Edges, Vec<FinishedTrace>) {
+        self.settle_edges(None, None);
         (self.analyzer.take_delta(), std::mem::take(&mut self.finished))
     }
 
@@ -339,6 +346,7 @@ impl Pipeline {
         self.analyse(&mut assembled, None, true);
         self.assembled = assembled;
         self.decide(wm);
+        self.complete_buckets(partition, wm);
     }
 
     /// Analyses what assembly emitted; `origin` is the partition and offset of the
@@ -356,6 +364,7 @@ impl Pipeline {
                         self.analyzer.replayed_late_span(span, &mut ctx);
                         self.hold_if_pending(trace_id, origin.map(|o| o.0), origin.map(|o| o.1));
                         self.route_links();
+                        self.settle_edges(origin.map(|o| o.0), origin.map(|o| o.1));
                         continue;
                     }
                     Assembled::Unbuffered { .. } => continue,
@@ -367,6 +376,7 @@ impl Pipeline {
                 self.analyzer.replayed_trace(t, &mut ctx);
                 self.hold_if_pending(trace_id, closed.map(|c| c.0), first);
                 self.route_links();
+                self.settle_edges(closed.map(|c| c.0), first);
                 for (partition, offset, span) in self.fresh_of_replayed.remove(&trace_id).unwrap_or_default()
                 {
                     let mut late = vec![Assembled::Unbuffered { span, late: true }];
@@ -389,6 +399,7 @@ impl Pipeline {
                     self.hold_if_pending(trace_id, Some(partition), Some(last_offset));
                 }
                 self.route_links();
+                self.settle_edges(origin.map(|o| o.0), origin.map(|o| o.1));
                 continue;
             }
             let mut held = None;
@@ -404,6 +415,7 @@ impl Pipeline {
                 self.hold_if_pending(trace, Some(partition), first);
             }
             self.route_links();
+            self.settle_edges(held.map(|h| h.1), held.and_then(|h| h.2));
         }
         self.settle();
     }
@@ -430,6 +442,7 @@ impl Pipeline {
         self.assembled = assembled;
         self.analyzer.finish(&mut Context::new(&mut self.names, &mut self.anomalies));
         self.settle();
+        self.complete_all_buckets();
     }
 
     /// Reported losses resolved since the last call.

@@ -126,6 +126,7 @@ impl Pipeline {
             self.replayed.discard(&t);
             self.fresh_of_replayed.remove(&t);
         }
+        self.drop_buckets(partition);
         let held = self.offsets.forget(partition);
         for t in &held {
             // The next owner reads it again and decides its producers.

@@ -402,3 +402,68 @@ fn a_partition_given_back_rebuilds_the_pending_producer_of_a_trace_it_held() {
     let losses: Vec<_> = p.drain_anomalies().map(|a| a.kind).collect();
     assert_eq!(losses, [AnomalyKind::MessageLoss], "decided once");
 }
+
+/// Trace `trace` at `at_s`: a frontend span and a driver span it calls.
+fn call(p: &mut Pipeline, trace: u64, at_s: i64) -> Vec<Span> {
+    use crate::model::{RefKind, SpanRef};
+    let (a, b) = (p.names_mut().intern("frontend"), p.names_mut().intern("driver"));
+    let parent = Span { service: a, span_id: SpanId(trace * 10), ..span(trace, at_s) };
+    let mut child = Span { service: b, span_id: SpanId(trace * 10 + 1), ..parent.clone() };
+    child.refs.push(SpanRef { trace_id: parent.trace_id, span_id: parent.span_id, kind: RefKind::ChildOf });
+    vec![parent, child]
+}
+
+fn calls_in(buckets: &[DependencyBucket]) -> u64 {
+    buckets.iter().flat_map(|b| &b.calls).map(|c| c.2).sum()
+}
+
+#[test]
+fn dependency_buckets_pin_their_traces_offsets_until_complete_and_come_out_once() {
+    let clock = ManualClock::new(0);
+    let mut p = pipeline(&clock);
+    p.enable_dependency_buckets(10 * S);
+    p.push(Input::Assigned { partition: 0, gated: false });
+    for (offset, (trace, at)) in [(1, 100), (2, 101), (3, 104)].into_iter().enumerate() {
+        let spans = &mut call(&mut p, trace, at);
+        p.push(Input::Spans { partition: 0, offset: Some(offset as i64), spans });
+    }
+    // Trace 1 closed (its calls are in the bucket from 100 s) but the bucket is open:
+    // its first offset stays uncommitted, nothing is handed out.
+    assert!(p.outputs().edges.services.values().map(|c| c.calls).sum::<u64>() >= 1);
+    assert!(p.take_dependency_buckets().is_empty());
+    assert_eq!(p.committable(0), Some(0));
+    // Event time jumps to 124 s: the bucket from 100 s (traces 1 and 2, closed
+    // by 103 s) is complete, handed out once, and frees its offsets; trace 3
+    // closes now, into the bucket from 120 s, which pins its offset.
+    let spans = &mut call(&mut p, 4, 125);
+    p.push(Input::Spans { partition: 0, offset: Some(3), spans });
+    let out = p.take_dependency_buckets();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].partition, out[0].start_us), (0, 100 * S));
+    assert_eq!(out[0].calls, [("frontend".to_owned(), "driver".to_owned(), 2)]);
+    assert!(p.take_dependency_buckets().is_empty(), "handed out once");
+    assert_eq!(p.committable(0), Some(2), "trace 3's bucket and the open trace 4 hold theirs");
+    // The end of the input completes the rest; every call is in exactly one bucket.
+    p.push(Input::End);
+    let rest = p.take_dependency_buckets();
+    assert_eq!(calls_in(&rest), 2);
+    let total: u64 = p.outputs().edges.services.values().map(|c| c.calls).sum();
+    assert_eq!(total, 4, "the totals see every call too");
+    assert_eq!(p.committable(0), Some(4));
+}
+
+#[test]
+fn a_revoked_partitions_buckets_are_left_to_its_next_owner() {
+    let clock = ManualClock::new(0);
+    let mut p = pipeline(&clock);
+    p.enable_dependency_buckets(60 * S);
+    p.push(Input::Assigned { partition: 5, gated: false });
+    for (offset, (trace, at)) in [(1, 100), (2, 110)].into_iter().enumerate() {
+        let spans = &mut call(&mut p, trace, at);
+        p.push(Input::Spans { partition: 5, offset: Some(offset as i64), spans });
+    }
+    assert_eq!(p.committable(5), Some(0), "trace 1 closed into an open bucket");
+    p.push(Input::Revoked(5));
+    p.push(Input::End);
+    assert!(p.take_dependency_buckets().is_empty(), "the next owner counts them from offset 0");
+}

@@ -1,8 +1,10 @@
 //! Bulk requests: the pending documents as one request body, and its answer
 //! read item by item (written, retried, or rejected for good).
 
+use super::jaeger::JaegerDependencies;
 use super::{EsError, EsSink};
 use crate::analysis::{Anomaly, AnomalyKind, Resolution};
+use crate::runtime::pipeline::DependencyBucket;
 use crate::sink::documents::{document_id, index_name};
 use elasticsearch::http::request::JsonBody;
 use elasticsearch::BulkParts;
@@ -14,26 +16,13 @@ impl EsSink {
         let docs = std::mem::take(&mut self.pending);
         let mut body: Vec<JsonBody<Value>> = Vec::with_capacity(docs.len() * 2);
         for d in &docs {
+            let (action, index, id) = self.target(d);
+            body.push(json!({action: {"_index": index, "_id": id}}).into());
             match d {
-                Doc::Anomaly(a) => {
-                    // A loss is written once and then only updated: reported again (read
-                    // again after a crash), it must not turn a resolved document back.
-                    let action = if a.kind == AnomalyKind::MessageLoss { "create" } else { "index" };
-                    body.push(
-                        json!({action: {"_index": index_name(&self.prefix, a), "_id": document_id(a)}})
-                            .into(),
-                    );
-                    body.push(serde_json::to_value(a).unwrap_or(Value::Null).into());
-                }
-                Doc::Resolution(r) => {
-                    // A partial update: the loss document stays, marked resolved.
-                    let key = r.document_key();
-                    body.push(
-                        json!({"update": {"_index": index_name(&self.prefix, &key), "_id": document_id(&key)}})
-                            .into(),
-                    );
-                    body.push(json!({ "doc": r.update() }).into());
-                }
+                Doc::Anomaly(a) => body.push(serde_json::to_value(a).unwrap_or(Value::Null).into()),
+                // A partial update: the loss document stays, marked resolved.
+                Doc::Resolution(r) => body.push(json!({ "doc": r.update() }).into()),
+                Doc::Dependencies(b) => body.push(JaegerDependencies::document(b).into()),
             }
         }
         let sent = self.rt.block_on(async {
@@ -56,11 +45,7 @@ impl EsSink {
         // Updates that found no document: retried when their loss is retried too.
         let mut missing = Vec::new();
         for (d, item) in docs.into_iter().zip(items.iter().chain(std::iter::repeat(&Value::Null))) {
-            let action = match &d {
-                Doc::Anomaly(a) if a.kind == AnomalyKind::MessageLoss => "create",
-                Doc::Anomaly(_) => "index",
-                Doc::Resolution(_) => "update",
-            };
+            let action = self.target(&d).0;
             let status = item[action]["status"].as_u64().unwrap_or(0);
             match status {
                 // 409 on create: the document is there already, as first written or resolved.
@@ -94,22 +79,47 @@ impl EsSink {
 
     fn reject(&self, d: &Doc, action: &str, error: &Value) {
         self.rejected.inc();
-        tracing::warn!("elasticsearch rejected the {action} of anomaly {}: {error}", d.id());
+        let (_, index, id) = self.target(d);
+        tracing::warn!("elasticsearch rejected the {action} of document {id} in {index}: {error}");
+    }
+
+    /// The bulk action, index and id of a document.
+    fn target(&self, d: &Doc) -> (&'static str, String, String) {
+        match d {
+            // A loss is written once and then only updated: reported again (read
+            // again after a crash), it must not turn a resolved document back.
+            Doc::Anomaly(a) => {
+                let action = if a.kind == AnomalyKind::MessageLoss { "create" } else { "index" };
+                (action, index_name(&self.prefix, a), document_id(a))
+            }
+            Doc::Resolution(r) => {
+                let key = r.document_key();
+                ("update", index_name(&self.prefix, &key), document_id(&key))
+            }
+            // Written once: a bucket counted again after a re-read is the same bucket.
+            Doc::Dependencies(b) => match &self.jaeger {
+                Some(j) => ("create", j.index(b), j.id(b)),
+                None => ("create", String::new(), String::new()),
+            },
+        }
     }
 }
 
-/// One bulk item: a new anomaly document, or a resolved loss's update.
+/// One bulk item: a new anomaly document, a resolved loss's update, or one of
+/// Jaeger's dependency documents.
 pub(super) enum Doc {
     Anomaly(Box<Anomaly>),
     Resolution(Box<Resolution>),
+    Dependencies(Box<DependencyBucket>),
 }
 
 impl Doc {
-    /// The id of the document it writes or updates.
+    /// The id of the anomaly document it writes or updates.
     fn id(&self) -> String {
         match self {
             Doc::Anomaly(a) => document_id(a),
             Doc::Resolution(r) => document_id(&r.document_key()),
+            Doc::Dependencies(_) => String::new(),
         }
     }
 }

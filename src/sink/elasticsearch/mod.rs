@@ -11,6 +11,9 @@
 //!   good (4xx) are counted and logged.
 
 mod bulk;
+mod jaeger;
+
+pub use jaeger::JaegerDependencies;
 
 use super::documents::template;
 use super::retry::{retry, Backoff, Classify, Fault, Retried};
@@ -93,6 +96,8 @@ pub struct EsConfig {
     pub index_prefix: String,
     pub credentials: Option<EsAuth>,
     pub tls: EsTls,
+    /// Jaeger's dependency documents too, when on.
+    pub jaeger: Option<JaegerDependencies>,
 }
 
 impl EsConfig {
@@ -169,6 +174,7 @@ impl EsConfig {
             index_prefix: section.index_prefix.clone(),
             credentials,
             tls: EsTls { ca, identity },
+            jaeger: None,
         }))
     }
 }
@@ -208,6 +214,7 @@ pub enum EsAuth {
 pub struct EsSink {
     client: Elasticsearch,
     prefix: String,
+    jaeger: Option<JaegerDependencies>,
     rt: tokio::runtime::Runtime,
     pending: Vec<Doc>,
     /// Write counters, readiness and log lines.
@@ -283,6 +290,7 @@ impl EsSink {
         let sink = EsSink {
             client: Elasticsearch::new(transport),
             prefix: config.index_prefix.clone(),
+            jaeger: config.jaeger.clone(),
             rt,
             pending: Vec::new(),
             telemetry: telemetry.clone(),
@@ -378,6 +386,9 @@ impl Sink for EsSink {
         }
         self.pending.extend(round.anomalies.iter().map(|a| Doc::Anomaly(Box::new(a.clone()))));
         self.pending.extend(round.resolutions.iter().map(|r| Doc::Resolution(Box::new(r.clone()))));
+        if self.jaeger.is_some() {
+            self.pending.extend(round.dependencies.iter().map(|b| Doc::Dependencies(Box::new(b.clone()))));
+        }
         if !self.has_pending() {
             return Ok(Written::Acknowledged);
         }

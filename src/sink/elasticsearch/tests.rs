@@ -62,6 +62,7 @@ fn sink(url: &str) -> EsSink {
     EsSink {
         client: Elasticsearch::new(transport),
         prefix: "poirot-test".into(),
+        jaeger: None,
         rt: tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"),
         pending: Vec::new(),
         telemetry: SinkTelemetry::new(
@@ -113,4 +114,33 @@ fn a_resolution_of_a_loss_nobody_wrote_is_rejected_not_retried_forever() {
     es.pending = vec![Doc::Resolution(Box::new(resolution()))];
     assert!(es.bulk_once().is_ok());
     assert_eq!((es.indexed.get(), es.rejected.get()), (0, 1));
+}
+
+#[test]
+fn a_dependency_bucket_is_created_once_and_a_second_copy_is_not_an_error() {
+    let (url, asked) = bulk_server(vec![vec![("create", 201)], vec![("create", 409)]]);
+    let mut es = sink(&url);
+    let section = crate::config::JaegerDependenciesSection {
+        enabled: true,
+        index_prefix: "jq".into(),
+        ..Default::default()
+    };
+    es.jaeger = Some(JaegerDependencies::new(&section, "group-1"));
+    let bucket = crate::runtime::pipeline::DependencyBucket {
+        partition: 2,
+        start_us: 1_796_169_540_000_000,
+        calls: vec![("frontend".into(), "driver".into(), 7)],
+    };
+    for _ in 0..2 {
+        es.pending = vec![Doc::Dependencies(Box::new(bucket.clone()))];
+        assert!(es.bulk_once().is_ok());
+    }
+    assert_eq!((es.indexed.get(), es.rejected.get()), (2, 0), "written, then found there already");
+    let asked = asked.lock().expect("lock");
+    let action: Value = serde_json::from_str(asked[0].lines().next().unwrap_or_default()).expect("action");
+    assert_eq!(
+        action,
+        json!({"create": {"_index": "jq-jaeger-dependencies-2026-12-01", "_id": "poirot:group-1:2:1796169540000"}})
+    );
+    assert!(asked[0].contains(r#""callCount":7"#), "{}", asked[0]);
 }
