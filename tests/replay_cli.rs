@@ -264,7 +264,10 @@ fn truncated_protobuf_keeps_the_frames_before_the_cut() {
     let cut = dir.path().join("cut.bin");
     std::fs::write(&cut, &bytes[..bytes.len() - 40]).expect("write");
     let (_, summary) = replay(dir.path(), "out", &[&cut], &[]);
-    assert!(summary.contains(&format!("{} records", 150 * 14 - 1)), "{summary}");
+    assert!(
+        summary.contains(&format!("{} records", poirot::model::text::thousands(150 * 14 - 1))),
+        "{summary}"
+    );
     assert!(summary.contains("malformed_protobuf 1"), "{summary}");
 }
 
@@ -280,7 +283,10 @@ fn stdin_and_explicit_format_work() {
         .expect("runs");
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(status.status.success());
-    assert!(text.contains(&format!("{} spans in 150 traces", 150 * 14)), "{text}");
+    assert!(
+        text.contains(&format!("{} spans in 150 traces", poirot::model::text::thousands(150 * 14))),
+        "{text}"
+    );
 }
 
 #[test]
@@ -320,11 +326,72 @@ fn every_command_has_help() {
         &["simulate", "--help"],
         &["deps", "--help"],
         &["deps", "impact", "--help"],
+        &["deps", "downstream", "--help"],
+        &["deps", "upstream", "--help"],
+        &["deps", "path", "--help"],
         &["healthcheck", "--help"],
     ] {
         let text = ok(poirot(cmd));
         assert!(text.contains("Usage"), "{cmd:?}: {text}");
+        // Every flag and argument says what it is for: text after its name.
+        for line in text.lines().filter(|l| l.starts_with("  ") && l.trim_start().starts_with('-')) {
+            let described = line.trim().split_once("  ").is_some_and(|(_, d)| !d.trim().is_empty());
+            assert!(described, "{cmd:?}: an option without a description: {line:?}");
+        }
     }
     let text = ok(poirot(&["replay", "--help"]));
     assert!(text.contains("length-delimited") && text.contains("per line"), "{text}");
+    let text = ok(poirot(&["demo", "--help"]));
+    assert!(text.contains("PUBLISHER_RATE") && text.contains("SIMULATE_S3_BEHAVIOUR"), "{text}");
+    let text = ok(poirot(&["deps", "--help"]));
+    assert!(text.contains("POIROT_NEO4J__URI") && text.contains("POIROT_NEO4J__PASSWORD"), "{text}");
+}
+
+#[test]
+fn deps_says_in_one_line_within_seconds_that_neo4j_does_not_answer() {
+    // A port that accepts connections and never speaks Bolt, and one that refuses them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    for addr in [silent.local_addr().expect("addr"), refused] {
+        let started = std::time::Instant::now();
+        let r = Command::new(env!("CARGO_BIN_EXE_poirot"))
+            .args(["deps", "impact", "SandboxAnalyser"])
+            .env("POIROT_NEO4J__URI", addr.to_string())
+            .env("POIROT_NEO4J__PASSWORD", "x")
+            .env_remove("POIROT_LOG")
+            .output()
+            .expect("runs");
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success());
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(&format!("cannot connect to Neo4j at {addr}")), "{err}");
+    }
+}
+
+#[test]
+fn input_with_no_readable_record_fails_naming_the_format_tried() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let out = out.to_str().expect("utf-8");
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).expect("write");
+        p.to_str().expect("utf-8").to_owned()
+    };
+    let random: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let cases = [
+        (write("random.bin", &random), "auto", "match none of the formats"),
+        (write("empty.bin", b""), "auto", "the input is empty"),
+        (write("a.json", b"{\"a\":1}\n"), "auto", "match none of the formats"),
+        (write("random.json", &random), "jaeger-json", "as jaeger-json (--format): malformed_json"),
+    ];
+    for (input, format, says) in cases {
+        let r = poirot(&["replay", "--format", format, "--out", out, &input]);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{input}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("no span could be read") && err.contains(says), "{input}: {err}");
+        assert!(!err.contains("invalid_utf8"), "{input}: {err}");
+    }
 }

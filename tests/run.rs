@@ -384,8 +384,14 @@ fn dump_topic(topic: &str, into: &std::path::Path) -> usize {
 
 #[test]
 #[ignore = "needs the real servers: `make test` starts them"]
-fn hotrod_through_jaeger_kafka_and_run_reaches_prometheus_neo4j_and_the_index() {
+fn hotrod_through_jaeger_kafka_and_run_reaches_prometheus_neo4j_the_index_and_jaegers_dependency_view() {
     neo4j_clear();
+    // Jaeger's query service reads the dependency documents under this prefix: the
+    // documents of earlier runs go first.
+    let jaeger_prefix = env("POIROT_TEST_JAEGER_QUERY_INDEX_PREFIX");
+    let search = env("POIROT_TEST_OPENSEARCH");
+    let r = http::request("DELETE", &format!("{search}/{jaeger_prefix}-jaeger-dependencies-*"), "", b"");
+    assert!(r.is_ok_and(|r| r.status < 300), "cannot clear the dependency indices");
     let drive =
         Command::new(root().join("scripts/services/hotrod.sh")).args(["drive", "5"]).output().expect("drive");
     assert!(drive.status.success(), "{}", String::from_utf8_lossy(&drive.stderr));
@@ -407,7 +413,6 @@ fn hotrod_through_jaeger_kafka_and_run_reaches_prometheus_neo4j_and_the_index() 
 
     let listen = env("POIROT_TEST_POIROT_METRICS");
     let prefix = format!("poirot-hotrod-{}", std::process::id());
-    let search = env("POIROT_TEST_OPENSEARCH");
     let _run = Proc(
         neo4j_sink(&mut Command::new(env!("CARGO_BIN_EXE_poirot")))
             .args(["run", "--brokers", &env("POIROT_TEST_KAFKA"), "--topic", "jaeger-spans"])
@@ -418,6 +423,9 @@ fn hotrod_through_jaeger_kafka_and_run_reaches_prometheus_neo4j_and_the_index() 
             .env("POIROT_ASSEMBLY__IDLE_TIMEOUT", "3s")
             .env("POIROT_ELASTICSEARCH__URL", &search)
             .env("POIROT_ELASTICSEARCH__INDEX_PREFIX", &prefix)
+            .env("POIROT_JAEGER_DEPENDENCIES__ENABLED", "true")
+            .env("POIROT_JAEGER_DEPENDENCIES__INDEX_PREFIX", &jaeger_prefix)
+            .env("POIROT_JAEGER_DEPENDENCIES__BUCKET", "5s")
             .env("POIROT_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -458,6 +466,37 @@ fn hotrod_through_jaeger_kafka_and_run_reaches_prometheus_neo4j_and_the_index() 
     let r = http::get(&format!("{search}/{prefix}-*/_count")).expect("count");
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
     assert_eq!(v["count"].as_u64().unwrap_or(0), 0, "{}", r.body);
+    // Jaeger's own dependency view, fed by poirot: the same service edges with the
+    // same call counts (Jaeger adds up both relations), once every bucket is complete.
+    let mut want: std::collections::BTreeMap<(String, String), i64> = Default::default();
+    for (a, b, _, calls, _) in &want_calls {
+        *want.entry((a.clone(), b.clone())).or_default() += calls;
+    }
+    let url = format!(
+        "{}/api/dependencies?endTs={}&lookback={}",
+        env("POIROT_TEST_JAEGER_QUERY"),
+        now_us() / 1000 + 600_000,
+        6 * 3_600_000
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: std::collections::BTreeMap<(String, String), i64> = http::get(&url)
+            .ok()
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+            .and_then(|v| v["data"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|d| {
+                let s = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
+                ((s("parent"), s("child")), d["callCount"].as_i64().unwrap_or(0))
+            })
+            .collect();
+        if got == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Jaeger's /api/dependencies {got:?}\nwanted {want:?}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// Creates `topic` with `partitions` partitions (replication 1).

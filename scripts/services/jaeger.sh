@@ -5,9 +5,13 @@
 #              one message per span keyed by trace id. Config: jaeger/config-v2.yaml.
 #   jaeger-v1  Jaeger v1 collector (cmd/collector) with SPAN_STORAGE_TYPE=kafka: OTLP in;
 #              Kafka out to $JAEGER_V1_TOPIC in $JAEGER_V1_ENCODING (json|protobuf).
+#   jaeger-query  Jaeger v2 (the same binary) as query only: the Jaeger API/UI on
+#              127.0.0.1:$JAEGER_QUERY_PORT over the harness's OpenSearch, index prefix
+#              $JAEGER_QUERY_INDEX_PREFIX (where poirot writes Jaeger's dependency documents).
+#              Config: jaeger/config-query.yaml. OpenSearch must be up first.
 #
-#   scripts/services/jaeger.sh install|up|down|status [v2] [v1]
-# Which instances `up` starts: the arguments, else $JAEGER_INSTANCES (default "v2 v1").
+#   scripts/services/jaeger.sh install|up|down|status [v2] [v1] [query]
+# Which instances `up` starts: the arguments, else $JAEGER_INSTANCES (default "v2 v1 query").
 # `down` and `status` cover both unless told otherwise. Kafka must be up first.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$SERVICES_DIR/jaeger/go-build.sh"
@@ -24,11 +28,39 @@ JAEGER_V1_KAFKA_VERSION=${JAEGER_V1_KAFKA_VERSION:-2.8.0}
 # A soft memory limit for each collector (Go runtime), to keep them modest.
 JAEGER_GOMEMLIMIT=${JAEGER_GOMEMLIMIT:-256MiB}
 
+JAEGER_QUERY_GRPC_PORT=${JAEGER_QUERY_GRPC_PORT:-26685}
+JAEGER_QUERY_HEALTH_PORT=${JAEGER_QUERY_HEALTH_PORT:-23133}
+
 V2=jaeger
 V1=jaeger-v1
+Q=jaeger-query
 
 install_v2() { go_build_jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger; }
 install_v1() { go_build_jaeger jaeger-collector-v1 github.com/jaegertracing/jaeger/cmd/collector; }
+install_query() { install_v2; }
+
+up_query() {
+  if is_running "$Q"; then
+    say "$Q: already running"
+    return 0
+  fi
+  install_query
+  http_ok "http://127.0.0.1:$OPENSEARCH_PORT/" || die "$Q: OpenSearch is not up on 127.0.0.1:$OPENSEARCH_PORT (scripts/services/opensearch.sh up)"
+  require_free_port "$Q HTTP" "$JAEGER_QUERY_PORT"
+  require_free_port "$Q gRPC" "$JAEGER_QUERY_GRPC_PORT"
+  require_free_port "$Q health" "$JAEGER_QUERY_HEALTH_PORT"
+  local start=$SECONDS
+  start_bg "$Q" env \
+    OPENSEARCH_PORT="$OPENSEARCH_PORT" \
+    JAEGER_QUERY_PORT="$JAEGER_QUERY_PORT" \
+    JAEGER_QUERY_GRPC_PORT="$JAEGER_QUERY_GRPC_PORT" \
+    JAEGER_QUERY_HEALTH_PORT="$JAEGER_QUERY_HEALTH_PORT" \
+    JAEGER_QUERY_INDEX_PREFIX="$JAEGER_QUERY_INDEX_PREFIX" \
+    GOMEMLIMIT="$JAEGER_GOMEMLIMIT" \
+    "$(jaeger_bin jaeger)" --config "file:$SERVICES_DIR/jaeger/config-query.yaml"
+  wait_for "$Q" 60 http_ok "http://127.0.0.1:$JAEGER_QUERY_HEALTH_PORT/status"
+  say "$Q: up in $((SECONDS - start)) s ($(addr_query))"
+}
 
 up_v2() {
   if is_running "$V2"; then
@@ -102,6 +134,10 @@ addr_v2() {
     "kafka 127.0.0.1:$KAFKA_PORT $JAEGER_TOPIC_PROTO(jaeger_proto) $JAEGER_TOPIC_JSON(jaeger_json)"
 }
 
+addr_query() {
+  echo "api/ui http://127.0.0.1:$JAEGER_QUERY_PORT, opensearch 127.0.0.1:$OPENSEARCH_PORT prefix $JAEGER_QUERY_INDEX_PREFIX"
+}
+
 addr_v1() {
   echo "otlp grpc 127.0.0.1:$JAEGER_V1_OTLP_GRPC_PORT http http://127.0.0.1:$JAEGER_V1_OTLP_HTTP_PORT," \
     "admin http://127.0.0.1:$JAEGER_V1_ADMIN_PORT/," \
@@ -122,14 +158,14 @@ shift || true
 instances=("$@")
 if [ ${#instances[@]} -eq 0 ]; then
   case "$action" in
-    up | install) read -r -a instances <<<"${JAEGER_INSTANCES:-v2 v1}" ;;
-    *) instances=(v2 v1) ;;
+    up | install) read -r -a instances <<<"${JAEGER_INSTANCES:-v2 v1 query}" ;;
+    *) instances=(v2 v1 query) ;;
   esac
 fi
 for i in "${instances[@]}"; do
   case "$i" in
-    v2 | v1) ;;
-    *) die "jaeger: unknown instance '$i' (v2 or v1)" ;;
+    v2 | v1 | query) ;;
+    *) die "jaeger: unknown instance '$i' (v2, v1 or query)" ;;
   esac
 done
 
@@ -145,6 +181,7 @@ case "$action" in
       case "$i" in
         v2) stop "$V2" ;;
         v1) stop "$V1" ;;
+        query) stop "$Q" ;;
       esac
     done
     ;;
@@ -153,8 +190,9 @@ case "$action" in
       case "$i" in
         v2) status_one "$V2" "$(addr_v2)" ;;
         v1) status_one "$V1" "$(addr_v1)" ;;
+        query) status_one "$Q" "$(addr_query)" ;;
       esac
     done
     ;;
-  *) die "usage: jaeger.sh install|up|down|status [v2] [v1]" ;;
+  *) die "usage: jaeger.sh install|up|down|status [v2] [v1] [query]" ;;
 esac

@@ -19,6 +19,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Environment (or the [demo] section of --config):
+  PUBLISHER_RATE=5.0              workflows started per second (POIROT_DEMO__PUBLISHER_RATE)
+  SIMULATE_S3_BEHAVIOUR=CONST     CONST, PROBABILISTIC, or ERROR: the sandbox result is lost,
+                                  a message_loss per workflow (POIROT_DEMO__S3_BEHAVIOUR)
+  POIROT_DEMO__MESSAGE_LOSS_RATE=0.02   share of workflows whose SAMPLE_CLASSIFIED is lost
+  POIROT_DEMO__PING_PONG_RATE=0.02      share where Reporter and Classificator bounce (a recursive chain)
+  POIROT_DEMO__MESSAGE_LOSS_DEADLINE=5s how long an unconsumed message waits before it is a loss
+  POIROT_DEMO__LISTEN=127.0.0.1:8080    the page and /metrics (or --listen)
+  POIROT_LOG=info                 log level (debug: every anomaly as it is found)
+The page is at / of the listen address; /metrics is Prometheus text.")]
 pub struct DemoArgs {
     /// Address for the web page and /metrics (overrides demo.listen).
     #[arg(long)]
@@ -48,7 +58,7 @@ fn pipeline_thread(config: Config, seed: u64, shared: web::Shared, stop: Arc<Ato
     };
     let mut source = LiveSimulator::new(sim, seed, demo.publisher_rate, clock);
     let page = LivePage::new("demo", move |snapshot| web::publish(&shared, snapshot));
-    let sinks: Vec<Box<dyn Sink>> = vec![Box::new(LogAnomalies), Box::new(page)];
+    let sinks: Vec<Box<dyn Sink>> = vec![Box::new(LogAnomalies::default()), Box::new(page)];
     let mut driver = Driver::new(pipeline, Box::new(InProcess), sinks);
     if let Err(e) = driver.run(&mut source, &stop) {
         tracing::error!("the demo pipeline stopped: {e}");

@@ -8,6 +8,12 @@ use neo4rs::query;
 use serde::Serialize;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Neo4j is the one `poirot run` writes to: the [neo4j] section of --config, or
+  POIROT_NEO4J__URI=127.0.0.1:7687      Bolt address (bolt+s://host:7687 or neo4j+s://: TLS)
+  POIROT_NEO4J__USER=neo4j
+  POIROT_NEO4J__PASSWORD=...            or POIROT_NEO4J__PASSWORD_FILE=/run/secrets/neo4j_password
+  POIROT_NEO4J__CA_FILE=ca.pem          a CA to trust besides the system's (with a +s uri)
+Example: POIROT_NEO4J__URI=127.0.0.1:7687 POIROT_NEO4J__PASSWORD=secret poirot deps impact SandboxAnalyser")]
 pub struct DepsArgs {
     #[command(subcommand)]
     pub query: DepsQuery,
@@ -74,15 +80,22 @@ pub fn cypher(q: &DepsQuery) -> String {
     }
 }
 
+/// How long `deps` waits for Neo4j to answer the connection.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub fn run(args: DepsArgs, config: &Config) -> anyhow::Result<()> {
     let c = crate::sink::neo4j::Neo4jConfig::from_section(&config.neo4j)?.ok_or_else(|| {
         anyhow::anyhow!("set neo4j.uri (or POIROT_NEO4J__URI) to the Bolt address of Neo4j")
     })?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let rows = rt.block_on(async {
-        let graph = crate::sink::neo4j::connect_once(c.bolt(1)?, &c.uri)
-            .await
-            .with_context(|| format!("cannot connect to Neo4j at {}", c.uri))?;
+        // A person is waiting: an address that does not answer is said so within seconds.
+        let graph =
+            tokio::time::timeout(CONNECT_TIMEOUT, crate::sink::neo4j::connect_once(c.bolt(1)?, &c.uri))
+                .await
+                .map_err(|_| anyhow::anyhow!("no Bolt answer within {} s", CONNECT_TIMEOUT.as_secs()))
+                .and_then(|r| r.map_err(anyhow::Error::from))
+                .with_context(|| format!("cannot connect to Neo4j at {}", c.uri))?;
         let mut q = query(&cypher(&args.query));
         q = match &args.query {
             DepsQuery::Downstream { service, .. }

@@ -108,27 +108,40 @@ pub fn run(args: ReplayArgs, config: &Config) -> anyhow::Result<()> {
     let mut driver = Driver::new(pipeline, Box::new(InProcess), sinks);
     driver.run(&mut source, &AtomicBool::new(false))?;
     progress.finish_and_clear();
-    print_summary(&driver.outputs(), &args, started.elapsed().as_secs_f64());
+    let outputs = driver.outputs();
+    print_summary(&outputs, &args, started.elapsed().as_secs_f64());
+    // Nothing read, only errors: the input is not what --format says (or what detection
+    // could tell); an empty result would look like a clean run.
+    if outputs.stats.spans == 0 && outputs.input.bad_total() > 0 {
+        let tried = match args.format.format() {
+            Some(f) => format!("as {f} (--format)"),
+            None => "in any format (detected from the first bytes)".into(),
+        };
+        let last = outputs.recent_errors.last().map(|e| format!(": {e}")).unwrap_or_default();
+        anyhow::bail!("no span could be read from the input {tried}{last}");
+    }
     Ok(())
 }
 
 fn print_summary(p: &Outputs<'_>, args: &ReplayArgs, secs: f64) {
     let s = p.stats;
+    let n = crate::model::text::thousands;
     println!(
-        "poirot replay: {} input(s), {} records, {} spans in {} traces ({} late) in {:.2} s",
+        "poirot replay: {} input(s), {} records, {} spans in {} traces ({} late) in {:.2} s ({} spans/s)",
         args.inputs.len(),
-        p.input.records,
-        s.spans,
-        s.traces,
-        s.late_spans,
-        secs
+        n(p.input.records),
+        n(s.spans),
+        n(s.traces),
+        n(s.late_spans),
+        secs,
+        n((s.spans as f64 / secs.max(1e-9)) as u64)
     );
-    let kinds: Vec<String> = s.anomalies.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let kinds: Vec<String> = s.anomalies.iter().map(|(k, v)| format!("{k} {}", n(*v))).collect();
     println!("anomalies: {}", if kinds.is_empty() { "none".into() } else { kinds.join(", ") });
     if p.input.bad.is_empty() {
         println!("bad records: none");
     } else {
-        let bad: Vec<String> = p.input.bad.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let bad: Vec<String> = p.input.bad.iter().map(|(r, v)| format!("{r} {}", n(*v))).collect();
         println!("bad records: {} (skipped)", bad.join(", "));
         if let Some(e) = p.recent_errors.last() {
             println!("  last one: {e}");

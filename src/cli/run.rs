@@ -183,7 +183,7 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     // sinks that acknowledge writes.
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     sinks.extend(dlq.map(|d| Box::new(d) as Box<dyn Sink>));
-    sinks.push(Box::new(LogAnomalies));
+    sinks.push(Box::new(LogAnomalies::default()));
     let page = shared.clone();
     sinks.push(Box::new(LivePage::new("run", move |snapshot| web::publish(&page, snapshot))));
     sinks.extend(file_sink.map(|f| Box::new(f) as Box<dyn Sink>));

@@ -1,4 +1,5 @@
 //! `poirot simulate`: the demo pipeline's traces, written to a file in any format.
+#![allow(clippy::print_stdout)]
 
 use crate::config::{Config, S3Behaviour};
 use crate::decode::{jaeger_json, jaeger_proto, jaeger_ui, otlp, Format};
@@ -125,6 +126,7 @@ fn produce(
         cc.set(k, v);
     }
     let producer: BaseProducer = cc.create().context("cannot create a Kafka producer")?;
+    let progress = progress_bar(spans.len() as u64, "spans produced");
     let send = |key: Option<String>, payload: Vec<u8>| -> anyhow::Result<()> {
         loop {
             let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(&payload[..]);
@@ -154,6 +156,7 @@ fn produce(
                     jaeger_json::encode(s, names, &EXTRA_TAGS)
                 };
                 send(Some(s.trace_id.to_string()), payload)?;
+                progress.inc(1);
             }
         }
         Format::OtlpProto | Format::OtlpJson => {
@@ -164,11 +167,13 @@ fn produce(
                     otlp::encode_json(chunk, names, &EXTRA_TAGS)
                 };
                 send(None, payload)?;
+                progress.inc(chunk.len() as u64);
             }
         }
         Format::JaegerUi => anyhow::bail!("jaeger-ui is a download format, not a Kafka encoding"),
     }
     producer.flush(std::time::Duration::from_secs(60)).context("messages were not delivered to Kafka")?;
+    progress.finish_and_clear();
     Ok(())
 }
 
@@ -191,14 +196,23 @@ pub fn run(a: SimulateArgs, config: &Config) -> anyhow::Result<()> {
         archive_every: a.archive_every,
         archive_delay_us: i64::try_from(a.archive_delay.as_micros()).unwrap_or(i64::MAX),
     };
+    anyhow::ensure!(
+        a.out.is_some() || a.brokers.is_some() || a.expected.is_some(),
+        "nothing to write: pass --out FILE, --brokers HOST:PORT (with --topic) or --expected FILE"
+    );
+    let started = std::time::Instant::now();
     let mut sim = Simulator::new(sim_config, a.seed);
     let (spans, expected) = sim.batch(a.traces, start, (1e6 / a.rate) as i64, &mut names);
+    let n = crate::model::text::thousands;
+    let mut wrote = Vec::new();
     if let Some(out) = &a.out {
-        std::fs::write(out, encode_file(a.format, &spans, &names))
-            .with_context(|| format!("cannot write {}", out.display()))?;
+        let bytes = encode_file(a.format, &spans, &names);
+        std::fs::write(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+        wrote.push(format!("wrote {} ({}, {} bytes)", out.display(), a.format, n(bytes.len() as u64)));
     }
     if let Some(brokers) = &a.brokers {
         produce(brokers, &config.kafka.properties, &a.topic, a.format, &spans, &names)?;
+        wrote.push(format!("produced to {} at {brokers} ({})", a.topic, a.format));
     }
     if let Some(path) = &a.expected {
         let mut text = String::new();
@@ -207,7 +221,32 @@ pub fn run(a: SimulateArgs, config: &Config) -> anyhow::Result<()> {
             text.push('\n');
         }
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        wrote.push(format!("wrote the expected anomalies to {}", path.display()));
     }
-    tracing::info!(traces = a.traces, spans = spans.len(), anomalies = expected.len(), "simulated");
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "poirot simulate: {} traces, {} spans, {} anomalies expected, in {secs:.2} s ({} spans/s)",
+        n(a.traces as u64),
+        n(spans.len() as u64),
+        n(expected.len() as u64),
+        n((spans.len() as f64 / secs.max(1e-9)) as u64)
+    );
+    for w in wrote {
+        println!("{w}");
+    }
     Ok(())
+}
+
+/// A progress bar on stderr when a person watches it, else nothing.
+fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template(&format!("{{wide_bar}} {{pos}}/{{len}} {what} ({{eta}})"))
+    {
+        bar.set_style(style);
+    }
+    bar
 }

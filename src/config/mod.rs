@@ -100,8 +100,10 @@ use std::path::Path;
 use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    /// The OS error is the source, printed once after this.
+    #[error("cannot read config file {path}")]
     Read { path: String, source: std::io::Error },
+    /// `message` is TOML's own: where, the line with a caret under the spot, and what.
     #[error("config file {path} is not valid TOML: {message}")]
     Syntax { path: String, message: String },
     #[error("config key `{key}`{origin}: {message}")]
@@ -151,46 +153,62 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 pub(crate) fn string_map<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        Text(String),
-        Integer(i64),
-        Float(f64),
-        Bool(bool),
+    /// A string, number or bool, as the text librdkafka takes.
+    struct Scalar(String);
+    impl<'de> Deserialize<'de> for Scalar {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl serde::de::Visitor<'_> for V {
+                type Value = Scalar;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a string, a number or a bool")
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                    Ok(Scalar(v.to_owned()))
+                }
+                fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                    Ok(Scalar(v.to_string()))
+                }
+                fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                    Ok(Scalar(v.to_string()))
+                }
+                fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                    Ok(Scalar(v.to_string()))
+                }
+                fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+                    Ok(Scalar(v.to_string()))
+                }
+            }
+            d.deserialize_any(V)
+        }
     }
     let raw = std::collections::BTreeMap::<String, Scalar>::deserialize(d)?;
-    Ok(raw
-        .into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Scalar::Text(t) => t,
-                Scalar::Integer(i) => i.to_string(),
-                Scalar::Float(f) => f.to_string(),
-                Scalar::Bool(b) => b.to_string(),
-            };
-            (k, v)
-        })
-        .collect())
+    Ok(raw.into_iter().map(|(k, Scalar(v))| (k, v)).collect())
 }
 
 pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Text(String),
-        Seconds(f64),
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Duration;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a duration like \"10s\", \"500ms\" or \"2m\" (a bare number is seconds)")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
+            parse_duration(text).ok_or_else(|| {
+                E::custom(format!("invalid duration {text:?} (write it like \"10s\", \"500ms\" or \"2m\")"))
+            })
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Duration, E> {
+            self.visit_str(&format!("{v}"))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
+            self.visit_str(&format!("{v}"))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
+            self.visit_str(&format!("{v}"))
+        }
     }
-    let raw = Raw::deserialize(d)?;
-    let text = match &raw {
-        Raw::Text(t) => t.clone(),
-        Raw::Seconds(v) => format!("{v}"),
-    };
-    parse_duration(&text).ok_or_else(|| {
-        serde::de::Error::custom(format!(
-            "invalid duration {text:?} (write it like \"10s\", \"500ms\" or \"2m\")"
-        ))
-    })
+    d.deserialize_any(V)
 }
 
 /// A table of durations, e.g. per destination.
@@ -215,7 +233,7 @@ impl Config {
                     .map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
                 text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax {
                     path: p.display().to_string(),
-                    message: e.to_string().trim().replace('\n', " "),
+                    message: e.to_string().trim_end().to_owned(),
                 })?
             }
             None => toml::Table::new(),

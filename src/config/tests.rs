@@ -213,3 +213,34 @@ fn durations() {
     assert_eq!(parse_duration("-1s"), None);
     assert_eq!(parse_duration("1 fortnight"), None);
 }
+
+#[test]
+fn errors_name_the_problem_in_a_persons_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let load = |text: &str| {
+        let p = dir.path().join("poirot.toml");
+        std::fs::write(&p, text).expect("write");
+        Config::load(Some(&p), env(&[])).expect_err("invalid").to_string()
+    };
+    let e = load("[assembly]\ninactivity_gap = true\n");
+    assert!(
+        e.contains("assembly.inactivity_gap") && e.contains("boolean `true`, expected a duration"),
+        "{e}"
+    );
+    assert!(!e.contains("untagged") && !e.contains("Raw"), "{e}");
+    let e = load("[kafka.properties]\n\"linger.ms\" = [5]\n");
+    assert!(e.contains("expected a string, a number or a bool") && !e.contains("Scalar"), "{e}");
+    // TOML's snippet stays whole: the caret sits under the column the message names.
+    let e = load("[assembly]\n  inactivity_gap = \"1s\n");
+    let lines: Vec<&str> = e.lines().collect();
+    let caret = lines.iter().find(|l| l.trim_start_matches([' ', '|']).starts_with('^')).expect("caret");
+    let code = lines.iter().find(|l| l.starts_with("2 |")).expect("the line");
+    assert_eq!(caret.find('^'), code.find("\"1s").map(|i| i + 3), "{e}");
+    // The OS error comes once, as the source.
+    let missing = Config::load(Some(&dir.path().join("nope.toml")), env(&[])).expect_err("missing");
+    assert!(!missing.to_string().contains("os error"), "{missing}");
+    assert!(std::error::Error::source(&missing).is_some());
+    // A bare number is seconds, as documented.
+    let c = Config::load(None, env(&[("POIROT_ASSEMBLY__INACTIVITY_GAP", "3")])).expect("valid");
+    assert_eq!(c.assembly.inactivity_gap, Duration::from_secs(3));
+}

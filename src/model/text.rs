@@ -37,8 +37,29 @@ pub fn truncate(s: &str, max: usize) -> (Cow<'_, str>, usize) {
     (Cow::Owned(out), keep)
 }
 
+/// `1234567` as `1,234,567`, for summaries people read.
+pub fn thousands(v: u64) -> String {
+    let digits = v.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn thousands_are_separated() {
+        let cases = [(0, "0"), (999, "999"), (1000, "1,000"), (20_028, "20,028"), (1_234_567, "1,234,567")];
+        for (v, want) in cases {
+            assert_eq!(super::thousands(v), want);
+        }
+    }
+
     use super::*;
 
     #[test]

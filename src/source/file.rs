@@ -224,6 +224,12 @@ impl FileSource {
         };
         let (head, reader) = peek(reader, 64 << 10)
             .map_err(|e| super::SourceError::Read(format!("cannot read input {name}: {e}")))?;
+        if head.is_empty() {
+            return Ok(Some(super::Event::Unreadable(DecodeError::new(
+                Reason::UnrecognizedFormat,
+                format!("{name}: the input is empty"),
+            ))));
+        }
         match self.format.or_else(|| detect_input(&head)) {
             Some(f) => {
                 self.current = Some((name, RecordReader::new(reader, framing_for(f)), f));
@@ -231,7 +237,11 @@ impl FileSource {
             }
             None => Ok(Some(super::Event::Unreadable(DecodeError::new(
                 Reason::UnrecognizedFormat,
-                format!("{name}: the first bytes match none of the formats; pass --format"),
+                format!(
+                    "{name}: the first bytes ({}) match none of the formats ({}); pass --format",
+                    preview(&head),
+                    Format::ALL.map(Format::name).join(", ")
+                ),
             )))),
         }
     }
@@ -295,6 +305,16 @@ pub fn write_delimited(out: &mut Vec<u8>, record: &[u8]) {
         out.push(b | 0x80);
     }
     out.extend_from_slice(record);
+}
+
+/// The first bytes of an input as a person can read them: text as text, anything
+/// else as hex.
+fn preview(head: &[u8]) -> String {
+    let head = &head[..head.len().min(16)];
+    match std::str::from_utf8(head) {
+        Ok(t) if t.chars().all(|c| !c.is_control() || c == '\n') => format!("{t:?}"),
+        _ => head.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "),
+    }
 }
 
 #[cfg(test)]
