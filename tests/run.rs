@@ -390,7 +390,12 @@ fn hotrod_through_jaeger_kafka_and_run_reaches_prometheus_neo4j_the_index_and_ja
     // documents of earlier runs go first.
     let jaeger_prefix = env("POIROT_TEST_JAEGER_QUERY_INDEX_PREFIX");
     let search = env("POIROT_TEST_OPENSEARCH");
-    let r = http::request("DELETE", &format!("{search}/{jaeger_prefix}-jaeger-dependencies-*"), "", b"");
+    let r = http::request(
+        "DELETE",
+        &format!("{search}/{jaeger_prefix}-jaeger-dependencies-*"),
+        "application/json",
+        b"",
+    );
     assert!(r.is_ok_and(|r| r.status < 300), "cannot clear the dependency indices");
     let drive =
         Command::new(root().join("scripts/services/hotrod.sh")).args(["drive", "5"]).output().expect("drive");
