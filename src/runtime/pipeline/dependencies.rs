@@ -1,14 +1,17 @@
 //! Service calls in buckets of event time, per input partition: what Jaeger's
 //! dependency view reads (one document per bucket and partition, written once).
 //!
-//! Exactly once, the way a windowed Flink sink is: the calls of a trace go to the
-//! bucket its partition's watermark stands in when it closes; the bucket pins
-//! the first offset of its oldest trace, so nothing it counted is committed
-//! before the bucket is handed out. It is handed out once the partition's
-//! watermark passes its end, complete. A new owner after a crash re-reads the
-//! bucket's traces and counts it again whole; a bucket written before the crash
-//! is written again with the same id and content, and the sink keeps the first.
-//! A revoked partition's buckets are dropped for the same reason.
+//! The calls of a trace go to the bucket its partition's watermark stands in when
+//! it closes. The bucket pins the first offset of its oldest trace, so nothing it
+//! counted is committed before it is handed out, once the partition's watermark
+//! passes its end. A new owner after a crash re-reads its records and counts it
+//! again; a bucket written before the crash and counted again gets the same id,
+//! and the sink keeps the first copy. A revoked partition's buckets are dropped
+//! for the same reason.
+//!
+//! Not exact yet around a crash or a move: a trace re-read across a bucket
+//! boundary can close into a neighbouring bucket, and traces skipped on re-read
+//! (finished by the old owner, per the Neo4j registry) are not counted again.
 
 use super::Pipeline;
 use crate::analysis::Edges;
