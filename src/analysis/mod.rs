@@ -105,6 +105,10 @@ pub struct Analyzer {
     /// each element ([`Analyzer::settle_recent`]), so it knows which partition's
     /// records they came from (Jaeger's dependency buckets).
     pub recent: Option<Edges>,
+    /// When on, the calls of traces read again (an earlier owner counted them)
+    /// land here and nowhere else, for an output that counts them apart: Jaeger's
+    /// dependency buckets, which the earlier owner may not have written.
+    pub replayed_calls: Option<Edges>,
     pub stats: AnalysisStats,
     /// What carries traces past their close: the closed-trace index, pending
     /// producers, reported losses, links waiting.
@@ -132,6 +136,7 @@ impl Analyzer {
             edges: Edges::default(),
             delta: None,
             recent: None,
+            replayed_calls: None,
             stats: AnalysisStats::default(),
             flows: Flows::new(FlowConfig::default(), &mut Interner::new()),
             links: Vec::new(),
@@ -233,6 +238,9 @@ impl Analyzer {
         }
         if !trace.oversized() {
             let dag = TraceDag::build(&trace.spans);
+            if let Some(calls) = self.replayed_calls.as_mut() {
+                calls.add_trace(&trace.spans, &dag);
+            }
             for e in dag.graph.raw_edges() {
                 if e.source() != e.target() {
                     consumed[e.source().index()] = true;

@@ -9,9 +9,11 @@
 //! and the sink keeps the first copy. A revoked partition's buckets are dropped
 //! for the same reason.
 //!
-//! Not exact yet around a crash or a move: a trace re-read across a bucket
-//! boundary can close into a neighbouring bucket, and traces skipped on re-read
-//! (finished by the old owner, per the Neo4j registry) are not counted again.
+//! Traces the old owner already finished (its Neo4j registry, or this process's
+//! own memory of a partition it gets back) are read again apart and count nothing
+//! elsewhere; they count again here, since the old owner's bucket may never have
+//! been written. Not exact yet: a trace re-read across a bucket boundary can
+//! close into a neighbouring bucket.
 
 use super::Pipeline;
 use crate::analysis::Edges;
@@ -59,6 +61,7 @@ impl Pipeline {
             last_partition: 0,
         });
         self.analyzer.recent = Some(Edges::default());
+        self.analyzer.replayed_calls = Some(Edges::default());
     }
 
     /// Buckets complete since the last call.
@@ -71,11 +74,23 @@ impl Pipeline {
     /// into the bucket of `partition` (the one read last when `None`) and pinning
     /// `first`, the first offset of the records they came from.
     pub(super) fn settle_edges(&mut self, partition: Option<u32>, first: Option<i64>) {
+        if self.buckets.is_none() {
+            return;
+        }
+        let mut calls: Vec<(Sym, Sym, u64)> = Vec::new();
+        self.analyzer.settle_recent(|source, target, n| calls.push((source, target, n)));
+        if let Some(replayed) = self.analyzer.replayed_calls.as_mut() {
+            calls.extend(replayed.services.drain().map(|(e, stats)| (e.source, e.target, stats.calls)));
+            replayed.operations.clear();
+            replayed.hops.clear();
+        }
+        self.count_calls(partition, first, calls);
+    }
+
+    fn count_calls(&mut self, partition: Option<u32>, first: Option<i64>, calls: Vec<(Sym, Sym, u64)>) {
         let Some(b) = self.buckets.as_mut() else { return };
         let partition = partition.unwrap_or(b.last_partition);
         b.last_partition = partition;
-        let mut calls: Vec<(Sym, Sym, u64)> = Vec::new();
-        self.analyzer.settle_recent(|source, target, n| calls.push((source, target, n)));
         if calls.is_empty() {
             return;
         }

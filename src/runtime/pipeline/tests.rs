@@ -467,3 +467,31 @@ fn a_revoked_partitions_buckets_are_left_to_its_next_owner() {
     p.push(Input::End);
     assert!(p.take_dependency_buckets().is_empty(), "the next owner counts them from offset 0");
 }
+
+#[test]
+fn a_trace_an_earlier_owner_finished_counts_again_in_its_bucket_only() {
+    let clock = ManualClock::new(0);
+    let mut p = pipeline(&clock);
+    p.enable_dependency_buckets(10 * S);
+    p.push(Input::Assigned { partition: 0, gated: false });
+    // Trace 1 was finished (and its calls written to Neo4j) by the previous owner,
+    // whose bucket may never have been written: read again, it counts there only.
+    p.skip_finished(0, [(TraceId::new(0, 1), 0)]);
+    let spans = &mut call(&mut p, 1, 100);
+    p.push(Input::Spans { partition: 0, offset: Some(0), spans });
+    // Trace 2 at 130 s closes trace 1 into the bucket from 120 s; trace 3 at 150 s
+    // completes that bucket and closes trace 2 into the next.
+    for (offset, (trace, at)) in [(1, (2, 130)), (2, (3, 150))] {
+        let spans = &mut call(&mut p, trace, at);
+        p.push(Input::Spans { partition: 0, offset: Some(offset), spans });
+    }
+    assert_eq!(p.outputs().input.replayed_spans, 2);
+    let out = p.take_dependency_buckets();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].start_us, calls_in(&out)), (120 * S, 1), "trace 1 counts in its bucket");
+    let edges = |p: &Pipeline| p.outputs().edges.services.values().map(|c| c.calls).sum::<u64>();
+    assert_eq!(edges(&p), 1, "trace 2 only: trace 1 is not counted again in the service edges");
+    p.push(Input::End);
+    assert_eq!(calls_in(&p.take_dependency_buckets()), 2, "traces 2 and 3");
+    assert_eq!(edges(&p), 2);
+}
