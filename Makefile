@@ -3,7 +3,7 @@ CARGO ?= cargo
 DEMO_LISTEN ?= 127.0.0.1:8080
 SERVICES := scripts/services/services.sh
 
-.PHONY: run test unit lint fuzz fuzz-smoke fuzz-check build bench bench-peers fmt clean services-up services-down services-status services-test stack-check image
+.PHONY: run test unit lint fuzz fuzz-smoke fuzz-check build bench bench-peers fmt clean services-up services-down services-status services-test stack-check browser-test image
 
 build:
 	$(CARGO) build --release
@@ -15,8 +15,8 @@ run: build
 
 ## The whole test suite: lints, unit/property/CLI tests, every fuzz target for 5 s, the real
 ## servers (which include the dashboard and alerting test of the stack's configs), then the
-## deployment checks.
-test: lint unit fuzz-check services-test stack-check
+## deployment checks, and the live page in a real browser.
+test: lint unit fuzz-check services-test stack-check browser-test
 
 unit:
 	$(CARGO) test --all-targets
@@ -54,6 +54,12 @@ services-status:
 ## (KEEP_SERVICES=1 leaves them running).
 services-test:
 	scripts/services/run-tests.sh
+
+## The live page in Debian's chromium (installed when missing, as is playwright-core);
+## the screenshot is target/test-artifacts/page.png.
+browser-test:
+	scripts/browser/setup.sh
+	$(CARGO) test --test browser -- --ignored
 
 ## Static checks of docker/, stack.yml and dashboards/: hadolint, docker stack config,
 ## promtool (config, rules, rule unit tests), amtool, dashboard JSON and PromQL.

@@ -83,8 +83,32 @@ fn demo_shows_red_graph_and_message_loss_then_stops_on_ctrl_c() {
     let (_, svg) = get(port, "/graph.svg").expect("graph");
     assert!(svg.starts_with("<svg"), "{svg}");
     for service in ["startWorkflow", "SandboxAnalyser", "StaticalAnalyser", "Classificator"] {
-        assert!(svg.contains(&format!(">{service}</text>")), "{service} missing from the graph");
+        assert!(
+            svg.contains(&format!(r#"class="node service" data-name="{service}""#)),
+            "{service} missing: {svg}"
+        );
     }
+    // Destinations are nodes; the one nobody consumes in ERROR mode is drawn as such.
+    assert!(svg.contains(r#"class="node destination" data-name="SAMPLE_RECEIVED""#), "{svg}");
+    assert!(svg.contains(r#"class="node destination unconsumed" data-name="SANDBOX_RESULT""#), "{svg}");
+    // The list carries no evidence; the document with its evidence is one request away.
+    let id = latest["id"].as_str().expect("an id");
+    assert!(latest.get("evidence").is_none(), "{latest}");
+    let group = &snapshot["anomaly_groups"][0];
+    assert_eq!(
+        (group["kind"].as_str(), group["destination"].as_str()),
+        (Some("message_loss"), Some("SANDBOX_RESULT"))
+    );
+    assert!(group["count"].as_u64().unwrap_or(0) >= 3, "{group}");
+    let encoded: String = id
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    let (status, doc) = get(port, &format!("/api/anomaly?id={encoded}")).expect("anomaly");
+    assert!(status.contains("200"), "{status} {doc}");
+    let doc: serde_json::Value = serde_json::from_str(&doc).expect("json");
+    assert_eq!(doc["span_id"], latest["span_id"]);
+    assert!(doc["evidence"]["trace"].as_array().is_some_and(|t| !t.is_empty()), "{doc}");
     let (_, metrics) = get(port, "/metrics").expect("metrics");
     assert!(metrics
         .contains("traces_span_metrics_calls_total{service_name=\"SandboxAnalyser\",span_name=\"S3_GET\""));

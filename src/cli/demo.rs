@@ -57,7 +57,8 @@ fn pipeline_thread(config: Config, seed: u64, shared: web::Shared, stop: Arc<Ato
         ..SimConfig::default()
     };
     let mut source = LiveSimulator::new(sim, seed, demo.publisher_rate, clock);
-    let page = LivePage::new("demo", move |snapshot| web::publish(&shared, snapshot));
+    let page = LivePage::new("demo", move |snapshot| web::publish(&shared, snapshot))
+        .with_jaeger_url(&config.ui.jaeger_url);
     let sinks: Vec<Box<dyn Sink>> = vec![Box::new(LogAnomalies::default()), Box::new(page)];
     let mut driver = Driver::new(pipeline, Box::new(InProcess), sinks);
     if let Err(e) = driver.run(&mut source, &stop) {

@@ -185,7 +185,10 @@ pub fn run(args: RunArgs, config: &Config) -> anyhow::Result<()> {
     sinks.extend(dlq.map(|d| Box::new(d) as Box<dyn Sink>));
     sinks.push(Box::new(LogAnomalies::default()));
     let page = shared.clone();
-    sinks.push(Box::new(LivePage::new("run", move |snapshot| web::publish(&page, snapshot))));
+    sinks.push(Box::new(
+        LivePage::new("run", move |snapshot| web::publish(&page, snapshot))
+            .with_jaeger_url(&config.ui.jaeger_url),
+    ));
     sinks.extend(file_sink.map(|f| Box::new(f) as Box<dyn Sink>));
     sinks.extend(es.map(|e| Box::new(e) as Box<dyn Sink>));
     sinks.extend(neo4j.map(|n| Box::new(n) as Box<dyn Sink>));

@@ -67,6 +67,9 @@
 //! service_name = "poirot"     # input spans of this service are dropped (no feedback loop)
 //! sample_ratio = 1.0
 //!
+//! [ui]                        # the live page of run and demo
+//! jaeger_url = ""             # a Jaeger UI to link trace ids to, e.g. "http://127.0.0.1:16686"
+//!
 //! [demo]
 //! listen = "127.0.0.1:8080"
 //! publisher_rate = 5.0        # workflows started per second
@@ -93,7 +96,9 @@ pub use analysis::{
 };
 pub use kafka::{Encoding, KafkaSection, Repartition};
 pub use run::RunSection;
-pub use sinks::{ElasticsearchSection, JaegerDependenciesSection, Neo4jSection, SelfTracingSection};
+pub use sinks::{
+    ElasticsearchSection, JaegerDependenciesSection, Neo4jSection, SelfTracingSection, UiSection,
+};
 
 use serde::{Deserialize, Deserializer};
 use std::path::Path;
@@ -124,6 +129,7 @@ pub struct Config {
     pub jaeger_dependencies: JaegerDependenciesSection,
     pub neo4j: Neo4jSection,
     pub self_tracing: SelfTracingSection,
+    pub ui: UiSection,
 }
 
 /// An error naming config key `key` (for the components that check their own
@@ -413,6 +419,10 @@ impl Config {
         }
         if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&j.bucket) {
             return Err(("jaeger_dependencies.bucket", format!("{:?} is not between 1s and 24h", j.bucket)));
+        }
+        let u = &self.ui.jaeger_url;
+        if !u.is_empty() && !u.starts_with("http://") && !u.starts_with("https://") {
+            return Err(("ui.jaeger_url", format!("{u:?} is not an http(s) URL")));
         }
         let t = &self.self_tracing;
         if !(0.0..=1.0).contains(&t.sample_ratio) {

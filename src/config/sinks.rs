@@ -123,3 +123,12 @@ impl Default for JaegerDependenciesSection {
         }
     }
 }
+
+/// The live page of `poirot run` and `poirot demo`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiSection {
+    /// A Jaeger UI the page links trace ids to (`<jaeger_url>/trace/<id>`), e.g.
+    /// `http://jaeger-query:16686`; empty: no links.
+    pub jaeger_url: String,
+}

@@ -10,7 +10,6 @@ use crate::model::time::format_rfc3339_us;
 use crate::sink::exposition::ExpoFormat;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt::Write;
 
 #[derive(Serialize, Clone, Debug, Default)]
 pub struct Snapshot {
@@ -18,19 +17,90 @@ pub struct Snapshot {
     pub mode: String,
     pub watermark: String,
     pub totals: Totals,
+    /// RED per service, operation and kind, cumulative: the page takes rates and
+    /// quantiles over its window from the difference of two snapshots.
     pub red: Vec<RedRow>,
+    /// Upper bounds (ms) of the latency buckets of `red` rows (the last is +Inf).
+    pub bucket_bounds_ms: Vec<f64>,
     pub edges: Vec<ServiceEdgeRow>,
+    /// Calls per second of each service edge over the last [`RATE_WINDOW`].
+    pub edge_rates: Vec<EdgeRate>,
+    /// Messages reported lost, net of those a late consumer resolved, by
+    /// (producer service, destination).
+    pub losses: Vec<(String, String, u64)>,
     pub anomaly_counts: BTreeMap<String, u64>,
-    /// The latest anomalies, newest first.
-    pub anomalies: Vec<Anomaly>,
+    /// Anomalies grouped by kind, service and destination, most frequent first.
+    pub anomaly_groups: Vec<AnomalyGroup>,
+    /// The latest anomalies, newest first, without their evidence
+    /// (`/api/anomaly?id=` has it).
+    pub anomalies: Vec<AnomalyBrief>,
     pub bad_records: BTreeMap<String, u64>,
     pub recent_errors: Vec<String>,
+    /// Where the page links trace ids to (`ui.jaeger_url`); empty: no links.
+    pub jaeger_url: String,
     /// The pipeline's series in OpenMetrics (no `# EOF`); the text format is derived
     /// from it when asked for ([`super::exposition::openmetrics_to_text`]).
     #[serde(skip)]
     pub openmetrics: String,
+    /// Full documents of the anomalies the page lists, by document id.
     #[serde(skip)]
-    pub graph_svg: String,
+    pub examples: BTreeMap<String, Anomaly>,
+}
+
+/// One service edge's rate.
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
+pub struct EdgeRate {
+    pub source: String,
+    pub target: String,
+    pub per_second: f64,
+}
+
+/// An anomaly without its evidence, for lists.
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
+pub struct AnomalyBrief {
+    /// The document id (as in Elasticsearch): `/api/anomaly?id=` gives the whole document.
+    pub id: String,
+    pub kind: String,
+    pub trace_id: String,
+    pub span_id: String,
+    pub service: String,
+    pub operation: String,
+    #[serde(rename = "@timestamp")]
+    pub timestamp: String,
+    pub summary: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+impl AnomalyBrief {
+    fn of(a: &Anomaly) -> Self {
+        AnomalyBrief {
+            id: super::documents::document_id(a),
+            kind: a.kind.to_string(),
+            trace_id: a.trace_id.clone(),
+            span_id: a.span_id.clone(),
+            service: a.service.clone(),
+            operation: a.operation.clone(),
+            timestamp: a.timestamp.clone(),
+            summary: a.summary.clone(),
+            destination: a.details.destination.clone(),
+            status: a.details.status.map(|s| {
+                serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+            }),
+        }
+    }
+}
+
+/// Anomalies of one kind, service and destination.
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
+pub struct AnomalyGroup {
+    pub kind: String,
+    pub service: String,
+    pub destination: String,
+    pub count: u64,
+    pub latest: AnomalyBrief,
 }
 
 #[derive(Serialize, Clone, Debug, Default)]
@@ -44,7 +114,7 @@ pub struct Totals {
     pub anomalies: u64,
 }
 
-/// RED of one service, operation and span kind.
+/// RED of one service, operation and span kind, cumulative.
 #[derive(Serialize, Clone, Debug, Default, PartialEq)]
 pub struct RedRow {
     pub service: String,
@@ -52,24 +122,93 @@ pub struct RedRow {
     pub span_kind: String,
     pub calls: u64,
     pub errors: u64,
+    pub sum_ms: f64,
+    /// Calls per latency bucket (bounds: [`Snapshot::bucket_bounds_ms`]).
+    pub buckets: Vec<u64>,
     pub avg_ms: f64,
     pub p95_ms: f64,
 }
 
-/// Keeps the latest anomalies for the page.
+/// Keeps the latest anomalies for the page, and every anomaly counted by kind,
+/// service and destination with the latest of each.
 #[derive(Default)]
 pub struct RecentAnomalies {
     items: VecDeque<Anomaly>,
+    groups: BTreeMap<(String, String, String), (u64, Anomaly)>,
 }
 
 impl RecentAnomalies {
     pub const KEEP: usize = 50;
+    /// Groups kept; past it, anomalies of new groups count in their kind only.
+    pub const MAX_GROUPS: usize = 500;
 
     pub fn push(&mut self, a: Anomaly) {
+        let key = (a.kind.to_string(), a.service.clone(), a.details.destination.clone().unwrap_or_default());
+        if self.groups.len() < Self::MAX_GROUPS || self.groups.contains_key(&key) {
+            let g = self.groups.entry(key).or_insert_with(|| (0, a.clone()));
+            g.0 += 1;
+            g.1 = a.clone();
+        }
         if self.items.len() == Self::KEEP {
             self.items.pop_back();
         }
         self.items.push_front(a);
+    }
+
+    fn resolve(&mut self, r: &crate::analysis::Resolution) {
+        for a in self.items.iter_mut().chain(self.groups.values_mut().map(|g| &mut g.1)) {
+            if r.resolves(a) {
+                r.apply(a);
+            }
+        }
+    }
+}
+
+/// How far back the page's edge rates look.
+pub const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Calls of each (source, target) service edge.
+type EdgeCalls = BTreeMap<(String, String), u64>;
+
+/// Service edge call counts as they were at earlier publishes, for rates.
+#[derive(Default)]
+struct EdgeHistory {
+    samples: VecDeque<(std::time::Instant, EdgeCalls)>,
+}
+
+impl EdgeHistory {
+    /// Notes the counts of now; returns each edge's rate since the oldest sample
+    /// within the window.
+    fn rates(&mut self, edges: &[ServiceEdgeRow]) -> Vec<EdgeRate> {
+        let now = std::time::Instant::now();
+        let mut counts = EdgeCalls::new();
+        for e in edges {
+            *counts.entry((e.source.clone(), e.target.clone())).or_default() += e.stats.calls;
+        }
+        while self.samples.len() > 1 && self.samples.get(1).is_some_and(|s| now - s.0 >= RATE_WINDOW) {
+            self.samples.pop_front();
+        }
+        let rates = match self.samples.front() {
+            Some((then, before)) if (now - *then).as_secs_f64() >= 1.0 => {
+                let secs = (now - *then).as_secs_f64();
+                counts
+                    .iter()
+                    .map(|((source, target), n)| EdgeRate {
+                        source: source.clone(),
+                        target: target.clone(),
+                        per_second: n.saturating_sub(
+                            before.get(&(source.clone(), target.clone())).copied().unwrap_or(0),
+                        ) as f64
+                            / secs,
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        if self.samples.back().is_none_or(|s| now - s.0 >= std::time::Duration::from_secs(1)) {
+            self.samples.push_back((now, counts));
+        }
+        rates
     }
 }
 
@@ -78,13 +217,28 @@ impl RecentAnomalies {
 pub struct LivePage {
     mode: &'static str,
     recent: RecentAnomalies,
+    history: EdgeHistory,
+    jaeger_url: String,
     last: Option<std::time::Instant>,
     publish: Box<dyn FnMut(Snapshot) + Send>,
 }
 
 impl LivePage {
     pub fn new(mode: &'static str, publish: impl FnMut(Snapshot) + Send + 'static) -> Self {
-        LivePage { mode, recent: RecentAnomalies::default(), last: None, publish: Box::new(publish) }
+        LivePage {
+            mode,
+            recent: RecentAnomalies::default(),
+            history: EdgeHistory::default(),
+            jaeger_url: String::new(),
+            last: None,
+            publish: Box::new(publish),
+        }
+    }
+
+    /// Links trace ids on the page to this Jaeger UI (`ui.jaeger_url`).
+    pub fn with_jaeger_url(mut self, url: &str) -> Self {
+        self.jaeger_url = url.trim_end_matches('/').to_owned();
+        self
     }
 }
 
@@ -102,12 +256,13 @@ impl super::Sink for LivePage {
             self.recent.push(a.clone());
         }
         for r in round.resolutions {
-            if let Some(a) = self.recent.items.iter_mut().find(|a| r.resolves(a)) {
-                r.apply(a);
-            }
+            self.recent.resolve(r);
         }
         if round.last.is_some() || self.last.is_none_or(|t| t.elapsed() >= SNAPSHOT_EVERY) {
-            (self.publish)(take(self.mode, &round.outputs, &self.recent));
+            let mut snapshot = take(self.mode, &round.outputs, &self.recent);
+            snapshot.edge_rates = self.history.rates(&snapshot.edges);
+            snapshot.jaeger_url = self.jaeger_url.clone();
+            (self.publish)(snapshot);
             self.last = Some(std::time::Instant::now());
         }
         Ok(super::Written::Acknowledged)
@@ -161,6 +316,8 @@ pub fn take(mode: &str, p: &Outputs<'_>, recent: &RecentAnomalies) -> Snapshot {
             errors: errors.get(&key).copied().unwrap_or(0),
             avg_ms: if s.calls == 0 { 0.0 } else { s.latency.sum_ms() / s.calls as f64 },
             p95_ms: quantile_ms(&s, 0.95),
+            sum_ms: s.latency.sum_ms(),
+            buckets: s.latency.buckets.to_vec(),
             calls: s.calls,
             service: key.0,
             operation: key.1,
@@ -169,6 +326,38 @@ pub fn take(mode: &str, p: &Outputs<'_>, recent: &RecentAnomalies) -> Snapshot {
         .collect();
     let stats = p.stats;
     let edges = p.edges.service_rows(p.names);
+    let c = p.counters;
+    let losses = c
+        .message_loss
+        .iter()
+        .map(|(&(producer, destination), &n)| {
+            let resolved = c.message_loss_resolved.get(&(producer, destination)).copied().unwrap_or(0);
+            (
+                p.names.resolve(producer).to_owned(),
+                p.names.resolve(destination).to_owned(),
+                n.saturating_sub(resolved),
+            )
+        })
+        .filter(|l| l.2 > 0)
+        .collect();
+    let mut anomaly_groups: Vec<AnomalyGroup> = recent
+        .groups
+        .iter()
+        .map(|((kind, service, destination), (count, latest))| AnomalyGroup {
+            kind: kind.clone(),
+            service: service.clone(),
+            destination: destination.clone(),
+            count: *count,
+            latest: AnomalyBrief::of(latest),
+        })
+        .collect();
+    anomaly_groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.kind.cmp(&b.kind)));
+    let examples = recent
+        .items
+        .iter()
+        .chain(recent.groups.values().map(|g| &g.1))
+        .map(|a| (super::documents::document_id(a), a.clone()))
+        .collect();
     Snapshot {
         mode: mode.to_owned(),
         watermark: if p.watermark == i64::MIN { String::new() } else { format_rfc3339_us(p.watermark) },
@@ -182,139 +371,28 @@ pub fn take(mode: &str, p: &Outputs<'_>, recent: &RecentAnomalies) -> Snapshot {
             anomalies: stats.anomalies.values().sum(),
         },
         red,
-        graph_svg: render_svg(&edges),
+        bucket_bounds_ms: BUCKETS_MS.iter().copied().chain([f64::INFINITY]).map(finite).collect(),
         edges,
+        edge_rates: Vec::new(),
+        losses,
         anomaly_counts: stats.anomalies.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-        anomalies: recent.items.iter().cloned().collect(),
+        anomaly_groups,
+        anomalies: recent.items.iter().map(AnomalyBrief::of).collect(),
+        examples,
+        jaeger_url: String::new(),
         bad_records: p.input.bad.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         recent_errors: p.recent_errors.iter().rev().map(|e| e.to_string()).collect(),
         openmetrics: super::prometheus::render(p, ExpoFormat::OpenMetrics),
     }
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-/// Draws the service graph: services in columns by their distance from the
-/// services nobody calls, an arrow per service edge labelled with calls and
-/// errors (red when there are errors, dashed for follows_from).
-pub fn render_svg(edges: &[ServiceEdgeRow]) -> String {
-    let mut nodes: Vec<&str> = Vec::new();
-    for e in edges {
-        for n in [&e.source, &e.target] {
-            if !nodes.contains(&n.as_str()) {
-                nodes.push(n);
-            }
-        }
+/// JSON has no infinity: the last bucket's bound is written as -1 (+Inf).
+fn finite(v: f64) -> f64 {
+    if v.is_finite() {
+        v
+    } else {
+        -1.0
     }
-    nodes.sort_unstable();
-    let idx = |n: &str| nodes.iter().position(|x| *x == n).unwrap_or(0);
-    // Column = shortest distance from a service with no callers (BFS, cycle-safe).
-    let mut column = vec![usize::MAX; nodes.len()];
-    let mut queue: VecDeque<usize> = VecDeque::new();
-    for (i, n) in nodes.iter().enumerate() {
-        if !edges.iter().any(|e| e.target == *n && e.source != *n) {
-            column[i] = 0;
-            queue.push_back(i);
-        }
-    }
-    if queue.is_empty() && !nodes.is_empty() {
-        column[0] = 0;
-        queue.push_back(0);
-    }
-    while let Some(i) = queue.pop_front() {
-        for e in edges.iter().filter(|e| e.source == nodes[i]) {
-            let t = idx(&e.target);
-            if column[t] == usize::MAX {
-                column[t] = column[i] + 1;
-                queue.push_back(t);
-            }
-        }
-    }
-    for c in column.iter_mut().filter(|c| **c == usize::MAX) {
-        *c = 0;
-    }
-    let mut rows = vec![0usize; nodes.len()];
-    let mut per_column: BTreeMap<usize, usize> = BTreeMap::new();
-    for i in 0..nodes.len() {
-        let r = per_column.entry(column[i]).or_default();
-        rows[i] = *r;
-        *r += 1;
-    }
-    let (w, h, gx, gy) = (170.0, 44.0, 300.0, 90.0);
-    let pos = |i: usize| (20.0 + column[i] as f64 * gx, 30.0 + rows[i] as f64 * gy);
-    let width = 40.0 + (per_column.keys().max().copied().unwrap_or(0) as f64) * gx + w;
-    let height = 60.0 + (per_column.values().max().copied().unwrap_or(1) as f64) * gy;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">
-<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker>
-<marker id="arrow-err" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#c62828"/></marker></defs>
-"##
-    );
-    if nodes.is_empty() {
-        let _ = write!(
-            svg,
-            r##"<text x="20" y="30" fill="#777">no dependencies yet: traces close after the inactivity gap</text>"##
-        );
-    }
-    for e in edges {
-        let (s, t) = (idx(&e.source), idx(&e.target));
-        let ((sx, sy), (tx, ty)) = (pos(s), pos(t));
-        let color = if e.stats.errors > 0 { "#c62828" } else { "#555" };
-        let marker = if e.stats.errors > 0 { "arrow-err" } else { "arrow" };
-        let dash = if e.relation == "follows_from" { r#" stroke-dasharray="6 4""# } else { "" };
-        let (x1, y1, x2, y2, bend) = if tx > sx {
-            (sx + w, sy + h / 2.0, tx, ty + h / 2.0, 0.0)
-        } else {
-            // Back or sideways edge: curve below the boxes.
-            (sx + w / 2.0, sy + h, tx + w / 2.0, ty + h, 45.0)
-        };
-        let (mx, my) = ((x1 + x2) / 2.0, (y1 + y2) / 2.0 + bend);
-        let label = if e.stats.errors > 0 {
-            format!("{} calls, {} errors", e.stats.calls, e.stats.errors)
-        } else {
-            format!("{} calls", e.stats.calls)
-        };
-        let via: Vec<&str> =
-            e.destinations.iter().map(|d| d.destination.as_str()).filter(|d| !d.is_empty()).collect();
-        let _ = writeln!(
-            svg,
-            r#"<path d="M {x1} {y1} Q {mx} {qy} {x2} {y2}" fill="none" stroke="{color}" stroke-width="1.6"{dash} marker-end="url(#{marker})"><title>{src} → {dst} ({rel})</title></path>"#,
-            qy = my + bend,
-            src = xml_escape(&e.source),
-            dst = xml_escape(&e.target),
-            rel = e.relation,
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{mx}" y="{ly}" text-anchor="middle" fill="{color}">{}</text>"#,
-            xml_escape(&label),
-            ly = my - 4.0 + bend / 2.0
-        );
-        if !via.is_empty() {
-            let _ = writeln!(
-                svg,
-                r##"<text x="{mx}" y="{ly}" text-anchor="middle" fill="#1565c0" font-size="10">via {}</text>"##,
-                xml_escape(&via.join(", ")),
-                ly = my + 10.0 + bend / 2.0
-            );
-        }
-    }
-    for (i, n) in nodes.iter().enumerate() {
-        let (x, y) = pos(i);
-        let _ = writeln!(
-            svg,
-            r##"<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="8" fill="#e3f2fd" stroke="#1565c0"/><text x="{tx}" y="{ty}" text-anchor="middle" font-weight="bold">{}</text>"##,
-            xml_escape(n),
-            tx = x + w / 2.0,
-            ty = y + h / 2.0 + 4.0
-        );
-    }
-    svg.push_str("</svg>\n");
-    svg
 }
 
 #[cfg(test)]

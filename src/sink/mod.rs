@@ -13,6 +13,8 @@ pub mod documents;
 pub mod elasticsearch;
 pub mod exposition;
 pub mod files;
+#[cfg(feature = "servers")]
+pub mod graph;
 pub mod live;
 pub mod log;
 #[cfg(feature = "servers")]

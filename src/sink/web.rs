@@ -1,16 +1,18 @@
 //! The HTTP face of a running pipeline: the live page at `/`, Prometheus text at
-//! `/metrics`, the snapshot as JSON at `/api/snapshot`, the dependency graph at
-//! `/graph.svg`, liveness at `/healthz` and readiness at `/readyz`. The pipeline
+//! `/metrics`, the snapshot as JSON at `/api/snapshot` (with an ETag: unchanged,
+//! it is not sent again), one anomaly document with its evidence at
+//! `/api/anomaly?id=`, the dependency graph at `/graph.svg`, liveness at
+//! `/healthz` and readiness at `/readyz`. The pipeline
 //! thread publishes snapshots and the sources and sinks set their [`Health`];
 //! the server only reads them. TLS and credentials: [`super::web_security`].
 
 use super::exposition::{openmetrics_to_text, ExpoFormat};
-use super::live::{self, Snapshot};
+use super::live::Snapshot;
 use super::web_security::{Access, WebSecurity};
 use crate::telemetry::health::Health;
 use crate::telemetry::process::ProcessMetrics;
 use anyhow::Context as _;
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -23,6 +25,8 @@ use std::time::Duration;
 /// What the server shows: the latest snapshot and the live process metrics.
 pub struct Published {
     pub snapshot: RwLock<Snapshot>,
+    /// The snapshot as JSON and its ETag, made once per snapshot.
+    json: RwLock<Option<(String, String)>>,
     pub process: ProcessMetrics,
     /// What `/readyz` reports.
     pub health: Health,
@@ -34,11 +38,8 @@ const PAGE: &str = include_str!("page.html");
 
 pub fn shared(mode: &str, process: ProcessMetrics, health: Health) -> Shared {
     Arc::new(Published {
-        snapshot: RwLock::new(Snapshot {
-            mode: mode.into(),
-            graph_svg: live::render_svg(&[]),
-            ..Snapshot::default()
-        }),
+        snapshot: RwLock::new(Snapshot { mode: mode.into(), ..Snapshot::default() }),
+        json: RwLock::new(None),
         process,
         health,
     })
@@ -48,6 +49,9 @@ pub fn shared(mode: &str, process: ProcessMetrics, health: Health) -> Shared {
 pub fn publish(shared: &Shared, snapshot: Snapshot) {
     if let Ok(mut s) = shared.snapshot.write() {
         *s = snapshot;
+    }
+    if let Ok(mut j) = shared.json.write() {
+        *j = None;
     }
 }
 
@@ -67,13 +71,67 @@ async fn metrics(State(s): State<Shared>, headers: HeaderMap) -> impl IntoRespon
     ([(header::CONTENT_TYPE, format.content_type())], body)
 }
 
-async fn snapshot(State(s): State<Shared>) -> impl IntoResponse {
-    let snap = s.snapshot.read().map(|s| s.clone()).unwrap_or_default();
-    axum::Json(snap)
+/// The snapshot as JSON; 304 when the client's `If-None-Match` names the same
+/// content (the page polls: a pipeline at rest sends nothing new).
+async fn snapshot(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    let cached = s.json.read().ok().and_then(|j| j.clone());
+    let (etag, body) = match cached {
+        Some(c) => c,
+        None => {
+            let body =
+                s.snapshot.read().map(|s| serde_json::to_string(&*s).unwrap_or_default()).unwrap_or_default();
+            let etag = format!("\"{:016x}\"", fnv1a64(body.as_bytes()));
+            if let Ok(mut j) = s.json.write() {
+                *j = Some((etag.clone(), body.clone()));
+            }
+            (etag, body)
+        }
+    };
+    let not_modified = headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes());
+    let etag_header = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\""));
+    if not_modified {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_header)]).into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::ETAG, etag_header)],
+        body,
+    )
+        .into_response()
 }
 
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+#[derive(serde::Deserialize)]
+struct AnomalyQuery {
+    id: String,
+}
+
+/// One anomaly document the page lists, evidence included.
+async fn anomaly(State(s): State<Shared>, Query(q): Query<AnomalyQuery>) -> Response {
+    let found = s.snapshot.read().ok().and_then(|snap| snap.examples.get(&q.id).cloned());
+    match found {
+        Some(a) => axum::Json(a).into_response(),
+        None => (StatusCode::NOT_FOUND, "no such anomaly among those the page lists\n").into_response(),
+    }
+}
+
+/// The dependency graph, laid out when asked for (off the pipeline thread).
 async fn graph(State(s): State<Shared>) -> impl IntoResponse {
-    let svg = s.snapshot.read().map(|s| s.graph_svg.clone()).unwrap_or_default();
+    let model = s
+        .snapshot
+        .read()
+        .map(|snap| {
+            let rates = snap
+                .edge_rates
+                .iter()
+                .map(|r| ((r.source.clone(), r.target.clone()), r.per_second))
+                .collect();
+            super::graph::Model::of(&snap.edges, &snap.losses, &rates)
+        })
+        .unwrap_or_default();
+    let svg = tokio::task::spawn_blocking(move || super::graph::render(&model)).await.unwrap_or_default();
     ([(header::CONTENT_TYPE, "image/svg+xml")], svg)
 }
 
@@ -114,6 +172,7 @@ pub fn router(shared: Shared, security: &WebSecurity) -> Router {
     let page = Router::new()
         .route("/", get(page))
         .route("/api/snapshot", get(snapshot))
+        .route("/api/anomaly", get(anomaly))
         .route("/graph.svg", get(graph));
     let metrics = Router::new().route("/metrics", get(metrics));
     let open = Router::new().route("/healthz", get(health)).route("/readyz", get(readyz));
