@@ -129,6 +129,23 @@ fn demo_shows_red_graph_and_message_loss_then_stops_on_ctrl_c() {
         "service graph: {metrics}"
     );
     assert!(!metrics.contains("# EOF"), "the text format has no terminator");
+    // Critical paths: the self times of the closed traces add up to their durations.
+    let sum_f = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let on_path = sum_f("poirot_critical_path_seconds_total{");
+    let durations = sum_f("poirot_critical_path_trace_seconds_total ");
+    assert!(
+        durations > 0.0 && (on_path - durations).abs() < 1e-3,
+        "{on_path} s on paths, {durations} s of traces"
+    );
+    assert!(metrics.contains(
+        "poirot_critical_path_seconds_total{service_name=\"startWorkflow\",span_name=\"startWorkflow\"}"
+    ));
 
     // Prometheus asks for OpenMetrics: the latency histograms carry trace-id exemplars.
     let (_, om) = get_accepting(port, "/metrics", "application/openmetrics-text;version=1.0.0,*/*;q=0.1")

@@ -342,6 +342,22 @@ fn run_end_to_end(search: &str, tag: &str, format: &str) {
 /// Everything on `topic` now, as length-delimited frames (what `poirot replay` reads),
 /// in the spans' event-time order: partitions are read interleaved, and replay reads
 /// one stream.
+/// The traces of a dump, each from its first start to its last end, in seconds in all.
+fn trace_seconds(dump: &std::path::Path) -> f64 {
+    let file = std::io::BufReader::new(std::fs::File::open(dump).expect("dump"));
+    let records =
+        poirot::source::file::RecordReader::new(file, poirot::source::file::framing_for(Format::JaegerProto));
+    let mut names = Interner::new();
+    let mut traces: std::collections::BTreeMap<poirot::model::TraceId, (i64, i64)> = Default::default();
+    for record in records.flatten() {
+        let Ok(s) = decode::jaeger_proto::decode(&record, &mut names) else { continue };
+        let end = s.start_us + s.duration_us as i64;
+        let t = traces.entry(s.trace_id).or_insert((s.start_us, end));
+        *t = (t.0.min(s.start_us), t.1.max(end));
+    }
+    traces.values().map(|(start, end)| (end - start) as f64 / 1e6).sum()
+}
+
 fn dump_topic(topic: &str, into: &std::path::Path) -> usize {
     let c = consumer(&format!("poirot-dump-{}-{}", std::process::id(), now_us()));
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
@@ -471,6 +487,27 @@ fn hotrod_through_jaeger_kafka_and_run_reaches_prometheus_neo4j_the_index_and_ja
     let r = http::get(&format!("{search}/{prefix}-*/_count")).expect("count");
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
     assert_eq!(v["count"].as_u64().unwrap_or(0), 0, "{}", r.body);
+    // Critical paths in Prometheus: the self times add up to the traces' end-to-end
+    // durations, as computed offline from the topic (first start to last end).
+    let want_seconds = trace_seconds(&dump);
+    assert!(want_seconds > 0.0, "no trace in the dump");
+    let scalar = |q: &str| {
+        prom_query(q).first().and_then(|r| r["value"][1].as_str()?.parse::<f64>().ok()).unwrap_or(-1.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let on_path = scalar(r#"sum(poirot_critical_path_seconds_total{job="poirot"})"#);
+        let durations = scalar(r#"sum(poirot_critical_path_trace_seconds_total{job="poirot"})"#);
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-3 + 1e-6 * b;
+        if close(on_path, durations) && close(durations, want_seconds) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "critical paths {on_path} s, traces {durations} s, offline {want_seconds} s"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
     // Jaeger's own dependency view, fed by poirot: the same service edges with the
     // same call counts (Jaeger adds up both relations), once every bucket is complete.
     let mut want: std::collections::BTreeMap<(String, String), i64> = Default::default();

@@ -75,6 +75,11 @@ impl TraceDag {
         NodeIndex::new(i as usize)
     }
 
+    /// Spans that span `i` references (in this trace).
+    pub fn parents(&self, i: u32) -> impl Iterator<Item = u32> + '_ {
+        self.graph.neighbors_directed(Self::node(i), Direction::Incoming).map(|n| n.index() as u32)
+    }
+
     /// Spans that reference span `i`.
     pub fn children(&self, i: u32) -> impl Iterator<Item = u32> + '_ {
         self.graph.neighbors_directed(Self::node(i), Direction::Outgoing).map(|n| n.index() as u32)

@@ -4,6 +4,7 @@
 pub mod anomaly;
 pub mod assembly;
 mod counters;
+pub mod critical_path;
 pub mod dag;
 pub mod detect;
 pub mod edges;
@@ -96,6 +97,8 @@ pub struct Analyzer {
     pub red: Red,
     /// Client/server request metrics (live only: not part of the replay files).
     pub graph: ServiceGraph,
+    /// Where end-to-end time goes: critical-path self time per service and operation.
+    pub critical: critical_path::CriticalPaths,
     pub counters: AnomalyCounters,
     pub edges: Edges,
     /// When on, closed traces add their edges here instead of to `edges`, and
@@ -132,6 +135,7 @@ impl Analyzer {
             detected_at,
             red: Red::with_limit(config.max_series, overflow),
             graph: ServiceGraph::with_limit(config.max_series, overflow),
+            critical: critical_path::CriticalPaths::with_limit(config.max_series, overflow),
             counters: AnomalyCounters::with_limit(config.max_series, overflow),
             edges: Edges::default(),
             delta: None,
@@ -202,6 +206,7 @@ impl Analyzer {
             }
             new_edges(&mut self.recent, &mut self.delta, &mut self.edges).add_trace(&trace.spans, &dag);
             self.graph.add_trace(&trace.spans, &dag);
+            self.critical.add_trace(&trace.spans, &dag);
             for i in detect::unconsumed_producers(&trace.spans, &consumed) {
                 let path = detect::causal_path(&trace.spans, &dag, i, MAX_LOSS_PATH);
                 let trace_spans = trace.spans.len() as u64;

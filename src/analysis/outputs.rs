@@ -36,6 +36,7 @@ pub struct Outputs<'a> {
     pub names: &'a Interner,
     pub red: &'a Red,
     pub graph: &'a ServiceGraph,
+    pub critical: &'a super::critical_path::CriticalPaths,
     pub edges: &'a Edges,
     pub counters: &'a AnomalyCounters,
     pub stats: &'a AnalysisStats,

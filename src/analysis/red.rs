@@ -48,10 +48,16 @@ impl Latency {
     /// Counts `s`'s duration; `s` becomes its bucket's exemplar.
     #[inline]
     pub fn observe(&mut self, s: &Span) {
-        let b = bucket(s.duration_us);
+        self.record(s.duration_us, s.trace_id);
+    }
+
+    /// Counts a duration of `us` µs, with `trace_id` as its bucket's exemplar.
+    #[inline]
+    pub fn record(&mut self, us: u64, trace_id: crate::model::TraceId) {
+        let b = bucket(us);
         self.buckets[b] += 1;
-        self.sum_us += s.duration_us;
-        self.exemplars[b] = ExemplarSlot { trace_id: s.trace_id, value_us: s.duration_us };
+        self.sum_us += us;
+        self.exemplars[b] = ExemplarSlot { trace_id, value_us: us };
     }
 
     pub fn sum_ms(&self) -> f64 {

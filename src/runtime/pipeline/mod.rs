@@ -161,6 +161,7 @@ impl Pipeline {
             names: &self.names,
             red: &self.analyzer.red,
             graph: &self.analyzer.graph,
+            critical: &self.analyzer.critical,
             edges: &self.analyzer.edges,
             counters: &self.analyzer.counters,
             stats: &self.analyzer.stats,

@@ -4,6 +4,7 @@
 //! lost messages by producer and destination, and the pipeline's own health.
 //! Process metrics that other threads update are in [`crate::telemetry::process`].
 
+pub mod critical;
 pub mod graph;
 pub mod red;
 
@@ -40,6 +41,7 @@ pub fn render_into(p: &Outputs<'_>, e: &mut Exposition) {
     let names = p.names;
     red::render(p.red, names, e);
     graph::render(p.graph, names, e);
+    critical::render(p.critical, names, e);
 
     e.family("poirot_anomalies_total", Kind::Counter, "Anomalies found, by kind and service.");
     for kind in AnomalyKind::ALL {
