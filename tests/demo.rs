@@ -146,6 +146,13 @@ fn demo_shows_red_graph_and_message_loss_then_stops_on_ctrl_c() {
     assert!(metrics.contains(
         "poirot_critical_path_seconds_total{service_name=\"startWorkflow\",span_name=\"startWorkflow\"}"
     ));
+    // Time in the queue, per producer, destination and consumer, under Tempo's name.
+    assert!(
+        metrics.contains(
+            "traces_service_graph_request_messaging_system_seconds_count{client=\"startWorkflow\",server=\"SandboxAnalyser\",connection_type=\"messaging_system\",destination=\"SAMPLE_RECEIVED\"}"
+        ),
+        "{metrics}"
+    );
 
     // Prometheus asks for OpenMetrics: the latency histograms carry trace-id exemplars.
     let (_, om) = get_accepting(port, "/metrics", "application/openmetrics-text;version=1.0.0,*/*;q=0.1")

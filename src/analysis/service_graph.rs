@@ -11,6 +11,11 @@
 //!   `traces_service_graph_request_client_seconds_*` (client span duration),
 //!   histograms in seconds with trace-id exemplars
 //!
+//! - `traces_service_graph_request_messaging_system_seconds_*{client, server,
+//!   connection_type="messaging_system", destination}`: how long a message waited
+//!   between its producer span's end and its consumer span's start (floored at
+//!   zero), per producer service, destination and consumer service
+//!
 //! `connection_type` is `messaging_system` for `follows_from` references and
 //! producer spans, empty for direct calls.
 
@@ -34,9 +39,19 @@ pub struct GraphStats {
     pub client: Latency,
 }
 
+/// A messaging hop: producer service, destination, consumer service.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct QueueKey {
+    pub client: Sym,
+    pub destination: Sym,
+    pub server: Sym,
+}
+
 #[derive(Default, Debug)]
 pub struct ServiceGraph {
     edges: FxHashMap<GraphKey, GraphStats>,
+    /// Time in the queue (producer end → consumer start) per messaging hop.
+    queues: FxHashMap<QueueKey, Latency>,
     /// Most client/server pairs kept (0: no limit); past it requests of new pairs
     /// count in the pair `__overflow__ → __overflow__`.
     max_series: usize,
@@ -66,7 +81,26 @@ impl ServiceGraph {
             st.failed += u64::from(server.error || client_failed);
             st.server.observe(server);
             st.client.observe(client);
+            if client.kind == SpanKind::Producer {
+                let destination =
+                    if client.destination != Sym(0) { client.destination } else { server.destination };
+                let mut q = QueueKey { client: client.service, destination, server: server.service };
+                if self.max_series > 0
+                    && self.queues.len() >= self.max_series
+                    && !self.queues.contains_key(&q)
+                {
+                    q = QueueKey { client: self.overflow, destination: self.overflow, server: self.overflow };
+                }
+                let produced = client.start_us.saturating_add(client.duration_us as i64);
+                let waited = server.start_us.saturating_sub(produced).max(0) as u64;
+                self.queues.entry(q).or_default().record(waited, server.trace_id);
+            }
         }
+    }
+
+    /// Every messaging hop with its time in the queue.
+    pub fn queues(&self) -> impl Iterator<Item = (&QueueKey, &Latency)> {
+        self.queues.iter()
     }
 
     pub fn get(&self, key: &GraphKey) -> Option<&GraphStats> {
@@ -112,6 +146,39 @@ mod tests {
             s.refs.push(SpanRef { trace_id: s.trace_id, span_id: SpanId(p), kind });
         }
         s
+    }
+
+    #[test]
+    fn time_in_the_queue_is_from_the_producer_end_to_the_consumer_start() {
+        let mut names = Interner::new();
+        let mut g = ServiceGraph::default();
+        let mut producer = span(&mut names, 1, None, "orders", SpanKind::Producer);
+        producer.destination = names.intern("ORDER_PLACED");
+        (producer.start_us, producer.duration_us) = (1_000, 2_000);
+        let mut consumer =
+            span(&mut names, 2, Some((1, RefKind::FollowsFrom)), "billing", SpanKind::Consumer);
+        consumer.start_us = 10_000;
+        // A consumer that started before the producer returned waited no time.
+        let mut early = span(&mut names, 3, Some((1, RefKind::FollowsFrom)), "audit", SpanKind::Consumer);
+        early.start_us = 2_500;
+        let spans = vec![producer, consumer, early];
+        g.add_trace(&spans, &TraceDag::build(&spans));
+        let waits: Vec<(String, String, String, u64)> = g
+            .queues()
+            .map(|(k, l)| {
+                let n = |s| names.resolve(s).to_owned();
+                (n(k.client), n(k.destination), n(k.server), l.sum_us)
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            waits,
+            [
+                ("orders".into(), "ORDER_PLACED".into(), "audit".into(), 0),
+                ("orders".into(), "ORDER_PLACED".into(), "billing".into(), 7_000)
+            ]
+        );
     }
 
     #[test]

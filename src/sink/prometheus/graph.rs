@@ -12,6 +12,7 @@ pub const REQUEST_METRIC: &str = "traces_service_graph_request_total";
 pub const FAILED_METRIC: &str = "traces_service_graph_request_failed_total";
 pub const SERVER_SECONDS_METRIC: &str = "traces_service_graph_request_server_seconds";
 pub const CLIENT_SECONDS_METRIC: &str = "traces_service_graph_request_client_seconds";
+pub const QUEUE_SECONDS_METRIC: &str = "traces_service_graph_request_messaging_system_seconds";
 
 /// Bucket bounds in seconds: the RED bounds, so both views bucket alike.
 const BUCKETS_S: [f64; 16] = {
@@ -56,6 +57,25 @@ pub fn render(graph: &ServiceGraph, names: &Interner, e: &mut Exposition) {
     e.family(CLIENT_SECONDS_METRIC, Kind::Histogram, "Client-side request latency in seconds.");
     for (k, s) in &sorted {
         e.histogram(CLIENT_SECONDS_METRIC, &labels(k), &histogram(&s.client, &BUCKETS_S, 1e6));
+    }
+    let mut queues: Vec<_> = graph
+        .queues()
+        .map(|(k, l)| ((names.resolve(k.client), names.resolve(k.server), names.resolve(k.destination)), l))
+        .collect();
+    queues.sort_by(|a, b| a.0.cmp(&b.0));
+    e.family(
+        QUEUE_SECONDS_METRIC,
+        Kind::Histogram,
+        "Time a message waited between its producer span's end and its consumer span's start, in seconds.",
+    );
+    for ((client, server, destination), l) in &queues {
+        let labels = [
+            ("client", *client),
+            ("server", *server),
+            ("connection_type", "messaging_system"),
+            ("destination", *destination),
+        ];
+        e.histogram(QUEUE_SECONDS_METRIC, &labels, &histogram(l, &BUCKETS_S, 1e6));
     }
 }
 
