@@ -108,6 +108,16 @@ pub enum LossStatus {
     Resolved,
 }
 
+impl LossStatus {
+    /// The name documents carry (`status`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossStatus::Lost => "lost",
+            LossStatus::Resolved => "resolved",
+        }
+    }
+}
+
 /// A span that consumed a message, named in a resolved loss.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ConsumerRef {

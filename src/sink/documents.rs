@@ -29,7 +29,7 @@ pub fn document_id(a: &Anomaly) -> String {
 
 /// 64-bit FNV-1a: a fixed, documented hash, so ids stay the same across builds
 /// and versions (the standard library's hashers make no such promise).
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 

@@ -10,6 +10,7 @@ use crate::model::time::format_rfc3339_us;
 use crate::sink::exposition::ExpoFormat;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 #[derive(Serialize, Clone, Debug, Default)]
 pub struct Snapshot {
@@ -42,9 +43,10 @@ pub struct Snapshot {
     /// from it when asked for ([`super::exposition::openmetrics_to_text`]).
     #[serde(skip)]
     pub openmetrics: String,
-    /// Full documents of the anomalies the page lists, by document id.
+    /// Full documents of the anomalies the page lists, by document id (shared
+    /// with the sink: a snapshot copies pointers, not evidence).
     #[serde(skip)]
-    pub examples: BTreeMap<String, Anomaly>,
+    pub examples: BTreeMap<String, Arc<Anomaly>>,
 }
 
 /// One service edge's rate.
@@ -86,9 +88,7 @@ impl AnomalyBrief {
             timestamp: a.timestamp.clone(),
             summary: a.summary.clone(),
             destination: a.details.destination.clone(),
-            status: a.details.status.map(|s| {
-                serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-            }),
+            status: a.details.status.map(|s| s.as_str().to_owned()),
         }
     }
 }
@@ -133,8 +133,8 @@ pub struct RedRow {
 /// service and destination with the latest of each.
 #[derive(Default)]
 pub struct RecentAnomalies {
-    items: VecDeque<Anomaly>,
-    groups: BTreeMap<(String, String, String), (u64, Anomaly)>,
+    items: VecDeque<Arc<Anomaly>>,
+    groups: BTreeMap<(String, String, String), (u64, Arc<Anomaly>)>,
 }
 
 impl RecentAnomalies {
@@ -144,6 +144,7 @@ impl RecentAnomalies {
 
     pub fn push(&mut self, a: Anomaly) {
         let key = (a.kind.to_string(), a.service.clone(), a.details.destination.clone().unwrap_or_default());
+        let a = Arc::new(a);
         if self.groups.len() < Self::MAX_GROUPS || self.groups.contains_key(&key) {
             let g = self.groups.entry(key).or_insert_with(|| (0, a.clone()));
             g.0 += 1;
@@ -158,7 +159,7 @@ impl RecentAnomalies {
     fn resolve(&mut self, r: &crate::analysis::Resolution) {
         for a in self.items.iter_mut().chain(self.groups.values_mut().map(|g| &mut g.1)) {
             if r.resolves(a) {
-                r.apply(a);
+                r.apply(Arc::make_mut(a));
             }
         }
     }
@@ -356,7 +357,7 @@ pub fn take(mode: &str, p: &Outputs<'_>, recent: &RecentAnomalies) -> Snapshot {
         .items
         .iter()
         .chain(recent.groups.values().map(|g| &g.1))
-        .map(|a| (super::documents::document_id(a), a.clone()))
+        .map(|a| (super::documents::document_id(a), Arc::clone(a)))
         .collect();
     Snapshot {
         mode: mode.to_owned(),
@@ -377,7 +378,7 @@ pub fn take(mode: &str, p: &Outputs<'_>, recent: &RecentAnomalies) -> Snapshot {
         losses,
         anomaly_counts: stats.anomalies.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         anomaly_groups,
-        anomalies: recent.items.iter().map(AnomalyBrief::of).collect(),
+        anomalies: recent.items.iter().map(|a| AnomalyBrief::of(a)).collect(),
         examples,
         jaeger_url: String::new(),
         bad_records: p.input.bad.iter().map(|(k, v)| (k.to_string(), *v)).collect(),

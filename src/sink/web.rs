@@ -80,7 +80,7 @@ async fn snapshot(State(s): State<Shared>, headers: HeaderMap) -> Response {
         None => {
             let body =
                 s.snapshot.read().map(|s| serde_json::to_string(&*s).unwrap_or_default()).unwrap_or_default();
-            let etag = format!("\"{:016x}\"", fnv1a64(body.as_bytes()));
+            let etag = format!("\"{:016x}\"", super::documents::fnv1a64(body.as_bytes()));
             if let Ok(mut j) = s.json.write() {
                 *j = Some((etag.clone(), body.clone()));
             }
@@ -99,10 +99,6 @@ async fn snapshot(State(s): State<Shared>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
-}
-
 #[derive(serde::Deserialize)]
 struct AnomalyQuery {
     id: String,
@@ -112,7 +108,7 @@ struct AnomalyQuery {
 async fn anomaly(State(s): State<Shared>, Query(q): Query<AnomalyQuery>) -> Response {
     let found = s.snapshot.read().ok().and_then(|snap| snap.examples.get(&q.id).cloned());
     match found {
-        Some(a) => axum::Json(a).into_response(),
+        Some(a) => axum::Json(&*a).into_response(),
         None => (StatusCode::NOT_FOUND, "no such anomaly among those the page lists\n").into_response(),
     }
 }
