@@ -107,6 +107,7 @@ fn build(r: &RawSpan, names: &mut Interner) -> Span {
         destination,
         peer_service,
         db_system,
+        statement: 0,
         kind: KINDS[r.kind],
         error: r.error,
     }

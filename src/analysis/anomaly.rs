@@ -14,15 +14,17 @@ pub enum AnomalyKind {
     RecursiveChain,
     ReferenceCycle,
     OversizedTrace,
+    RepeatedCalls,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 5] = [
+    pub const ALL: [AnomalyKind; 6] = [
         AnomalyKind::MessageLoss,
         AnomalyKind::OrphanReference,
         AnomalyKind::RecursiveChain,
         AnomalyKind::ReferenceCycle,
         AnomalyKind::OversizedTrace,
+        AnomalyKind::RepeatedCalls,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,6 +34,7 @@ impl AnomalyKind {
             AnomalyKind::RecursiveChain => "recursive_chain",
             AnomalyKind::ReferenceCycle => "reference_cycle",
             AnomalyKind::OversizedTrace => "oversized_trace",
+            AnomalyKind::RepeatedCalls => "repeated_calls",
         }
     }
 }
@@ -98,6 +101,23 @@ pub struct Details {
     pub span_count: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub span_limit: Option<u64>,
+    /// repeated_calls: what was called again and again (the server side when it is traced).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub callee_service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub callee_operation: Option<String>,
+    /// repeated_calls: how many calls, one after another.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub calls: Option<u64>,
+    /// repeated_calls: the first of the calls (it names the document with the caller).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub first_call_span_id: Option<String>,
+    /// repeated_calls: the calls' durations added up.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub calls_duration_us: Option<u64>,
+    /// repeated_calls: the longest call, what one batched or parallel call would take.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub batched_duration_us: Option<u64>,
 }
 
 /// Whether a reported message loss still stands.

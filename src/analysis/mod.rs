@@ -12,6 +12,7 @@ pub mod edges;
 pub mod flows;
 pub mod outputs;
 pub mod red;
+pub mod repeated_calls;
 pub mod service_graph;
 
 pub use anomaly::{Anomaly, AnomalyKind, DocLimits, Resolution};
@@ -38,6 +39,8 @@ use std::sync::Arc;
 pub struct AnalysisConfig {
     /// Re-entries of a service that make a recursive chain (2: A→B→A→B→A).
     pub min_reentries: u32,
+    /// Sequential calls to one callee that make a repeated_calls anomaly (0: off).
+    pub min_repeated_calls: u32,
     /// The span limit assembly enforces, quoted in oversized_trace documents.
     pub max_spans_per_trace: usize,
     /// Most RED series (label sets); past it spans go to the `__overflow__` series.
@@ -55,6 +58,7 @@ impl Default for AnalysisConfig {
     fn default() -> Self {
         AnalysisConfig {
             min_reentries: 2,
+            min_repeated_calls: 5,
             max_spans_per_trace: AssemblyConfig::default().max_spans_per_trace,
             max_series: 10_000,
             max_names: 100_000,
@@ -216,6 +220,9 @@ impl Analyzer {
             detect::orphan_references(&t, &dag, ctx.out);
             detect::reference_cycles(&t, &cycles, ctx.out);
             detect::recursive_chains(&t, &dag, &in_cycle, self.config.min_reentries, ctx.out);
+            if self.config.min_repeated_calls > 0 {
+                repeated_calls::repeated_calls(&t, &dag, self.config.min_repeated_calls, ctx.out);
+            }
         }
         for a in &ctx.out[before..] {
             *self.stats.anomalies.entry(a.kind).or_default() += 1;

@@ -75,6 +75,9 @@ impl Default for MessageLossSection {
 #[serde(deny_unknown_fields, default)]
 pub struct AnomalySection {
     pub min_reentries: u32,
+    /// Calls of one span to the same callee (and statement), one after another,
+    /// that make a repeated_calls (N+1) anomaly; 0 turns the detector off.
+    pub min_repeated_calls: u32,
     /// Most involved span ids listed in `evidence.span_ids`, and most spans in the
     /// evidence snapshot. 200 shows a whole ordinary trace; a reference cycle
     /// through 100,000 spans is still one readable document.
@@ -99,6 +102,7 @@ impl Default for AnomalySection {
         let d = crate::analysis::DocLimits::default();
         AnomalySection {
             min_reentries: 2,
+            min_repeated_calls: 5,
             max_evidence_spans: d.max_evidence_spans,
             max_list_entries: d.max_list_entries,
             max_summary_bytes: d.max_summary_bytes,

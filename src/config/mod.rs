@@ -10,6 +10,7 @@
 //!
 //! [anomalies]
 //! min_reentries = 2           # recursive_chain threshold (A→B→A→B→A)
+//! min_repeated_calls = 5      # repeated_calls (N+1) threshold; 0: off
 //! max_evidence_spans = 200    # involved span ids listed, and spans in the evidence snapshot
 //! max_list_entries = 64       # missing_span_ids, chain, cycle entries; references per snapshot span
 //! max_summary_bytes = 1024    # summary length, cut with "…[truncated]"
@@ -314,6 +315,9 @@ impl Config {
         }
         if self.anomalies.min_reentries == 0 {
             return Err(("anomalies.min_reentries", "must be at least 1".into()));
+        }
+        if self.anomalies.min_repeated_calls == 1 {
+            return Err(("anomalies.min_repeated_calls", "must be 0 (off) or at least 2".into()));
         }
         let marker = crate::model::text::TRUNCATION_MARKER.len();
         let m = &self.metrics;

@@ -12,6 +12,9 @@ pub mod keys {
     pub const DB_SYSTEM: &str = "db.system";
     pub const DB_SYSTEM_NAME: &str = "db.system.name";
     pub const SERVICE_NAME: &str = "service.name";
+    /// A database call's statement (older and current OpenTelemetry spelling).
+    pub const DB_STATEMENT: &str = "db.statement";
+    pub const DB_QUERY_TEXT: &str = "db.query.text";
     /// On an OTLP link: the OpenTracing relation it stands for (`child_of`, `follows_from`).
     pub const REF_TYPE: &str = "opentracing.ref_type";
     /// The key poirot writes a messaging destination under.
@@ -32,6 +35,8 @@ pub fn read_key(key: &[u8]) -> Option<&'static str> {
         b"peer.service" => keys::PEER_SERVICE,
         b"db.system" => keys::DB_SYSTEM,
         b"db.system.name" => keys::DB_SYSTEM_NAME,
+        b"db.statement" => keys::DB_STATEMENT,
+        b"db.query.text" => keys::DB_QUERY_TEXT,
         b"messaging.destination.name" => keys::DESTINATIONS[0],
         b"messaging.destination" => keys::DESTINATIONS[1],
         b"message_bus.destination" => keys::DESTINATIONS[2],
@@ -47,6 +52,7 @@ pub struct Attrs<'a> {
     pub destination: Option<Cow<'a, str>>,
     pub peer_service: Option<Cow<'a, str>>,
     pub db_system: Option<Cow<'a, str>>,
+    pub statement: Option<Cow<'a, str>>,
 }
 
 impl<'a> Attrs<'a> {
@@ -60,6 +66,7 @@ impl<'a> Attrs<'a> {
             keys::OTEL_STATUS_CODE => self.error |= value.into() == "ERROR",
             keys::PEER_SERVICE => self.peer_service = Some(value.into()),
             keys::DB_SYSTEM | keys::DB_SYSTEM_NAME => self.db_system = Some(value.into()),
+            keys::DB_STATEMENT | keys::DB_QUERY_TEXT => self.statement = Some(value.into()),
             k if keys::DESTINATIONS.contains(&k) => {
                 self.destination.get_or_insert(value.into());
             }
@@ -75,12 +82,21 @@ impl<'a> Attrs<'a> {
         }
     }
 
+    /// What a span keeps of its statement: a hash, never 0, for telling repeated
+    /// statements apart. Statements are not interned: unparameterised SQL has a
+    /// value in every one, which would fill the name table.
+    pub fn statement_hash(statement: &str) -> u32 {
+        let h = crate::model::text::fnv1a64(statement.as_bytes());
+        ((h >> 32) as u32 ^ h as u32).max(1)
+    }
+
     /// Fills the attribute fields of `span` (names cut to the name length limit).
     pub fn apply(&self, span: &mut Span, names: &mut Interner) {
         let mut sym = |kind, s: Option<&str>| s.map(|s| names.intern_name(kind, s)).unwrap_or(Sym(0));
         span.destination = sym(NameKind::Destination, self.destination.as_deref());
         span.peer_service = sym(NameKind::Attribute, self.peer_service.as_deref());
         span.db_system = sym(NameKind::Attribute, self.db_system.as_deref());
+        span.statement = self.statement.as_deref().map_or(0, Self::statement_hash);
         if let Some(k) = self.kind {
             span.kind = k;
         }
@@ -132,6 +148,8 @@ mod tests {
             keys::PEER_SERVICE,
             keys::DB_SYSTEM,
             keys::DB_SYSTEM_NAME,
+            keys::DB_STATEMENT,
+            keys::DB_QUERY_TEXT,
         ];
         for k in read.into_iter().chain(keys::DESTINATIONS) {
             assert_eq!(read_key(k.as_bytes()), Some(k));

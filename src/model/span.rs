@@ -135,6 +135,9 @@ pub struct Span {
     pub destination: Sym,
     pub peer_service: Sym,
     pub db_system: Sym,
+    /// A hash of the database statement (`db.statement`, `db.query.text`); 0 when
+    /// there is none. Calls repeat a statement when their hashes are equal.
+    pub statement: u32,
     pub kind: SpanKind,
     /// Tag `error=true`, or OTel status ERROR.
     pub error: bool,

@@ -50,6 +50,12 @@ pub fn thousands(v: u64) -> String {
     out
 }
 
+/// 64-bit FNV-1a: a fixed, documented hash, so ids stay the same across builds
+/// and versions (the standard library's hashers make no such promise).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -4,6 +4,7 @@
 //! the tests that compare what a run wrote with a replay.
 
 use crate::analysis::Anomaly;
+use crate::model::text::fnv1a64;
 use serde_json::{json, Value};
 
 /// Elasticsearch refuses an `_id` longer than this many bytes.
@@ -12,9 +13,15 @@ pub const MAX_ID_BYTES: usize = 512;
 /// The document id: stable for the same anomaly, whoever finds it and how often.
 /// A loop of long service names would make it longer than Elasticsearch allows
 /// ([`MAX_ID_BYTES`]): then the loop is written as a hash of itself. Kind, trace
-/// and span alone already tell documents apart (a span re-enters one loop).
+/// and span alone already tell documents apart (a span re-enters one loop),
+/// except for repeated calls: one caller can repeat several calls, told apart
+/// by the first span of each.
 pub fn document_id(a: &Anomaly) -> String {
     let mut id = format!("{}:{}:{}", a.kind, a.trace_id, a.span_id);
+    if let Some(first) = &a.details.first_call_span_id {
+        id.push(':');
+        id.push_str(first);
+    }
     if let Some(cycle) = &a.details.cycle {
         let joined = cycle.join(">");
         id.push(':');
@@ -25,12 +32,6 @@ pub fn document_id(a: &Anomaly) -> String {
         }
     }
     id
-}
-
-/// 64-bit FNV-1a: a fixed, documented hash, so ids stay the same across builds
-/// and versions (the standard library's hashers make no such promise).
-pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// The daily index of an anomaly, by its event time.
@@ -56,6 +57,9 @@ pub fn template(prefix: &str) -> Value {
                     "destination": keyword, "missing_span_ids": keyword,
                     "chain": keyword, "cycle": keyword, "reentries": {"type": "integer"},
                     "span_count": {"type": "long"}, "span_limit": {"type": "long"},
+                    "callee_service": keyword, "callee_operation": keyword,
+                    "first_call_span_id": keyword, "calls": long,
+                    "calls_duration_us": long, "batched_duration_us": long,
                     "evidence": {"type": "object", "enabled": false},
                     "truncated": {"properties": {
                         "evidence_spans": long, "missing_span_ids": long, "chain": long,

@@ -143,7 +143,14 @@ impl RecentAnomalies {
     pub const MAX_GROUPS: usize = 500;
 
     pub fn push(&mut self, a: Anomaly) {
-        let key = (a.kind.to_string(), a.service.clone(), a.details.destination.clone().unwrap_or_default());
+        // What the anomaly is about beyond its service: the destination of a lost
+        // message, the callee of repeated calls.
+        let about = match (&a.details.destination, &a.details.callee_service) {
+            (Some(d), _) => d.clone(),
+            (None, Some(s)) => format!("{s}:{}", a.details.callee_operation.as_deref().unwrap_or_default()),
+            (None, None) => String::new(),
+        };
+        let key = (a.kind.to_string(), a.service.clone(), about);
         let a = Arc::new(a);
         if self.groups.len() < Self::MAX_GROUPS || self.groups.contains_key(&key) {
             let g = self.groups.entry(key).or_insert_with(|| (0, a.clone()));

@@ -80,7 +80,7 @@ async fn snapshot(State(s): State<Shared>, headers: HeaderMap) -> Response {
         None => {
             let body =
                 s.snapshot.read().map(|s| serde_json::to_string(&*s).unwrap_or_default()).unwrap_or_default();
-            let etag = format!("\"{:016x}\"", super::documents::fnv1a64(body.as_bytes()));
+            let etag = format!("\"{:016x}\"", crate::model::text::fnv1a64(body.as_bytes()));
             if let Ok(mut j) = s.json.write() {
                 *j = Some((etag.clone(), body.clone()));
             }
