@@ -258,7 +258,7 @@ fn every_span_counts_for_red_once() {
         let dup = t.spans[1].clone();
         t.spans.push(dup); // a re-delivery
     });
-    assert_eq!(p.outputs().red.total_calls(), 2);
+    assert_eq!(p.outputs().red.total_calls(), 2.0);
     assert_eq!(p.outputs().stats.duplicate_spans, 1);
     let text = poirot::sink::prometheus::render_red(&p.outputs());
     assert!(text.contains("service_name=\"B\",span_name=\"B-op\",span_kind=\"SPAN_KIND_INTERNAL\",status_code=\"STATUS_CODE_ERROR\"} 1"), "{text}");

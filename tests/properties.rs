@@ -108,6 +108,7 @@ fn build(r: &RawSpan, names: &mut Interner) -> Span {
         peer_service,
         db_system,
         statement: 0,
+        adjusted_count: 0.0,
         kind: KINDS[r.kind],
         error: r.error,
     }

@@ -125,7 +125,7 @@ impl Analyzer {
             return late;
         }
         if !replayed {
-            self.red.observe(&span);
+            self.observe_alone(&span);
             self.counters.seen(&span);
             self.stats.spans += 1;
             self.stats.late_spans += 1;

@@ -56,7 +56,8 @@ impl CriticalPaths {
             {
                 key = (self.overflow, self.overflow);
             }
-            self.series.entry(key).or_default().record(t, trace_id);
+            // Time on the path is measured, not extrapolated: sampling does not weigh it.
+            self.series.entry(key).or_default().record(t, trace_id, 1.0);
         }
     }
 

@@ -27,7 +27,7 @@ pub use service_graph::ServiceGraph;
 
 use crate::dataflow::EventTime;
 use crate::dataflow::{Clock, Context, Operator};
-use crate::model::{Interner, Span, SpanId, SpanKind, Sym};
+use crate::model::{sampling, Interner, Span, SpanId, SpanKind, Sym};
 use anomaly::TraceCtx;
 use edges::{Callee, Caller};
 use flows::FlowOut;
@@ -41,6 +41,8 @@ pub struct AnalysisConfig {
     pub min_reentries: u32,
     /// Sequential calls to one callee that make a repeated_calls anomaly (0: off).
     pub min_repeated_calls: u32,
+    /// Count each span of a sampled trace 1/p times in RED and the service graph.
+    pub adjust_for_sampling: bool,
     /// The span limit assembly enforces, quoted in oversized_trace documents.
     pub max_spans_per_trace: usize,
     /// Most RED series (label sets); past it spans go to the `__overflow__` series.
@@ -59,6 +61,7 @@ impl Default for AnalysisConfig {
         AnalysisConfig {
             min_reentries: 2,
             min_repeated_calls: 5,
+            adjust_for_sampling: true,
             max_spans_per_trace: AssemblyConfig::default().max_spans_per_trace,
             max_series: 10_000,
             max_names: 100_000,
@@ -92,6 +95,9 @@ pub struct AnalysisStats {
     pub duplicate_spans: u64,
     /// Traces closed early to keep the buffered-span budget.
     pub evicted_traces: u64,
+    /// Spans counted more than once in RED and the service graph: their trace
+    /// states a sampling probability below 1.
+    pub sampled_spans: u64,
     pub anomalies: BTreeMap<AnomalyKind, u64>,
 }
 
@@ -155,6 +161,25 @@ impl Analyzer {
         }
     }
 
+    /// How many times a span counts: its adjusted count when adjusting is on.
+    fn weight(&self, adjusted_count: f64) -> f64 {
+        if self.config.adjust_for_sampling {
+            adjusted_count
+        } else {
+            1.0
+        }
+    }
+
+    /// Counts in RED a span that comes without its trace (late, or past the
+    /// trace's span limit), weighted by the sampling it states itself.
+    fn observe_alone(&mut self, span: &Span) {
+        let weight = self.weight(sampling::span_adjusted_count(span));
+        self.red.observe(span, weight);
+        if weight != 1.0 {
+            self.stats.sampled_spans += 1;
+        }
+    }
+
     /// The time a finding is detected at: `event_time` for replays, the clock live.
     fn detected_us(&self, event_time: EventTime) -> i64 {
         match &self.detected_at {
@@ -175,9 +200,13 @@ impl Analyzer {
         // A canonical order makes every result independent of arrival order.
         trace.spans.sort_unstable_by_key(|s| (s.start_us, s.span_id, s.service));
         self.stats.duplicate_spans += dag::dedupe(&mut trace.spans) as u64;
+        let weight = self.weight(sampling::trace_adjusted_count(&trace.spans));
         for s in &trace.spans {
-            self.red.observe(s);
+            self.red.observe(s, weight);
             self.counters.seen(s);
+        }
+        if weight != 1.0 {
+            self.stats.sampled_spans += trace.spans.len() as u64;
         }
         self.stats.spans += trace.spans.len() as u64;
         let detected_at_us = self.detected_us(trace.closes_at);
@@ -210,7 +239,7 @@ impl Analyzer {
                 }
             }
             new_edges(&mut self.recent, &mut self.delta, &mut self.edges).add_trace(&trace.spans, &dag);
-            self.graph.add_trace(&trace.spans, &dag);
+            self.graph.add_trace(&trace.spans, &dag, weight);
             self.critical.add_trace(&trace.spans, &dag);
             for i in detect::unconsumed_producers(&trace.spans, &consumed) {
                 let path = detect::causal_path(&trace.spans, &dag, i, MAX_LOSS_PATH);
@@ -328,7 +357,7 @@ impl Operator for Analyzer {
                 self.late_span(span, ctx);
             }
             Assembled::Unbuffered { span, late: false } => {
-                self.red.observe(&span);
+                self.observe_alone(&span);
                 self.stats.spans += 1;
                 self.stats.overflow_spans += 1;
             }

@@ -28,40 +28,50 @@ pub struct RedKey {
     pub error: bool,
 }
 
+/// Counts are of real traffic: a span of a trace sampled with probability p
+/// counts 1/p (its weight, [`crate::analysis::sampling`]), so they are
+/// floating point, as Prometheus counters are; unsampled spans count exactly 1.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RedStats {
-    pub calls: u64,
+    pub calls: f64,
     pub latency: Latency,
 }
 
 /// A latency histogram over [`BUCKETS_MS`] (RED and the service graph share it).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Latency {
-    /// Count per bucket (not cumulative); the last slot is +Inf.
-    pub buckets: [u64; BUCKETS_MS.len() + 1],
-    pub sum_us: u64,
+    /// Weighted count per bucket (not cumulative); the last slot is +Inf.
+    pub buckets: [f64; BUCKETS_MS.len() + 1],
+    /// Weighted sum of the durations, µs.
+    pub sum_us: f64,
     /// The latest trace per bucket, for exemplars.
     pub exemplars: [ExemplarSlot; BUCKETS_MS.len() + 1],
 }
 
 impl Latency {
-    /// Counts `s`'s duration; `s` becomes its bucket's exemplar.
+    /// Counts `s`'s duration `weight` times; `s` becomes its bucket's exemplar.
     #[inline]
-    pub fn observe(&mut self, s: &Span) {
-        self.record(s.duration_us, s.trace_id);
+    pub fn observe(&mut self, s: &Span, weight: f64) {
+        self.record(s.duration_us, s.trace_id, weight);
     }
 
-    /// Counts a duration of `us` µs, with `trace_id` as its bucket's exemplar.
+    /// Counts a duration of `us` µs `weight` times, with `trace_id` as its
+    /// bucket's exemplar.
     #[inline]
-    pub fn record(&mut self, us: u64, trace_id: crate::model::TraceId) {
+    pub fn record(&mut self, us: u64, trace_id: crate::model::TraceId, weight: f64) {
         let b = bucket(us);
-        self.buckets[b] += 1;
-        self.sum_us += us;
+        self.buckets[b] += weight;
+        self.sum_us += us as f64 * weight;
         self.exemplars[b] = ExemplarSlot { trace_id, value_us: us };
     }
 
+    /// The weighted count.
+    pub fn count(&self) -> f64 {
+        self.buckets.iter().sum()
+    }
+
     pub fn sum_ms(&self) -> f64 {
-        self.sum_us as f64 / 1000.0
+        self.sum_us / 1000.0
     }
 }
 
@@ -106,8 +116,9 @@ impl Red {
         Red { max_series, overflow, ..Red::default() }
     }
 
+    /// Counts span `s` `weight` times (1: unsampled).
     #[inline]
-    pub fn observe(&mut self, s: &Span) {
+    pub fn observe(&mut self, s: &Span, weight: f64) {
         let mut key = RedKey { service: s.service, operation: s.operation, kind: s.kind, error: s.error };
         if self.max_series > 0 && self.series.len() >= self.max_series && !self.series.contains_key(&key) {
             key = RedKey {
@@ -119,15 +130,15 @@ impl Red {
             self.overflowed_spans += 1;
         }
         let st = self.series.entry(key).or_default();
-        st.calls += 1;
-        st.latency.observe(s);
+        st.calls += weight;
+        st.latency.observe(s, weight);
     }
 
     pub fn series(&self) -> impl Iterator<Item = (&RedKey, &RedStats)> {
         self.series.iter()
     }
 
-    pub fn total_calls(&self) -> u64 {
+    pub fn total_calls(&self) -> f64 {
         self.series.values().map(|s| s.calls).sum()
     }
 
@@ -155,16 +166,16 @@ mod tests {
         let mut names = Interner::new();
         let mut red = Red::with_limit(3, names.intern(OVERFLOW));
         for i in 0..100 {
-            red.observe(&Span { service: names.intern(&format!("svc-{i}")), ..Span::default() });
+            red.observe(&Span { service: names.intern(&format!("svc-{i}")), ..Span::default() }, 1.0);
         }
         // Known label sets keep counting in their own series.
-        red.observe(&Span { service: names.intern("svc-0"), ..Span::default() });
+        red.observe(&Span { service: names.intern("svc-0"), ..Span::default() }, 1.0);
         let sorted = red.sorted(&names);
         assert_eq!(sorted.len(), 4, "three series and the overflow one");
-        assert_eq!(red.total_calls(), 101);
+        assert_eq!(red.total_calls(), 101.0);
         assert_eq!(red.overflowed_spans, 97);
         let overflow =
             sorted.iter().find(|(k, _)| names.resolve(k.service) == OVERFLOW).expect("overflow series");
-        assert_eq!(overflow.1.calls, 97);
+        assert_eq!(overflow.1.calls, 97.0);
     }
 }

@@ -31,10 +31,11 @@ pub struct GraphKey {
     pub messaging: bool,
 }
 
+/// Counts of real traffic, weighted for sampling as RED is ([`super::red::RedStats`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GraphStats {
-    pub requests: u64,
-    pub failed: u64,
+    pub requests: f64,
+    pub failed: f64,
     pub server: Latency,
     pub client: Latency,
 }
@@ -63,8 +64,9 @@ impl ServiceGraph {
         ServiceGraph { max_series, overflow, ..ServiceGraph::default() }
     }
 
-    /// Adds the cross-service references of one trace.
-    pub fn add_trace(&mut self, spans: &[Span], dag: &TraceDag) {
+    /// Adds the cross-service references of one trace, each counting `weight`
+    /// requests (the trace's adjusted count for sampling; 1 unsampled).
+    pub fn add_trace(&mut self, spans: &[Span], dag: &TraceDag, weight: f64) {
         for e in dag.graph.raw_edges() {
             let (client, server) = (&spans[e.source().index()], &spans[e.target().index()]);
             if client.service == server.service {
@@ -77,10 +79,12 @@ impl ServiceGraph {
             }
             let client_failed = client.error && matches!(client.kind, SpanKind::Client | SpanKind::Producer);
             let st = self.edges.entry(key).or_default();
-            st.requests += 1;
-            st.failed += u64::from(server.error || client_failed);
-            st.server.observe(server);
-            st.client.observe(client);
+            st.requests += weight;
+            if server.error || client_failed {
+                st.failed += weight;
+            }
+            st.server.observe(server, weight);
+            st.client.observe(client, weight);
             if client.kind == SpanKind::Producer {
                 let destination =
                     if client.destination != Sym(0) { client.destination } else { server.destination };
@@ -93,7 +97,7 @@ impl ServiceGraph {
                 }
                 let produced = client.start_us.saturating_add(client.duration_us as i64);
                 let waited = server.start_us.saturating_sub(produced).max(0) as u64;
-                self.queues.entry(q).or_default().record(waited, server.trace_id);
+                self.queues.entry(q).or_default().record(waited, server.trace_id, weight);
             }
         }
     }
@@ -162,12 +166,12 @@ mod tests {
         let mut early = span(&mut names, 3, Some((1, RefKind::FollowsFrom)), "audit", SpanKind::Consumer);
         early.start_us = 2_500;
         let spans = vec![producer, consumer, early];
-        g.add_trace(&spans, &TraceDag::build(&spans));
+        g.add_trace(&spans, &TraceDag::build(&spans), 1.0);
         let waits: Vec<(String, String, String, u64)> = g
             .queues()
             .map(|(k, l)| {
                 let n = |s| names.resolve(s).to_owned();
-                (n(k.client), n(k.destination), n(k.server), l.sum_us)
+                (n(k.client), n(k.destination), n(k.server), l.sum_us as u64)
             })
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
@@ -194,14 +198,14 @@ mod tests {
         ];
         spans[2].error = true;
         let dag = TraceDag::build(&spans);
-        g.add_trace(&spans, &dag);
+        g.add_trace(&spans, &dag, 1.0);
         let (fe, cu, wo) = (names.intern("frontend"), names.intern("customer"), names.intern("worker"));
         let call = g.get(&GraphKey { client: fe, server: cu, messaging: false }).expect("frontend→customer");
-        assert_eq!((call.requests, call.failed), (1, 1));
-        assert_eq!(call.server.sum_us, 9_000, "the server span's duration");
-        assert_eq!(call.client.sum_us, 6_000, "the client span's duration");
+        assert_eq!((call.requests, call.failed), (1.0, 1.0));
+        assert_eq!(call.server.sum_us, 9_000.0, "the server span's duration");
+        assert_eq!(call.client.sum_us, 6_000.0, "the client span's duration");
         let msg = g.get(&GraphKey { client: fe, server: wo, messaging: true }).expect("frontend→worker");
-        assert_eq!((msg.requests, msg.failed), (1, 0));
+        assert_eq!((msg.requests, msg.failed), (1.0, 0.0));
         assert_eq!(g.len(), 2, "calls inside one service are no requests");
     }
 
@@ -215,10 +219,10 @@ mod tests {
                 span(&mut names, 1, None, "gateway", SpanKind::Client),
                 span(&mut names, 2, Some((1, RefKind::ChildOf)), &format!("svc-{i}"), SpanKind::Server),
             ];
-            g.add_trace(&spans, &TraceDag::build(&spans));
+            g.add_trace(&spans, &TraceDag::build(&spans), 1.0);
         }
         assert_eq!(g.len(), 3);
         let o = g.get(&GraphKey { client: overflow, server: overflow, messaging: false }).expect("overflow");
-        assert_eq!(o.requests, 8);
+        assert_eq!(o.requests, 8.0);
     }
 }

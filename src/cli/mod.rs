@@ -60,6 +60,7 @@ pub fn pipeline_config(c: &Config, detected_at: DetectedAt) -> PipelineConfig {
         analysis: AnalysisConfig {
             min_reentries: c.anomalies.min_reentries,
             min_repeated_calls: c.anomalies.min_repeated_calls,
+            adjust_for_sampling: c.red.adjust_for_sampling,
             max_spans_per_trace: c.assembly.max_spans_per_trace,
             max_series: c.metrics.max_series,
             max_names: c.metrics.max_names,

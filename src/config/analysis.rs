@@ -122,6 +122,22 @@ impl AnomalySection {
     }
 }
 
+/// What RED and the service graph count.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedSection {
+    /// A span of a trace that states it was sampled with probability p
+    /// (`sampler.type`/`sampler.param`, or `tracestate` `ot=th:`) counts 1/p,
+    /// so rates are those of the real traffic.
+    pub adjust_for_sampling: bool,
+}
+
+impl Default for RedSection {
+    fn default() -> Self {
+        RedSection { adjust_for_sampling: true }
+    }
+}
+
 /// The RED metrics.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -16,6 +16,9 @@
 //! max_summary_bytes = 1024    # summary length, cut with "…[truncated]"
 //! max_document_bytes = 65536  # a document's JSON; the snapshot takes spans only while it fits
 //!
+//! [red]
+//! adjust_for_sampling = true  # a span of a trace sampled with probability p counts 1/p
+//!
 //! [metrics]
 //! max_series = 10000          # label sets per family; past it spans count in the __overflow__ series
 //! max_names = 100000          # distinct service/operation/destination names (0: no limit); past it: __overflow__
@@ -93,7 +96,7 @@ mod sinks;
 mod tests;
 
 pub use analysis::{
-    AnomalySection, AssemblySection, DemoSection, MessageLossSection, MetricsSection, S3Behaviour,
+    AnomalySection, AssemblySection, DemoSection, MessageLossSection, MetricsSection, RedSection, S3Behaviour,
 };
 pub use kafka::{Encoding, KafkaSection, Repartition};
 pub use run::RunSection;
@@ -123,6 +126,7 @@ pub struct Config {
     pub anomalies: AnomalySection,
     pub message_loss: MessageLossSection,
     pub metrics: MetricsSection,
+    pub red: RedSection,
     pub demo: DemoSection,
     pub kafka: KafkaSection,
     pub run: RunSection,

@@ -15,6 +15,11 @@ pub mod keys {
     /// A database call's statement (older and current OpenTelemetry spelling).
     pub const DB_STATEMENT: &str = "db.statement";
     pub const DB_QUERY_TEXT: &str = "db.query.text";
+    /// Jaeger SDKs' sampling tags on a root span.
+    pub const SAMPLER_TYPE: &str = "sampler.type";
+    pub const SAMPLER_PARAM: &str = "sampler.param";
+    /// The W3C trace state as Jaeger keeps it from OTLP.
+    pub const TRACESTATE: &str = "w3c.tracestate";
     /// On an OTLP link: the OpenTracing relation it stands for (`child_of`, `follows_from`).
     pub const REF_TYPE: &str = "opentracing.ref_type";
     /// The key poirot writes a messaging destination under.
@@ -37,6 +42,9 @@ pub fn read_key(key: &[u8]) -> Option<&'static str> {
         b"db.system.name" => keys::DB_SYSTEM_NAME,
         b"db.statement" => keys::DB_STATEMENT,
         b"db.query.text" => keys::DB_QUERY_TEXT,
+        b"sampler.type" => keys::SAMPLER_TYPE,
+        b"sampler.param" => keys::SAMPLER_PARAM,
+        b"w3c.tracestate" => keys::TRACESTATE,
         b"messaging.destination.name" => keys::DESTINATIONS[0],
         b"messaging.destination" => keys::DESTINATIONS[1],
         b"message_bus.destination" => keys::DESTINATIONS[2],
@@ -53,6 +61,10 @@ pub struct Attrs<'a> {
     pub peer_service: Option<Cow<'a, str>>,
     pub db_system: Option<Cow<'a, str>>,
     pub statement: Option<Cow<'a, str>>,
+    pub sampler_type: Option<Cow<'a, str>>,
+    pub sampler_param: Option<f64>,
+    /// The adjusted count a `tracestate` stated (OTLP's field or Jaeger's tag).
+    pub tracestate_count: Option<f64>,
 }
 
 impl<'a> Attrs<'a> {
@@ -67,6 +79,10 @@ impl<'a> Attrs<'a> {
             keys::PEER_SERVICE => self.peer_service = Some(value.into()),
             keys::DB_SYSTEM | keys::DB_SYSTEM_NAME => self.db_system = Some(value.into()),
             keys::DB_STATEMENT | keys::DB_QUERY_TEXT => self.statement = Some(value.into()),
+            keys::SAMPLER_TYPE => self.sampler_type = Some(value.into()),
+            // Some SDKs write numbers as strings.
+            keys::SAMPLER_PARAM => self.sampler_param = value.into().trim().parse().ok(),
+            keys::TRACESTATE => self.tracestate(&value.into()),
             k if keys::DESTINATIONS.contains(&k) => {
                 self.destination.get_or_insert(value.into());
             }
@@ -74,11 +90,28 @@ impl<'a> Attrs<'a> {
         }
     }
 
-    /// Notes a bool-valued tag.
+    /// Notes a bool-valued tag (a `const` sampler's `sampler.param` is one).
     #[inline]
     pub fn boolean(&mut self, key: &str, value: bool) {
-        if key == keys::ERROR {
-            self.error |= value;
+        match key {
+            keys::ERROR => self.error |= value,
+            keys::SAMPLER_PARAM => self.sampler_param = Some(f64::from(u8::from(value))),
+            _ => {}
+        }
+    }
+
+    /// Notes a number-valued tag (integer or float).
+    #[inline]
+    pub fn number(&mut self, key: &str, value: f64) {
+        if key == keys::SAMPLER_PARAM {
+            self.sampler_param = Some(value);
+        }
+    }
+
+    /// Notes a W3C trace state.
+    pub fn tracestate(&mut self, tracestate: &str) {
+        if let Some(n) = crate::model::sampling::from_tracestate(tracestate) {
+            self.tracestate_count = Some(n);
         }
     }
 
@@ -97,6 +130,11 @@ impl<'a> Attrs<'a> {
         span.peer_service = sym(NameKind::Attribute, self.peer_service.as_deref());
         span.db_system = sym(NameKind::Attribute, self.db_system.as_deref());
         span.statement = self.statement.as_deref().map_or(0, Self::statement_hash);
+        let sampler = match (&self.sampler_type, self.sampler_param) {
+            (Some(kind), Some(param)) => crate::model::sampling::from_sampler(kind, param),
+            _ => None,
+        };
+        span.adjusted_count = self.tracestate_count.or(sampler).map_or(0.0, |n| n as f32);
         if let Some(k) = self.kind {
             span.kind = k;
         }
@@ -150,6 +188,9 @@ mod tests {
             keys::DB_SYSTEM_NAME,
             keys::DB_STATEMENT,
             keys::DB_QUERY_TEXT,
+            keys::SAMPLER_TYPE,
+            keys::SAMPLER_PARAM,
+            keys::TRACESTATE,
         ];
         for k in read.into_iter().chain(keys::DESTINATIONS) {
             assert_eq!(read_key(k.as_bytes()), Some(k));

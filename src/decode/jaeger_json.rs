@@ -115,13 +115,16 @@ fn read_tags<'a>(r: &mut Reader<'a>, attrs: &mut Attrs<'a>) -> Result<(), Stop> 
         if !r.object("a tag")? {
             continue;
         }
-        let (mut key, mut v_type, mut v_str, mut v_bool) = (Cow::Borrowed(""), None, None, false);
+        let (mut key, mut v_type, mut v_str, mut v_bool, mut v_num) =
+            (Cow::Borrowed(""), None, None, false, None);
         while let Some(field) = r.key()? {
             match &*field {
                 "key" => key = r.str("tag key")?,
                 "vType" | "v_type" => v_type = r.enum_value("tag vType")?,
                 "vStr" | "v_str" => v_str = r.opt_str("tag vStr")?,
                 "vBool" | "v_bool" => v_bool = r.bool("tag vBool")?,
+                "vInt64" | "v_int64" => v_num = r.f64("tag vInt64")?,
+                "vFloat64" | "v_float64" => v_num = r.f64("tag vFloat64")?,
                 _ => r.skip()?,
             }
         }
@@ -129,6 +132,11 @@ fn read_tags<'a>(r: &mut Reader<'a>, attrs: &mut Attrs<'a>) -> Result<(), Stop> 
             None => attrs.string(&key, v_str.unwrap_or_default()),
             Some(t) if t.is("STRING", 0) => attrs.string(&key, v_str.unwrap_or_default()),
             Some(t) if t.is("BOOL", 1) => attrs.boolean(&key, v_bool),
+            Some(t) if t.is("INT64", 2) || t.is("FLOAT64", 3) => {
+                if let Some(v) = v_num {
+                    attrs.number(&key, v);
+                }
+            }
             Some(_) => {}
         }
     }

@@ -10,7 +10,7 @@
 //! [`decode_batch`]).
 
 use super::attrs::{self, operation_sym, service_sym, Attrs};
-use super::pb::{jaeger, Reader, WireError, Writer, LEN, VARINT};
+use super::pb::{jaeger, Reader, WireError, Writer, FIXED64, LEN, VARINT};
 use super::time;
 use super::{DecodeError, Reason};
 use crate::model::{Interner, RefKind, Span, SpanId, SpanRef, TraceId};
@@ -88,7 +88,7 @@ fn decode_ref(b: &[u8], trace: TraceId) -> Result<Option<SpanRef>, DecodeError> 
 /// Walks one KeyValue into `attrs`.
 fn decode_tag<'a>(b: &'a [u8], attrs: &mut Attrs<'a>) -> Result<(), DecodeError> {
     let mut r = Reader::new(b);
-    let (mut key, mut v_str, mut v_bool) = (&b""[..], None, None);
+    let (mut key, mut v_str, mut v_bool, mut v_num) = (&b""[..], None, None, None);
     while !r.at_end() {
         let (f, wt) = r.key().map_err(|e| malformed(e, "tag"))?;
         match (f, wt) {
@@ -101,6 +101,8 @@ fn decode_tag<'a>(b: &'a [u8], attrs: &mut Attrs<'a>) -> Result<(), DecodeError>
             }
             (3, LEN) => v_str = Some(r.bytes().map_err(|e| malformed(e, "tag"))?),
             (4, VARINT) => v_bool = Some(r.varint().map_err(|e| malformed(e, "tag"))? != 0),
+            (5, VARINT) => v_num = Some(r.varint().map_err(|e| malformed(e, "tag"))? as i64 as f64),
+            (6, FIXED64) => v_num = Some(f64::from_bits(r.fixed64().map_err(|e| malformed(e, "tag"))?)),
             _ => r.skip(wt).map_err(|e| malformed(e, "tag"))?,
         }
     }
@@ -111,6 +113,9 @@ fn decode_tag<'a>(b: &'a [u8], attrs: &mut Attrs<'a>) -> Result<(), DecodeError>
     }
     if let Some(v) = v_bool {
         attrs.boolean(key, v);
+    }
+    if let Some(v) = v_num {
+        attrs.number(key, v);
     }
     Ok(())
 }

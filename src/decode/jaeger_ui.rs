@@ -105,6 +105,7 @@ fn decode_span(
         match &t.value {
             Value::String(s) => attrs.string(&t.key, s),
             Value::Bool(b) => attrs.boolean(&t.key, *b),
+            Value::Number(n) => attrs.number(&t.key, n.as_f64().unwrap_or(f64::NAN)),
             _ => {}
         }
     }

@@ -23,6 +23,9 @@ pub mod otlp;
 pub(crate) mod pb;
 mod time;
 
+#[cfg(test)]
+mod sampling_tests;
+
 pub use attrs::Attrs;
 pub use detect::detect;
 

@@ -2,6 +2,7 @@
 
 mod ids;
 mod intern;
+pub mod sampling;
 mod span;
 pub mod text;
 pub mod time;

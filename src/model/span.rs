@@ -138,6 +138,9 @@ pub struct Span {
     /// A hash of the database statement (`db.statement`, `db.query.text`); 0 when
     /// there is none. Calls repeat a statement when their hashes are equal.
     pub statement: u32,
+    /// How many spans of real traffic this one stands for, as its sampling
+    /// states ([`super::sampling`]): 1/p; 0 when it states nothing.
+    pub adjusted_count: f32,
     pub kind: SpanKind,
     /// Tag `error=true`, or OTel status ERROR.
     pub error: bool,

@@ -47,7 +47,7 @@ pub enum Kind {
 /// A histogram sample set: bucket counts (not cumulative, the last one +Inf).
 pub struct HistogramSample<'a> {
     pub bounds: &'a [f64],
-    pub counts: &'a [u64],
+    pub counts: &'a [f64],
     pub sum: f64,
     /// One slot per bucket; values are converted to the histogram's unit by `unit_per_us`.
     pub exemplars: Option<&'a [ExemplarSlot]>,
@@ -93,7 +93,7 @@ impl Exposition {
 
     /// The `_bucket`, `_sum` and `_count` lines of one histogram series.
     pub fn histogram(&mut self, name: &str, labels: &[(&str, &str)], h: &HistogramSample<'_>) {
-        let mut cumulative = 0u64;
+        let mut cumulative = 0f64;
         for (i, count) in h.counts.iter().enumerate() {
             cumulative += count;
             let le = match h.bounds.get(i) {
@@ -220,7 +220,7 @@ mod tests {
             &[("svc", "a\"b")],
             &HistogramSample {
                 bounds: &[1.0],
-                counts: &[2, 1],
+                counts: &[2.0, 1.0],
                 sum: 2.5,
                 exemplars: Some(&exemplars),
                 unit_per_us: 1e-6,

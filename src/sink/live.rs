@@ -120,11 +120,12 @@ pub struct RedRow {
     pub service: String,
     pub operation: String,
     pub span_kind: String,
-    pub calls: u64,
-    pub errors: u64,
+    /// Calls of real traffic: sampled spans count 1/p ([`crate::model::sampling`]).
+    pub calls: f64,
+    pub errors: f64,
     pub sum_ms: f64,
     /// Calls per latency bucket (bounds: [`Snapshot::bucket_bounds_ms`]).
-    pub buckets: Vec<u64>,
+    pub buckets: Vec<f64>,
     pub avg_ms: f64,
     pub p95_ms: f64,
 }
@@ -279,18 +280,18 @@ impl super::Sink for LivePage {
 
 /// Estimates a quantile from histogram buckets as Prometheus' `histogram_quantile` does.
 pub fn quantile_ms(stats: &RedStats, q: f64) -> f64 {
-    if stats.calls == 0 {
+    if stats.calls <= 0.0 {
         return 0.0;
     }
-    let rank = q * stats.calls as f64;
-    let mut cumulative = 0u64;
+    let rank = q * stats.calls;
+    let mut cumulative = 0.0;
     for (i, n) in stats.latency.buckets.iter().enumerate() {
         let below = cumulative;
         cumulative += n;
-        if cumulative as f64 >= rank && *n > 0 {
+        if cumulative >= rank && *n > 0.0 {
             let lower = if i == 0 { 0.0 } else { BUCKETS_MS[i - 1] };
             let Some(&upper) = BUCKETS_MS.get(i) else { return lower };
-            return lower + (upper - lower) * ((rank - below as f64) / *n as f64);
+            return lower + (upper - lower) * ((rank - below) / *n);
         }
     }
     BUCKETS_MS[BUCKETS_MS.len() - 1]
@@ -301,7 +302,7 @@ pub const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_millis
 
 pub fn take(mode: &str, p: &Outputs<'_>, recent: &RecentAnomalies) -> Snapshot {
     let mut grouped: BTreeMap<(String, String, String), RedStats> = BTreeMap::new();
-    let mut errors: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    let mut errors: BTreeMap<(String, String, String), f64> = BTreeMap::new();
     for (k, s) in p.red.series() {
         let key = (
             p.names.resolve(k.service).to_owned(),
@@ -321,8 +322,8 @@ pub fn take(mode: &str, p: &Outputs<'_>, recent: &RecentAnomalies) -> Snapshot {
     let red = grouped
         .into_iter()
         .map(|(key, s)| RedRow {
-            errors: errors.get(&key).copied().unwrap_or(0),
-            avg_ms: if s.calls == 0 { 0.0 } else { s.latency.sum_ms() / s.calls as f64 },
+            errors: errors.get(&key).copied().unwrap_or(0.0),
+            avg_ms: if s.calls <= 0.0 { 0.0 } else { s.latency.sum_ms() / s.calls },
             p95_ms: quantile_ms(&s, 0.95),
             sum_ms: s.latency.sum_ms(),
             buckets: s.latency.buckets.to_vec(),
@@ -409,8 +410,8 @@ mod tests {
 
     #[test]
     fn quantiles_interpolate_within_buckets() {
-        let mut s = RedStats { calls: 10, ..RedStats::default() };
-        s.latency.buckets[5] = 10; // all in (10, 50] ms
+        let mut s = RedStats { calls: 10.0, ..RedStats::default() };
+        s.latency.buckets[5] = 10.0; // all in (10, 50] ms
         let p50 = quantile_ms(&s, 0.5);
         assert!((p50 - 30.0).abs() < 1e-9, "{p50}");
     }

@@ -320,6 +320,17 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// A number given as a number or as a string (protobuf JSON writes 64-bit
+    /// integers and `NaN` as strings); `None` for `null` or a string that is no number.
+    pub fn f64(&mut self, what: &str) -> Result<Option<f64>, Stop> {
+        match self.peek()? {
+            Kind::Number => Ok(self.number()?.parse().ok()),
+            Kind::String => Ok(self.string_body()?.trim().parse().ok()),
+            Kind::Null => self.null().map(|()| None),
+            k => Err(self.invalid(what, "a number", k)),
+        }
+    }
+
     /// An enum value, by name or by number; `None` for `null`.
     pub fn enum_value(&mut self, what: &str) -> Result<Option<EnumValue<'a>>, Stop> {
         match self.peek()? {

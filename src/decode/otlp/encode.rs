@@ -58,6 +58,7 @@ pub fn encode_proto(spans: &[Span], names: &Interner, extra: &[(&str, &str)]) ->
                         pb::Span {
                             trace_id: s.trace_id.to_bytes().to_vec().into(),
                             span_id: s.span_id.to_bytes().to_vec().into(),
+                            trace_state: String::new(),
                             parent_span_id: parent
                                 .map(|p| p.span_id.to_bytes().to_vec())
                                 .unwrap_or_default()

@@ -154,6 +154,7 @@ fn read_scope_spans(
 enum Value<'a> {
     Str(Cow<'a, str>),
     Bool(bool),
+    Num(f64),
     Other,
 }
 
@@ -178,6 +179,9 @@ fn read_attributes<'a>(r: &mut Reader<'a>, mut f: impl FnMut(&str, Value<'a>)) -
                                     value = r.opt_str("stringValue")?.map_or(Value::Other, Value::Str)
                                 }
                                 "boolValue" | "bool_value" => value = Value::Bool(r.bool("boolValue")?),
+                                "intValue" | "int_value" | "doubleValue" | "double_value" => {
+                                    value = r.f64("a number value")?.map_or(Value::Other, Value::Num)
+                                }
                                 _ => r.skip()?,
                             }
                         }
@@ -213,6 +217,11 @@ fn read_span<'a>(r: &mut Reader<'a>, service: Sym, names: &mut Interner) -> Resu
             "traceId" | "trace_id" => trace = Some(r.str("traceId")?),
             "spanId" | "span_id" => span = Some(r.str("spanId")?),
             "parentSpanId" | "parent_span_id" => parent = Some(r.str("parentSpanId")?),
+            "traceState" | "trace_state" => {
+                if let Some(ts) = r.opt_str("traceState")? {
+                    p.attrs.tracestate(&ts);
+                }
+            }
             "name" => p.name = r.str("name")?,
             "kind" => {
                 p.kind = match r.enum_value("kind")? {
@@ -228,6 +237,7 @@ fn read_span<'a>(r: &mut Reader<'a>, service: Sym, names: &mut Interner) -> Resu
                 read_attributes(r, |k, v| match v {
                     Value::Str(s) => attrs.string(k, s),
                     Value::Bool(b) => attrs.boolean(k, b),
+                    Value::Num(n) => attrs.number(k, n),
                     Value::Other => {}
                 })?
             }

@@ -46,10 +46,11 @@ fn bytes<'a>(r: &mut Reader<'a>, at: &str) -> Result<&'a [u8], DecodeError> {
     r.bytes().map_err(|e| malformed(e, at))
 }
 
-/// A `KeyValue`'s key and, when it is a string or a bool, its value.
+/// A `KeyValue`'s key and, when it is a string, a bool or a number, its value.
 enum Value<'a> {
     Str(&'a [u8]),
     Bool(bool),
+    Num(f64),
     Other,
 }
 
@@ -75,6 +76,10 @@ fn any_value(b: &[u8]) -> Result<Value<'_>, DecodeError> {
         match (f, wt) {
             (1, LEN) => v = Value::Str(bytes(r, "string value")?),
             (2, VARINT) => v = Value::Bool(r.varint().map_err(|e| malformed(e, "bool value"))? != 0),
+            (3, VARINT) => v = Value::Num(r.varint().map_err(|e| malformed(e, "int value"))? as i64 as f64),
+            (4, FIXED64) => {
+                v = Value::Num(f64::from_bits(r.fixed64().map_err(|e| malformed(e, "double value"))?))
+            }
             // A oneof: the last member on the wire wins.
             _ => {
                 v = Value::Other;
@@ -134,6 +139,8 @@ fn walk_span(b: &[u8]) -> Result<Walked<'_>, DecodeError> {
         match (f, wt) {
             (1, LEN) => s.trace_id = bytes(r, "trace_id")?,
             (2, LEN) => s.span_id = bytes(r, "span_id")?,
+            // Read only for its sampling threshold: one that is not UTF-8 states none.
+            (3, LEN) => s.attrs.tracestate(std::str::from_utf8(bytes(r, "trace_state")?).unwrap_or_default()),
             (4, LEN) => s.parent = bytes(r, "parent_span_id")?,
             (5, LEN) => s.name = utf8(bytes(r, "name")?, "span name")?,
             (6, VARINT) => s.kind = r.varint().map_err(|e| malformed(e, "kind"))? as i32,
@@ -146,6 +153,7 @@ fn walk_span(b: &[u8]) -> Result<Walked<'_>, DecodeError> {
                     match any_value(v)? {
                         Value::Str(v) => s.attrs.string(k, utf8(v, k)?),
                         Value::Bool(v) => s.attrs.boolean(k, v),
+                        Value::Num(v) => s.attrs.number(k, v),
                         Value::Other => {}
                     }
                 }

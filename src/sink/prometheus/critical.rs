@@ -22,7 +22,7 @@ pub fn render(c: &CriticalPaths, names: &Interner, e: &mut Exposition) {
         "Time on the critical path of closed traces (what set their end-to-end latency), by the service and operation whose own work it was.",
     );
     for (service, operation, l) in &series {
-        e.sample(TIME_METRIC, &[("service_name", service), ("span_name", operation)], l.sum_us as f64 / 1e6);
+        e.sample(TIME_METRIC, &[("service_name", service), ("span_name", operation)], l.sum_us / 1e6);
     }
     e.family(
         SELF_METRIC,

@@ -121,7 +121,7 @@ mod tests {
             span(&mut names, 5, Some((4, RefKind::FollowsFrom)), "worker", SpanKind::Consumer),
         ];
         spans[2].error = true;
-        g.add_trace(&spans, &TraceDag::build(&spans));
+        g.add_trace(&spans, &TraceDag::build(&spans), 1.0);
         let mut e = Exposition::new(ExpoFormat::OpenMetrics);
         render(&g, &names, &mut e);
         let text = e.finish();

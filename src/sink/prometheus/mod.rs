@@ -188,6 +188,12 @@ pub fn render_into(p: &Outputs<'_>, e: &mut Exposition) {
     );
     counter(
         e,
+        "poirot_sampled_spans_total",
+        "Spans of traces that state a sampling probability p below 1: each counts 1/p in RED and the service graph.",
+        stats.sampled_spans,
+    );
+    counter(
+        e,
         "poirot_red_overflow_spans_total",
         "Spans counted in the __overflow__ RED series.",
         p.red.overflowed_spans,

@@ -15,7 +15,7 @@ pub fn histogram<'a>(latency: &'a Latency, bounds: &'a [f64], us_per_unit: f64) 
         bounds,
         counts: &latency.buckets,
         // Divided, as before, so replay files stay byte for byte the same.
-        sum: latency.sum_us as f64 / us_per_unit,
+        sum: latency.sum_us / us_per_unit,
         exemplars: Some(&latency.exemplars),
         unit_per_us: 1.0 / us_per_unit,
     }
@@ -68,10 +68,10 @@ mod tests {
             duration_us: 3_000,
             ..Span::default()
         };
-        red.observe(&s);
+        red.observe(&s, 1.0);
         s.error = true;
         s.duration_us = 20_000_000;
-        red.observe(&s);
+        red.observe(&s, 1.0);
         let mut e = Exposition::new(ExpoFormat::Text);
         render(&red, &names, &mut e);
         let out = e.finish();
@@ -82,6 +82,6 @@ mod tests {
         assert!(out.contains("status_code=\"STATUS_CODE_UNSET\",le=\"2\"} 0"), "{out}");
         assert!(out.contains("status_code=\"STATUS_CODE_ERROR\",le=\"15000\"} 0"), "{out}");
         assert!(out.contains("status_code=\"STATUS_CODE_ERROR\",le=\"+Inf\"} 1"), "{out}");
-        assert_eq!(red.total_calls(), 2);
+        assert_eq!(red.total_calls(), 2.0);
     }
 }
