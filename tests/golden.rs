@@ -3,7 +3,8 @@
 use std::process::Command;
 
 /// frontend calls customer (which queries mysql) and driver (which fails against redis);
-/// driver publishes to `dispatch` and nobody consumes it.
+/// driver publishes to `dispatch` and nobody consumes it. mysql's client span names
+/// its database (`db.system`) and no server answers it: a call to a virtual node.
 const UI_DOWNLOAD: &str = r#"{"data":[{"traceID":"4bf92f3577b34da6a3ce929d0e0e4736","spans":[
  {"traceID":"4bf92f3577b34da6a3ce929d0e0e4736","spanID":"00f067aa0ba902b7","operationName":"HTTP GET /dispatch","references":[],
   "startTime":1767225600000000,"duration":300000,"tags":[{"key":"span.kind","type":"string","value":"server"}],"processID":"p1"},
@@ -30,6 +31,7 @@ const DEPENDENCIES: &str = r#"{"source":"customer","target":"mysql","relation":"
 {"source":"driver","target":"redis-manual","relation":"child_of","calls":1,"errors":1,"duration_us_sum":12000,"duration_us_min":12000,"duration_us_max":12000,"first_seen_us":1767225600111000,"last_seen_us":1767225600111000}
 {"source":"frontend","target":"customer","relation":"child_of","calls":1,"errors":0,"duration_us_sum":100000,"duration_us_min":100000,"duration_us_max":100000,"first_seen_us":1767225600001000,"last_seen_us":1767225600001000}
 {"source":"frontend","target":"driver","relation":"child_of","calls":1,"errors":0,"duration_us_sum":150000,"duration_us_min":150000,"duration_us_max":150000,"first_seen_us":1767225600110000,"last_seen_us":1767225600110000}
+{"source":"mysql","target":"mysql","relation":"child_of","virtual":true,"calls":1,"errors":0,"duration_us_sum":90000,"duration_us_min":90000,"duration_us_max":90000,"first_seen_us":1767225600002000,"last_seen_us":1767225600002000}
 "#;
 
 #[test]

@@ -95,7 +95,8 @@ fn build(r: &RawSpan, names: &mut Interner) -> Span {
         refs.push(SpanRef { trace_id: t, span_id: SpanId(*s), kind: RefKind::FollowsFrom });
     }
     let mut opt = |v: &Option<String>| v.as_deref().map(|s| names.intern(s)).unwrap_or(Sym(0));
-    let (destination, peer_service, db_system) = (opt(&r.destination), opt(&r.peer), opt(&r.db));
+    // One peer: `peer.service` before `db.system`, as decoders choose by default.
+    let (destination, peer) = (opt(&r.destination), opt(if r.peer.is_some() { &r.peer } else { &r.db }));
     Span {
         trace_id,
         span_id: SpanId(r.span),
@@ -105,8 +106,7 @@ fn build(r: &RawSpan, names: &mut Interner) -> Span {
         service: names.intern(&r.service),
         operation: names.intern(&r.operation),
         destination,
-        peer_service,
-        db_system,
+        peer,
         statement: 0,
         adjusted_count: 0.0,
         kind: KINDS[r.kind],
@@ -127,8 +127,7 @@ fn decode_all(format: Format, records: &[Vec<u8>], into: &mut Interner) -> Vec<S
         s.service = remap(s.service);
         s.operation = remap(s.operation);
         s.destination = remap(s.destination);
-        s.peer_service = remap(s.peer_service);
-        s.db_system = remap(s.db_system);
+        s.peer = remap(s.peer);
     }
     spans.sort_by_key(|s| (s.trace_id, s.span_id));
     spans
@@ -162,9 +161,9 @@ proptest! {
             let decoded = decode_all(format, &records, &mut names2);
             // Compare through strings: the two interners number names differently.
             let show = |s: &Span, n: &Interner| format!(
-                "{:?} {} {} {} {:?} {} {} {} {} {} {:?} {}",
+                "{:?} {} {} {} {:?} {} {} {} {} {:?} {}",
                 s.trace_id, s.span_id, s.start_us, s.duration_us, s.refs, n.resolve(s.service), n.resolve(s.operation),
-                n.resolve(s.destination), n.resolve(s.peer_service), n.resolve(s.db_system), s.kind, s.error);
+                n.resolve(s.destination), n.resolve(s.peer), s.kind, s.error);
             let want: Vec<String> = spans.iter().map(|s| show(s, &names)).collect();
             let got: Vec<String> = decoded.iter().map(|s| show(s, &names2)).collect();
             prop_assert_eq!(got, want, "format {}", format);

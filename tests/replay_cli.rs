@@ -147,7 +147,7 @@ fn healthy_pipeline_has_no_anomalies_and_the_expected_edges() {
     let (out, summary) = replay(dir.path(), "out", &[&input], &[]);
     assert!(summary.contains("anomalies: none"), "{summary}");
     assert_eq!(read(&out.join("anomalies.ndjson")), "");
-    let edges: Vec<(String, String, String, u64, u64)> = lines(&out.join("dependencies.ndjson"))
+    let edges: Vec<(String, String, String, bool, u64, u64)> = lines(&out.join("dependencies.ndjson"))
         .iter()
         .map(|e| {
             let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
@@ -155,17 +155,23 @@ fn healthy_pipeline_has_no_anomalies_and_the_expected_edges() {
                 s("source"),
                 s("target"),
                 s("relation"),
+                e["virtual"].as_bool().unwrap_or(false),
                 e["calls"].as_u64().unwrap_or(0),
                 e["errors"].as_u64().unwrap_or(0),
             )
         })
         .collect();
-    let expect = |a: &str, b: &str| (a.to_owned(), b.to_owned(), "follows_from".to_owned(), 150, 0);
+    let expect = |a: &str, b: &str| (a.to_owned(), b.to_owned(), "follows_from".to_owned(), false, 150, 0);
+    // The S3 download and the report store are client spans no traced server
+    // answers: calls to the virtual nodes their peer attributes name.
+    let to_peer = |a: &str, b: &str| (a.to_owned(), b.to_owned(), "child_of".to_owned(), true, 150, 0);
     assert_eq!(
         edges,
         vec![
             expect("Classificator", "Reporter"),
+            to_peer("Reporter", "postgresql"),
             expect("SandboxAnalyser", "Classificator"),
+            to_peer("SandboxAnalyser", "s3"),
             expect("StaticalAnalyser", "Classificator"),
             expect("startWorkflow", "SandboxAnalyser"),
             expect("startWorkflow", "StaticalAnalyser"),

@@ -53,6 +53,7 @@ pub fn pipeline(limits: Limits) -> Pipeline {
                     max_summary_bytes: 160,
                     max_document_bytes: 4 << 10,
                 },
+                ..AnalysisConfig::default()
             },
         ),
     };
@@ -148,7 +149,7 @@ pub fn check_span(s: &Span, names: &Interner) {
         assert!(!r.trace_id.is_zero() && !r.span_id.is_zero(), "zero id in a reference: {s:?}");
     }
     let max = names.max_name_bytes();
-    for sym in [s.service, s.operation, s.destination, s.peer_service, s.db_system] {
+    for sym in [s.service, s.operation, s.destination, s.peer] {
         check_name(sym, names, max);
     }
     assert_ne!(s.service, Sym::default(), "a span without a service: {s:?}");
@@ -304,7 +305,7 @@ pub fn span_program(input: &[u8]) -> Vec<(u32, Option<Format>, Result<Vec<u8>, D
             service: services[usize::from(b[2] & 7)],
             operation: operations[usize::from((b[2] >> 3) & 7)],
             destination: destinations[usize::from(b[2] >> 6)],
-            peer_service: if b[3] & 0x80 != 0 { services[usize::from(b[2] & 7) ^ 1] } else { Sym::default() },
+            peer: if b[3] & 0x80 != 0 { services[usize::from(b[2] & 7) ^ 1] } else { Sym::default() },
             kind: kinds[usize::from((b[0] >> 2) & 7)],
             error: b[0] & 0x20 != 0,
             ..Span::default()

@@ -3,6 +3,12 @@
 //! the reference's relation, an error when the child is an error span, with the
 //! child span's duration. Edges are kept at service and at operation level.
 //!
+//! A client span that no server span answers called a peer that sends no spans
+//! (a database, a cache, an outside API): when it names the peer (its `peer`,
+//! from `peer.service`, `db.name`, ... in the configured order) that is one call
+//! from its service to a *virtual node* of that name, kept apart from the
+//! service edges so a peer never merges with a traced service of the same name.
+//!
 //! Messaging hops are kept beside them: a producer span referenced by another
 //! span is one message from the producer's service through its destination to
 //! the referencing span's service, with the hop latency (referencing span's start
@@ -27,6 +33,13 @@ pub struct OperationEdge {
     pub target_service: Sym,
     pub target_operation: Sym,
     pub relation: RefKind,
+}
+
+/// A call from a service to a peer that sent no spans (a virtual node).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct VirtualEdge {
+    pub source: Sym,
+    pub peer: Sym,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -156,11 +169,22 @@ pub struct Edges {
     pub services: FxHashMap<ServiceEdge, CallStats>,
     pub operations: FxHashMap<OperationEdge, CallStats>,
     pub hops: FxHashMap<MessageHop, HopStats>,
+    pub virtuals: FxHashMap<VirtualEdge, CallStats>,
 }
 
 impl Edges {
     pub fn is_empty(&self) -> bool {
-        self.services.is_empty() && self.operations.is_empty() && self.hops.is_empty()
+        self.services.is_empty()
+            && self.operations.is_empty()
+            && self.hops.is_empty()
+            && self.virtuals.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.services.clear();
+        self.operations.clear();
+        self.hops.clear();
+        self.virtuals.clear();
     }
 
     /// Adds another set of edges (a delta) to these.
@@ -174,6 +198,9 @@ impl Edges {
         for (k, v) in &o.hops {
             self.hops.entry(*k).or_default().merge(v);
         }
+        for (k, v) in &o.virtuals {
+            self.virtuals.entry(*k).or_default().merge(v);
+        }
     }
 
     /// Adds the edges of one trace.
@@ -184,6 +211,13 @@ impl Edges {
             }
             let (p, c) = (&spans[e.source().index()], &spans[e.target().index()]);
             self.add_call(&Callee::of(p), &Caller::of(c), e.weight);
+        }
+        for (s, _) in unanswered_calls(spans, dag) {
+            self.virtuals.entry(VirtualEdge { source: s.service, peer: s.peer }).or_default().add(
+                s.error,
+                s.duration_us,
+                s.start_us,
+            );
         }
     }
 
@@ -242,12 +276,28 @@ impl Edges {
                     source: names.resolve(k.source).to_owned(),
                     target: names.resolve(k.target).to_owned(),
                     relation: k.relation.as_str(),
+                    virtual_node: false,
                     stats: *s,
                     destinations,
                 }
             })
+            .chain(self.virtuals.iter().map(|(k, s)| ServiceEdgeRow {
+                source: names.resolve(k.source).to_owned(),
+                target: names.resolve(k.peer).to_owned(),
+                relation: RefKind::ChildOf.as_str(),
+                virtual_node: true,
+                stats: *s,
+                destinations: Vec::new(),
+            }))
             .collect();
-        rows.sort_by(|a, b| (&a.source, &a.target, a.relation).cmp(&(&b.source, &b.target, b.relation)));
+        rows.sort_by(|a, b| {
+            (&a.source, &a.target, a.relation, a.virtual_node).cmp(&(
+                &b.source,
+                &b.target,
+                b.relation,
+                b.virtual_node,
+            ))
+        });
         rows
     }
 
@@ -278,12 +328,34 @@ impl Edges {
     }
 }
 
+/// The client spans of a trace that name a peer and that no server span
+/// answers (with their index): calls to virtual nodes.
+pub fn unanswered_calls<'a>(
+    spans: &'a [Span],
+    dag: &TraceDag,
+) -> impl Iterator<Item = (&'a Span, usize)> + 'a {
+    let mut answered = vec![false; spans.len()];
+    for e in dag.graph.raw_edges() {
+        if spans[e.target().index()].kind == SpanKind::Server {
+            answered[e.source().index()] = true;
+        }
+    }
+    spans
+        .iter()
+        .enumerate()
+        .filter(move |(i, s)| s.kind == SpanKind::Client && s.peer != Sym(0) && !answered[*i])
+        .map(|(i, s)| (s, i))
+}
+
 /// One line of `dependencies.ndjson`.
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct ServiceEdgeRow {
     pub source: String,
     pub target: String,
     pub relation: &'static str,
+    /// The target is a virtual node: a peer the source called that sent no spans.
+    #[serde(rename = "virtual", skip_serializing_if = "std::ops::Not::not")]
+    pub virtual_node: bool,
     #[serde(flatten)]
     pub stats: CallStats,
     /// Messaging destinations this edge went through, when it is a messaging edge.

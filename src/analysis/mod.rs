@@ -43,6 +43,8 @@ pub struct AnalysisConfig {
     pub min_repeated_calls: u32,
     /// Count each span of a sampled trace 1/p times in RED and the service graph.
     pub adjust_for_sampling: bool,
+    /// The attributes a client span's peer is named from, in order.
+    pub peer_attributes: crate::config::PeerOrder,
     /// The span limit assembly enforces, quoted in oversized_trace documents.
     pub max_spans_per_trace: usize,
     /// Most RED series (label sets); past it spans go to the `__overflow__` series.
@@ -62,6 +64,7 @@ impl Default for AnalysisConfig {
             min_reentries: 2,
             min_repeated_calls: 5,
             adjust_for_sampling: true,
+            peer_attributes: crate::config::PeerOrder(crate::model::DEFAULT_PEER_ATTRIBUTES.map(Some)),
             max_spans_per_trace: AssemblyConfig::default().max_spans_per_trace,
             max_series: 10_000,
             max_names: 100_000,
@@ -326,9 +329,7 @@ impl Analyzer {
             Some(d) => d.merge(recent),
             None => self.edges.merge(recent),
         }
-        recent.services.clear();
-        recent.operations.clear();
-        recent.hops.clear();
+        recent.clear();
     }
 }
 

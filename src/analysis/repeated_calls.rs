@@ -80,7 +80,7 @@ pub fn repeated_calls(t: &TraceCtx<'_>, dag: &TraceDag, min_calls: u32, out: &mu
         let key = CallKey {
             service: callee.service,
             operation: callee.operation,
-            peer: s.peer_service,
+            peer: s.peer,
             statement: s.statement,
         };
         calls.push(Call { caller, key, start_us: s.start_us, end_us: s.event_time_us(), span });

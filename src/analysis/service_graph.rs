@@ -17,7 +17,9 @@
 //!   zero), per producer service, destination and consumer service
 //!
 //! `connection_type` is `messaging_system` for `follows_from` references and
-//! producer spans, empty for direct calls.
+//! producer spans, `virtual_node` for a client span's call to a peer that sent no
+//! spans (the server is the peer's name, [`super::edges::unanswered_calls`]; only
+//! the client side is measured), empty for direct calls.
 
 use super::dag::TraceDag;
 use super::red::Latency;
@@ -28,7 +30,26 @@ use rustc_hash::FxHashMap;
 pub struct GraphKey {
     pub client: Sym,
     pub server: Sym,
-    pub messaging: bool,
+    pub connection: Connection,
+}
+
+/// How the client reached the server: the `connection_type` label.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub enum Connection {
+    Direct,
+    MessagingSystem,
+    /// To a peer that sent no spans: the server is a virtual node.
+    VirtualNode,
+}
+
+impl Connection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Connection::Direct => "",
+            Connection::MessagingSystem => "messaging_system",
+            Connection::VirtualNode => "virtual_node",
+        }
+    }
 }
 
 /// Counts of real traffic, weighted for sampling as RED is ([`super::red::RedStats`]).
@@ -72,11 +93,12 @@ impl ServiceGraph {
             if client.service == server.service {
                 continue;
             }
-            let messaging = e.weight == RefKind::FollowsFrom || client.kind == SpanKind::Producer;
-            let mut key = GraphKey { client: client.service, server: server.service, messaging };
-            if self.max_series > 0 && self.edges.len() >= self.max_series && !self.edges.contains_key(&key) {
-                key = GraphKey { client: self.overflow, server: self.overflow, messaging };
-            }
+            let connection = if e.weight == RefKind::FollowsFrom || client.kind == SpanKind::Producer {
+                Connection::MessagingSystem
+            } else {
+                Connection::Direct
+            };
+            let key = self.key(client.service, server.service, connection);
             let client_failed = client.error && matches!(client.kind, SpanKind::Client | SpanKind::Producer);
             let st = self.edges.entry(key).or_default();
             st.requests += weight;
@@ -100,6 +122,24 @@ impl ServiceGraph {
                 self.queues.entry(q).or_default().record(waited, server.trace_id, weight);
             }
         }
+        for (client, _) in super::edges::unanswered_calls(spans, dag) {
+            let key = self.key(client.service, client.peer, Connection::VirtualNode);
+            let st = self.edges.entry(key).or_default();
+            st.requests += weight;
+            if client.error {
+                st.failed += weight;
+            }
+            st.client.observe(client, weight);
+        }
+    }
+
+    /// The series of a pair, or the overflow pair past the series limit.
+    fn key(&self, client: Sym, server: Sym, connection: Connection) -> GraphKey {
+        let key = GraphKey { client, server, connection };
+        if self.max_series > 0 && self.edges.len() >= self.max_series && !self.edges.contains_key(&key) {
+            return GraphKey { client: self.overflow, server: self.overflow, connection };
+        }
+        key
     }
 
     /// Every messaging hop with its time in the queue.
@@ -200,11 +240,15 @@ mod tests {
         let dag = TraceDag::build(&spans);
         g.add_trace(&spans, &dag, 1.0);
         let (fe, cu, wo) = (names.intern("frontend"), names.intern("customer"), names.intern("worker"));
-        let call = g.get(&GraphKey { client: fe, server: cu, messaging: false }).expect("frontend→customer");
+        let call = g
+            .get(&GraphKey { client: fe, server: cu, connection: Connection::Direct })
+            .expect("frontend→customer");
         assert_eq!((call.requests, call.failed), (1.0, 1.0));
         assert_eq!(call.server.sum_us, 9_000.0, "the server span's duration");
         assert_eq!(call.client.sum_us, 6_000.0, "the client span's duration");
-        let msg = g.get(&GraphKey { client: fe, server: wo, messaging: true }).expect("frontend→worker");
+        let msg = g
+            .get(&GraphKey { client: fe, server: wo, connection: Connection::MessagingSystem })
+            .expect("frontend→worker");
         assert_eq!((msg.requests, msg.failed), (1.0, 0.0));
         assert_eq!(g.len(), 2, "calls inside one service are no requests");
     }
@@ -222,7 +266,9 @@ mod tests {
             g.add_trace(&spans, &TraceDag::build(&spans), 1.0);
         }
         assert_eq!(g.len(), 3);
-        let o = g.get(&GraphKey { client: overflow, server: overflow, messaging: false }).expect("overflow");
+        let o = g
+            .get(&GraphKey { client: overflow, server: overflow, connection: Connection::Direct })
+            .expect("overflow");
         assert_eq!(o.requests, 8.0);
     }
 }

@@ -61,6 +61,8 @@ pub fn pipeline_config(c: &Config, detected_at: DetectedAt) -> PipelineConfig {
             min_reentries: c.anomalies.min_reentries,
             min_repeated_calls: c.anomalies.min_repeated_calls,
             adjust_for_sampling: c.red.adjust_for_sampling,
+            // Checked when the configuration was read.
+            peer_attributes: c.service_graph.peer_attributes().unwrap_or_default(),
             max_spans_per_trace: c.assembly.max_spans_per_trace,
             max_series: c.metrics.max_series,
             max_names: c.metrics.max_names,

@@ -138,6 +138,60 @@ impl Default for RedSection {
     }
 }
 
+/// The service graph (metrics, Neo4j, the page's graph).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceGraphSection {
+    /// A client span no server span answers called a peer that sends no
+    /// spans: it is drawn as a virtual node named by the first of these
+    /// attributes it has (the OpenTelemetry connector's setting of the same
+    /// name). Known: `peer.service`, `db.name` (or `db.namespace`), `db.system`
+    /// (or `db.system.name`), `server.address` (or `net.peer.name`); empty: no
+    /// virtual nodes.
+    pub virtual_node_peer_attributes: Vec<String>,
+}
+
+impl Default for ServiceGraphSection {
+    fn default() -> Self {
+        ServiceGraphSection {
+            virtual_node_peer_attributes: crate::model::DEFAULT_PEER_ATTRIBUTES
+                .iter()
+                .map(|a| a.key().to_owned())
+                .collect(),
+        }
+    }
+}
+
+impl ServiceGraphSection {
+    /// The attributes in order; `Err` names the first unknown one.
+    pub fn peer_attributes(&self) -> Result<PeerOrder, String> {
+        let mut order = PeerOrder::default();
+        for (slot, key) in self.virtual_node_peer_attributes.iter().enumerate() {
+            let a = crate::model::PeerAttribute::from_key(key).ok_or_else(|| {
+                format!(
+                    "{key:?} is not one of peer.service, db.name, db.namespace, db.system, db.system.name, \
+                     server.address, net.peer.name"
+                )
+            })?;
+            if order.0.contains(&Some(a)) || slot >= order.0.len() {
+                return Err(format!("{key:?} names an attribute already listed"));
+            }
+            order.0[slot] = Some(a);
+        }
+        Ok(order)
+    }
+}
+
+/// The order virtual nodes are named in: at most one entry per attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeerOrder(pub [Option<crate::model::PeerAttribute>; crate::model::PeerAttribute::ALL.len()]);
+
+impl PeerOrder {
+    pub fn attributes(&self) -> Vec<crate::model::PeerAttribute> {
+        self.0.iter().flatten().copied().collect()
+    }
+}
+
 /// The RED metrics.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -148,7 +202,7 @@ pub struct MetricsSection {
     /// Most distinct names (services, operations, destinations) kept; past it new
     /// names count as `__overflow__`.
     pub max_names: usize,
-    /// Longest service, operation, destination (and `peer.service`, `db.system`)
+    /// Longest service, operation, destination (and a client span's peer)
     /// name kept, in bytes; a longer one is cut where it enters, at a character
     /// boundary, ending with `…[truncated]` (counted in
     /// `poirot_truncated_names_total{kind}`). Every label value, Neo4j node and

@@ -19,6 +19,9 @@
 //! [red]
 //! adjust_for_sampling = true  # a span of a trace sampled with probability p counts 1/p
 //!
+//! [service_graph]
+//! virtual_node_peer_attributes = ["peer.service", "db.name", "db.system", "server.address"]
+//!
 //! [metrics]
 //! max_series = 10000          # label sets per family; past it spans count in the __overflow__ series
 //! max_names = 100000          # distinct service/operation/destination names (0: no limit); past it: __overflow__
@@ -96,7 +99,8 @@ mod sinks;
 mod tests;
 
 pub use analysis::{
-    AnomalySection, AssemblySection, DemoSection, MessageLossSection, MetricsSection, RedSection, S3Behaviour,
+    AnomalySection, AssemblySection, DemoSection, MessageLossSection, MetricsSection, PeerOrder, RedSection,
+    S3Behaviour, ServiceGraphSection,
 };
 pub use kafka::{Encoding, KafkaSection, Repartition};
 pub use run::RunSection;
@@ -127,6 +131,7 @@ pub struct Config {
     pub message_loss: MessageLossSection,
     pub metrics: MetricsSection,
     pub red: RedSection,
+    pub service_graph: ServiceGraphSection,
     pub demo: DemoSection,
     pub kafka: KafkaSection,
     pub run: RunSection,
@@ -319,6 +324,9 @@ impl Config {
         }
         if self.anomalies.min_reentries == 0 {
             return Err(("anomalies.min_reentries", "must be at least 1".into()));
+        }
+        if let Err(e) = self.service_graph.peer_attributes() {
+            return Err(("service_graph.virtual_node_peer_attributes", e));
         }
         if self.anomalies.min_repeated_calls == 1 {
             return Err(("anomalies.min_repeated_calls", "must be 0 (off) or at least 2".into()));

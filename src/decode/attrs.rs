@@ -1,6 +1,6 @@
 //! The span attributes the analyses need, gathered from tags of any format.
 
-use crate::model::{Interner, NameKind, Span, SpanKind, Sym};
+use crate::model::{Interner, NameKind, PeerAttribute, Span, SpanKind, Sym};
 use std::borrow::Cow;
 
 /// Attribute keys poirot reads, in OpenTracing/Jaeger and OpenTelemetry spelling.
@@ -11,6 +11,10 @@ pub mod keys {
     pub const PEER_SERVICE: &str = "peer.service";
     pub const DB_SYSTEM: &str = "db.system";
     pub const DB_SYSTEM_NAME: &str = "db.system.name";
+    pub const DB_NAME: &str = "db.name";
+    pub const DB_NAMESPACE: &str = "db.namespace";
+    pub const SERVER_ADDRESS: &str = "server.address";
+    pub const NET_PEER_NAME: &str = "net.peer.name";
     pub const SERVICE_NAME: &str = "service.name";
     /// A database call's statement (older and current OpenTelemetry spelling).
     pub const DB_STATEMENT: &str = "db.statement";
@@ -40,6 +44,10 @@ pub fn read_key(key: &[u8]) -> Option<&'static str> {
         b"peer.service" => keys::PEER_SERVICE,
         b"db.system" => keys::DB_SYSTEM,
         b"db.system.name" => keys::DB_SYSTEM_NAME,
+        b"db.name" => keys::DB_NAME,
+        b"db.namespace" => keys::DB_NAMESPACE,
+        b"server.address" => keys::SERVER_ADDRESS,
+        b"net.peer.name" => keys::NET_PEER_NAME,
         b"db.statement" => keys::DB_STATEMENT,
         b"db.query.text" => keys::DB_QUERY_TEXT,
         b"sampler.type" => keys::SAMPLER_TYPE,
@@ -58,8 +66,8 @@ pub struct Attrs<'a> {
     pub kind: Option<SpanKind>,
     pub error: bool,
     pub destination: Option<Cow<'a, str>>,
-    pub peer_service: Option<Cow<'a, str>>,
-    pub db_system: Option<Cow<'a, str>>,
+    /// The peer attributes found, by [`PeerAttribute`] (in its `ALL` order).
+    pub peers: [Option<Cow<'a, str>>; PeerAttribute::ALL.len()],
     pub statement: Option<Cow<'a, str>>,
     pub sampler_type: Option<Cow<'a, str>>,
     pub sampler_param: Option<f64>,
@@ -76,8 +84,17 @@ impl<'a> Attrs<'a> {
             keys::SPAN_KIND => self.kind = Some(SpanKind::from_tag(&value.into())),
             keys::ERROR => self.error |= value.into() == "true",
             keys::OTEL_STATUS_CODE => self.error |= value.into() == "ERROR",
-            keys::PEER_SERVICE => self.peer_service = Some(value.into()),
-            keys::DB_SYSTEM | keys::DB_SYSTEM_NAME => self.db_system = Some(value.into()),
+            keys::PEER_SERVICE
+            | keys::DB_SYSTEM
+            | keys::DB_SYSTEM_NAME
+            | keys::DB_NAME
+            | keys::DB_NAMESPACE
+            | keys::SERVER_ADDRESS
+            | keys::NET_PEER_NAME => {
+                if let Some(a) = PeerAttribute::from_key(key) {
+                    self.peers[a as usize] = Some(value.into());
+                }
+            }
             keys::DB_STATEMENT | keys::DB_QUERY_TEXT => self.statement = Some(value.into()),
             keys::SAMPLER_TYPE => self.sampler_type = Some(value.into()),
             // Some SDKs write numbers as strings.
@@ -125,10 +142,10 @@ impl<'a> Attrs<'a> {
 
     /// Fills the attribute fields of `span` (names cut to the name length limit).
     pub fn apply(&self, span: &mut Span, names: &mut Interner) {
-        let mut sym = |kind, s: Option<&str>| s.map(|s| names.intern_name(kind, s)).unwrap_or(Sym(0));
-        span.destination = sym(NameKind::Destination, self.destination.as_deref());
-        span.peer_service = sym(NameKind::Attribute, self.peer_service.as_deref());
-        span.db_system = sym(NameKind::Attribute, self.db_system.as_deref());
+        span.destination =
+            self.destination.as_deref().map_or(Sym(0), |d| names.intern_name(NameKind::Destination, d));
+        let peer = names.peer_attributes().iter().find_map(|&a| self.peers[a as usize].as_deref());
+        span.peer = peer.map_or(Sym(0), |p| names.intern_name(NameKind::Attribute, p));
         span.statement = self.statement.as_deref().map_or(0, Self::statement_hash);
         let sampler = match (&self.sampler_type, self.sampler_param) {
             (Some(kind), Some(param)) => crate::model::sampling::from_sampler(kind, param),
@@ -168,8 +185,7 @@ pub fn jaeger_tags<'n>(span: &Span, names: &'n Interner) -> Vec<(&'static str, &
         }
     };
     opt(keys::DESTINATION, span.destination);
-    opt(keys::PEER_SERVICE, span.peer_service);
-    opt(keys::DB_SYSTEM, span.db_system);
+    opt(keys::PEER_SERVICE, span.peer);
     tags
 }
 
@@ -186,6 +202,10 @@ mod tests {
             keys::PEER_SERVICE,
             keys::DB_SYSTEM,
             keys::DB_SYSTEM_NAME,
+            keys::DB_NAME,
+            keys::DB_NAMESPACE,
+            keys::SERVER_ADDRESS,
+            keys::NET_PEER_NAME,
             keys::DB_STATEMENT,
             keys::DB_QUERY_TEXT,
             keys::SAMPLER_TYPE,

@@ -19,7 +19,8 @@ pub enum NameKind {
     Operation,
     /// A messaging destination (topic or queue).
     Destination,
-    /// The other tags poirot keeps: `peer.service`, `db.system`.
+    /// The other tags poirot keeps: a client span's peer (`peer.service`,
+    /// `db.name`, `db.system`, `server.address`).
     Attribute,
 }
 
@@ -67,6 +68,9 @@ pub struct Interner {
     max_name_bytes: usize,
     /// Names cut, by [`NameKind`].
     truncated: [u64; NameKind::ALL.len()],
+    /// The order a span's peer is named in: decoders read it here, as they
+    /// read the name limits.
+    peer_attributes: Vec<super::PeerAttribute>,
 }
 
 impl Default for Interner {
@@ -78,6 +82,7 @@ impl Default for Interner {
             overflowed: 0,
             max_name_bytes: DEFAULT_MAX_NAME_BYTES,
             truncated: [0; NameKind::ALL.len()],
+            peer_attributes: super::DEFAULT_PEER_ATTRIBUTES.to_vec(),
         };
         i.intern("");
         i
@@ -104,6 +109,16 @@ impl Interner {
         let mut i = Self::with_limit(limit);
         i.max_name_bytes = max_name_bytes;
         i
+    }
+
+    /// Sets the attributes a span's peer is named from, first present wins
+    /// (none: spans name no peer, and no virtual node is drawn).
+    pub fn set_peer_attributes(&mut self, order: Vec<super::PeerAttribute>) {
+        self.peer_attributes = order;
+    }
+
+    pub fn peer_attributes(&self) -> &[super::PeerAttribute] {
+        &self.peer_attributes
     }
 
     /// The longest name kept, in bytes (0: no limit).

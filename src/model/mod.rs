@@ -2,6 +2,7 @@
 
 mod ids;
 mod intern;
+mod peer;
 pub mod sampling;
 mod span;
 pub mod text;
@@ -9,4 +10,5 @@ pub mod time;
 
 pub use ids::{SpanId, TraceId};
 pub use intern::{Interner, NameKind, Sym, DEFAULT_MAX_NAME_BYTES, OVERFLOW};
+pub use peer::{PeerAttribute, DEFAULT_PEER_ATTRIBUTES};
 pub use span::{RefKind, Refs, Span, SpanKind, SpanRef};

@@ -133,8 +133,11 @@ pub struct Span {
     pub operation: Sym,
     /// Messaging destination (topic or queue) of a producer or consumer span.
     pub destination: Sym,
-    pub peer_service: Sym,
-    pub db_system: Sym,
+    /// Who a client span calls, when the callee may not be traced: the first
+    /// of the peer attributes present, in the configured order
+    /// ([`super::PeerAttribute`]; `peer.service`, `db.name`, `db.system`,
+    /// `server.address` by default).
+    pub peer: Sym,
     /// A hash of the database statement (`db.statement`, `db.query.text`); 0 when
     /// there is none. Calls repeat a statement when their hashes are equal.
     pub statement: u32,

@@ -1,6 +1,7 @@
 //! The dependency graph of the live page, drawn as SVG: services and messaging
 //! destinations as nodes, calls and messages as edges with their rate and error
-//! share, and a destination whose messages nobody consumed in the error colour.
+//! share, a destination whose messages nobody consumed in the error colour, and
+//! peers called without being traced (virtual nodes) in grey.
 //!
 //! The layout (ranks, crossing reduction, edge routing) is layout-rs's, a
 //! Graphviz-style layered layout in Rust; poirot only says what to draw.
@@ -41,6 +42,8 @@ pub struct Edge {
 pub enum Node {
     Service(String),
     Destination(String),
+    /// A peer that was called and sent no spans.
+    Virtual(String),
     #[default]
     None,
 }
@@ -59,9 +62,14 @@ impl Model {
             let rate = rates.get(&(e.source.clone(), e.target.clone())).copied();
             let via: Vec<_> = e.destinations.iter().filter(|d| !d.destination.is_empty()).collect();
             if via.is_empty() {
+                let to = if e.virtual_node {
+                    Node::Virtual(e.target.clone())
+                } else {
+                    Node::Service(e.target.clone())
+                };
                 m.calls.push(Edge {
                     from: Node::Service(e.source.clone()),
-                    to: Node::Service(e.target.clone()),
+                    to,
                     count: e.stats.calls,
                     errors: e.stats.errors,
                     rate,
@@ -131,6 +139,8 @@ const SERVICE_LINE: u32 = 0x1565c0ff;
 const DESTINATION_FILL: u32 = 0xfff8e1ff;
 const DESTINATION_LINE: u32 = 0xef6c00ff;
 const ERROR: u32 = 0xc62828ff;
+const VIRTUAL_LINE: u32 = 0x78909cff;
+const VIRTUAL_FILL: u32 = 0xeceff1ff;
 const ERROR_FILL: u32 = 0xffebeeff;
 
 fn label(e: &Edge, what: &str) -> String {
@@ -184,10 +194,17 @@ fn layout_svg(m: &Model, nodes: &[&Node]) -> String {
                     format!(r#"class="{class}" data-name="{}""#, attr(d)),
                 )
             }
+            Node::Virtual(v) => (
+                ShapeKind::new_box(&format!("{v}\n(not traced)")),
+                StyleAttr::new(Color::new(VIRTUAL_LINE), 2, Some(Color::new(VIRTUAL_FILL)), 8, 13),
+                format!(r#"class="node virtual" data-name="{}""#, attr(v)),
+            ),
             Node::None => continue,
         };
         let width = match n {
             Node::Service(s) | Node::Destination(s) => (s.chars().count() as f64 * 8.5 + 30.0).max(90.0),
+            // "(not traced)" is 12 characters.
+            Node::Virtual(s) => (s.chars().count().max(12) as f64 * 8.5 + 30.0).max(90.0),
             Node::None => 90.0,
         };
         let size = Point::new(width, 44.0);
@@ -241,6 +258,7 @@ mod tests {
             source: source.into(),
             target: target.into(),
             relation: "child_of",
+            virtual_node: false,
             stats: CallStats { calls, errors, ..CallStats::default() },
             destinations: via
                 .iter()

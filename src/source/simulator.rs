@@ -188,7 +188,7 @@ impl Simulator {
             "SAMPLE_RECEIVED",
         );
         let s3_span = b.span("SandboxAnalyser", "S3_GET", Client, s3, s3_dur, &[(sb, ChildOf)], "");
-        b.spans[s3_span].peer_service = b.names.intern("s3");
+        b.spans[s3_span].peer = b.names.intern("s3");
         if config.s3 == S3Behaviour::Error {
             b.spans[s3_span].error = true;
         } else {
@@ -299,7 +299,7 @@ impl Simulator {
         let db_dur = b.jitter(20);
         let db =
             b.span("Reporter", "store report", Client, rep_start + 5 * MS, db_dur, &[(rep, ChildOf)], "");
-        b.spans[db].db_system = b.names.intern("postgresql");
+        b.spans[db].peer = b.names.intern("postgresql");
         if config.archive_every > 0 {
             b.span(
                 "Reporter",

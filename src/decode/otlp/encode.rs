@@ -33,8 +33,7 @@ fn string_attrs(s: &Span, names: &Interner, extra: &[(&str, &str)]) -> Vec<(Stri
         }
     };
     push(keys::DESTINATION, s.destination);
-    push(keys::PEER_SERVICE, s.peer_service);
-    push(keys::DB_SYSTEM, s.db_system);
+    push(keys::PEER_SERVICE, s.peer);
     out.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     out
 }

@@ -81,8 +81,7 @@ impl Pipeline {
         self.analyzer.settle_recent(|source, target, n| calls.push((source, target, n)));
         if let Some(replayed) = self.analyzer.replayed_calls.as_mut() {
             calls.extend(replayed.services.drain().map(|(e, stats)| (e.source, e.target, stats.calls)));
-            replayed.operations.clear();
-            replayed.hops.clear();
+            replayed.clear();
         }
         self.count_calls(partition, first, calls);
     }

@@ -93,6 +93,7 @@ impl Pipeline {
         let mut analysis = config.analysis;
         analysis.max_spans_per_trace = config.assembly.max_spans_per_trace;
         let mut names = Interner::with_limits(analysis.max_names, analysis.max_name_bytes);
+        names.set_peer_attributes(analysis.peer_attributes.attributes());
         let overflow = names.intern(crate::analysis::red::OVERFLOW);
         let mut analyzer = Analyzer::new(analysis, config.detected_at, overflow);
         analyzer.flows = Flows::new(config.flows, &mut names);

@@ -45,11 +45,12 @@ fn millis(us: i64) -> BoltType {
 /// How long applied-link registrations are kept: as long as poirot remembers them.
 const APPLIED_LINK_KEEP_MS: i64 = crate::analysis::flows::applied::KEEP_US / 1000;
 
-pub(super) const CONSTRAINTS: [&str; 6] = [
+pub(super) const CONSTRAINTS: [&str; 7] = [
     "CREATE CONSTRAINT poirot_service IF NOT EXISTS FOR (s:Service) REQUIRE s.name IS UNIQUE",
     "CREATE CONSTRAINT poirot_write IF NOT EXISTS FOR (w:PoirotWrite) REQUIRE w.id IS UNIQUE",
     "CREATE CONSTRAINT poirot_operation IF NOT EXISTS FOR (o:Operation) REQUIRE o.key IS UNIQUE",
     "CREATE CONSTRAINT poirot_destination IF NOT EXISTS FOR (d:Destination) REQUIRE d.name IS UNIQUE",
+    "CREATE CONSTRAINT poirot_peer IF NOT EXISTS FOR (p:Peer) REQUIRE p.name IS UNIQUE",
     "CREATE CONSTRAINT poirot_finished IF NOT EXISTS FOR (f:PoirotFinishedTrace) REQUIRE f.key IS UNIQUE",
     "CREATE INDEX poirot_finished_partition IF NOT EXISTS FOR (f:PoirotFinishedTrace) ON (f.source, f.partition)",
 ];
@@ -113,6 +114,11 @@ pub(super) fn write_queries(
             )
         })
         .collect();
+    let virtuals: Vec<BoltType> = delta
+        .virtuals
+        .iter()
+        .map(|(k, s)| calls_row([("source", n(k.source).into()), ("peer", n(k.peer).into())], s))
+        .collect();
     let hops: Vec<BoltType> = delta
         .hops
         .iter()
@@ -166,6 +172,18 @@ pub(super) fn write_queries(
                  MERGE (so)-[c:CALLS {{relation: r.relation}}]->(to) {ADD_CALLS}"
             ))
             .param("rows", operations),
+        );
+    }
+    if !virtuals.is_empty() {
+        // A peer that sent no spans is a node of its own label, marked virtual, so
+        // it never merges with a traced service of the same name.
+        qs.push(
+            query(&format!(
+                "UNWIND $rows AS r MERGE (s:Service {{name: r.source}}) \
+                 MERGE (t:Peer {{name: r.peer}}) ON CREATE SET t.virtual = true \
+                 MERGE (s)-[c:CALLS {{relation: 'child_of', virtual: true}}]->(t) {ADD_CALLS}"
+            ))
+            .param("rows", virtuals),
         );
     }
     if !hops.is_empty() {

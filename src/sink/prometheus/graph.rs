@@ -4,7 +4,7 @@
 
 use super::red::histogram;
 use crate::analysis::red::BUCKETS_MS;
-use crate::analysis::service_graph::{GraphKey, ServiceGraph};
+use crate::analysis::service_graph::{Connection, GraphKey, ServiceGraph};
 use crate::model::Interner;
 use crate::sink::exposition::{Exposition, Kind};
 
@@ -29,17 +29,17 @@ const BUCKETS_S: [f64; 16] = {
 pub fn render(graph: &ServiceGraph, names: &Interner, e: &mut Exposition) {
     let mut sorted: Vec<_> = graph.edges().collect();
     sorted.sort_by(|(a, _), (b, _)| {
-        (names.resolve(a.client), names.resolve(a.server), a.messaging).cmp(&(
+        (names.resolve(a.client), names.resolve(a.server), a.connection).cmp(&(
             names.resolve(b.client),
             names.resolve(b.server),
-            b.messaging,
+            b.connection,
         ))
     });
     let labels = |k: &GraphKey| {
         [
             ("client", names.resolve(k.client)),
             ("server", names.resolve(k.server)),
-            ("connection_type", if k.messaging { "messaging_system" } else { "" }),
+            ("connection_type", k.connection.as_str()),
         ]
     };
     e.family(REQUEST_METRIC, Kind::Counter, "Requests between two services.");
@@ -51,7 +51,8 @@ pub fn render(graph: &ServiceGraph, names: &Interner, e: &mut Exposition) {
         e.sample(FAILED_METRIC, &labels(k), s.failed);
     }
     e.family(SERVER_SECONDS_METRIC, Kind::Histogram, "Server-side request latency in seconds.");
-    for (k, s) in &sorted {
+    // A virtual node has no server side to time.
+    for (k, s) in sorted.iter().filter(|(k, _)| k.connection != Connection::VirtualNode) {
         e.histogram(SERVER_SECONDS_METRIC, &labels(k), &histogram(&s.server, &BUCKETS_S, 1e6));
     }
     e.family(CLIENT_SECONDS_METRIC, Kind::Histogram, "Client-side request latency in seconds.");
