@@ -109,6 +109,7 @@ fn build(r: &RawSpan, names: &mut Interner) -> Span {
         peer,
         statement: 0,
         adjusted_count: 0.0,
+        dimensions: Default::default(),
         kind: KINDS[r.kind],
         error: r.error,
     }

@@ -74,6 +74,7 @@ pub fn pipeline(limits: Limits) -> Pipeline {
         analysis,
         flows,
         detected_at: DetectedAt::TraceClose,
+        dimensions: Vec::new(),
     };
     Pipeline::new(config, Arc::new(ManualClock::new(0)))
 }

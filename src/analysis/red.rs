@@ -26,6 +26,8 @@ pub struct RedKey {
     pub operation: Sym,
     pub kind: SpanKind,
     pub error: bool,
+    /// The span's dimension values ([`Span::dimensions`]).
+    pub dimensions: Sym,
 }
 
 /// Counts are of real traffic: a span of a trace sampled with probability p
@@ -119,13 +121,20 @@ impl Red {
     /// Counts span `s` `weight` times (1: unsampled).
     #[inline]
     pub fn observe(&mut self, s: &Span, weight: f64) {
-        let mut key = RedKey { service: s.service, operation: s.operation, kind: s.kind, error: s.error };
+        let mut key = RedKey {
+            service: s.service,
+            operation: s.operation,
+            kind: s.kind,
+            error: s.error,
+            dimensions: s.dimensions,
+        };
         if self.max_series > 0 && self.series.len() >= self.max_series && !self.series.contains_key(&key) {
             key = RedKey {
                 service: self.overflow,
                 operation: self.overflow,
                 kind: SpanKind::Unspecified,
                 error: s.error,
+                dimensions: Sym(0),
             };
             self.overflowed_spans += 1;
         }
@@ -146,12 +155,20 @@ impl Red {
     pub fn sorted<'a>(&'a self, names: &'a Interner) -> Vec<(&'a RedKey, &'a RedStats)> {
         let mut v: Vec<_> = self.series.iter().collect();
         v.sort_by(|(a, _), (b, _)| {
-            (names.resolve(a.service), names.resolve(a.operation), a.kind, a.error).cmp(&(
-                names.resolve(b.service),
-                names.resolve(b.operation),
-                b.kind,
-                b.error,
-            ))
+            (
+                names.resolve(a.service),
+                names.resolve(a.operation),
+                a.kind,
+                a.error,
+                names.resolve(a.dimensions),
+            )
+                .cmp(&(
+                    names.resolve(b.service),
+                    names.resolve(b.operation),
+                    b.kind,
+                    b.error,
+                    names.resolve(b.dimensions),
+                ))
         });
         v
     }

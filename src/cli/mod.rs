@@ -81,6 +81,7 @@ pub fn pipeline_config(c: &Config, detected_at: DetectedAt) -> PipelineConfig {
             ..FlowConfig::default()
         },
         detected_at,
+        dimensions: c.red.dimensions.clone(),
     }
 }
 

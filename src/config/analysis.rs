@@ -130,11 +130,40 @@ pub struct RedSection {
     /// (`sampler.type`/`sampler.param`, or `tracestate` `ot=th:`) counts 1/p,
     /// so rates are those of the real traffic.
     pub adjust_for_sampling: bool,
+    /// Span attributes (else resource or process attributes) added as labels
+    /// to the RED series, e.g. `deployment.environment`: the label is the key
+    /// with every character but letters, digits and `_` made `_`. At most
+    /// [`MAX_DIMENSIONS`]; series stay capped by `metrics.max_series`.
+    pub dimensions: Vec<String>,
 }
+
+/// Most RED dimensions: each multiplies the series a service can have.
+pub const MAX_DIMENSIONS: usize = 4;
 
 impl Default for RedSection {
     fn default() -> Self {
-        RedSection { adjust_for_sampling: true }
+        RedSection { adjust_for_sampling: true, dimensions: Vec::new() }
+    }
+}
+
+impl RedSection {
+    /// Checks the dimensions: few, distinct as labels, not RED's own labels.
+    pub fn check(&self) -> Result<(), String> {
+        if self.dimensions.len() > MAX_DIMENSIONS {
+            return Err(format!("{} dimensions; at most {MAX_DIMENSIONS}", self.dimensions.len()));
+        }
+        let mut labels: Vec<String> = Vec::new();
+        for key in &self.dimensions {
+            let label = crate::sink::prometheus::red::dimension_label(key);
+            if key.is_empty() {
+                return Err("a dimension is an empty key".into());
+            }
+            if crate::sink::prometheus::red::LABELS.contains(&label.as_str()) || labels.contains(&label) {
+                return Err(format!("{key:?} would be the label {label:?}, which is already taken"));
+            }
+            labels.push(label);
+        }
+        Ok(())
     }
 }
 

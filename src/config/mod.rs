@@ -18,6 +18,7 @@
 //!
 //! [red]
 //! adjust_for_sampling = true  # a span of a trace sampled with probability p counts 1/p
+//! dimensions = []             # span/resource attributes as extra RED labels (at most 4)
 //!
 //! [service_graph]
 //! virtual_node_peer_attributes = ["peer.service", "db.name", "db.system", "server.address"]
@@ -325,6 +326,9 @@ impl Config {
         if self.anomalies.min_reentries == 0 {
             return Err(("anomalies.min_reentries", "must be at least 1".into()));
         }
+        if let Err(e) = self.red.check() {
+            return Err(("red.dimensions", e));
+        }
         if let Err(e) = self.service_graph.peer_attributes() {
             return Err(("service_graph.virtual_node_peer_attributes", e));
         }
@@ -490,7 +494,13 @@ fn kafka_property(section: &str, key: &str) -> Option<String> {
 fn env_value(v: &str) -> toml::Value {
     match format!("v = {v}").parse::<toml::Table>() {
         Ok(mut t) => match t.remove("v") {
-            Some(val @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => val,
+            // Lists too: POIROT_RED__DIMENSIONS='["deployment.environment"]'.
+            Some(
+                val @ (toml::Value::Integer(_)
+                | toml::Value::Float(_)
+                | toml::Value::Boolean(_)
+                | toml::Value::Array(_)),
+            ) => val,
             _ => toml::Value::String(v.to_owned()),
         },
         Err(_) => toml::Value::String(v.to_owned()),

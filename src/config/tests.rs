@@ -50,6 +50,20 @@ fn environment_overrides_file() {
 }
 
 #[test]
+fn lists_come_from_the_environment_too() {
+    let c = Config::load(
+        None,
+        env(&[
+            ("POIROT_RED__DIMENSIONS", r#"["deployment.environment", "k8s.namespace.name"]"#),
+            ("POIROT_SERVICE_GRAPH__VIRTUAL_NODE_PEER_ATTRIBUTES", r#"["server.address"]"#),
+        ]),
+    )
+    .expect("valid");
+    assert_eq!(c.red.dimensions, ["deployment.environment", "k8s.namespace.name"]);
+    assert_eq!(c.service_graph.virtual_node_peer_attributes, ["server.address"]);
+}
+
+#[test]
 fn errors_name_the_bad_key() {
     let e =
         Config::load(None, env(&[("POIROT_ASSEMBLY__INACTIVITY_GAP", "soon")])).expect_err("bad duration");

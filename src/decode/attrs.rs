@@ -1,6 +1,7 @@
 //! The span attributes the analyses need, gathered from tags of any format.
 
 use crate::model::{Interner, NameKind, PeerAttribute, Span, SpanKind, Sym};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 
 /// Attribute keys poirot reads, in OpenTracing/Jaeger and OpenTelemetry spelling.
@@ -73,17 +74,57 @@ pub struct Attrs<'a> {
     pub sampler_param: Option<f64>,
     /// The adjusted count a `tracestate` stated (OTLP's field or Jaeger's tag).
     pub tracestate_count: Option<f64>,
+    /// The configured dimension keys ([`Interner::dimensions`]), and the values
+    /// found: (key index, from the resource, value).
+    dimension_keys: &'a [Box<str>],
+    dimensions: SmallVec<[(u8, bool, Cow<'a, str>); 2]>,
 }
 
 impl<'a> Attrs<'a> {
+    /// Attributes that also gather the values of `dimension_keys`.
+    pub fn with_dimensions(dimension_keys: &'a [Box<str>]) -> Self {
+        Attrs { dimension_keys, ..Attrs::default() }
+    }
+
+    pub fn has_dimensions(&self) -> bool {
+        !self.dimension_keys.is_empty()
+    }
+
+    /// Whether `key` is a dimension: wire decoders read only the keys
+    /// [`read_key`] knows and these.
+    #[inline]
+    pub fn wants(&self, key: &[u8]) -> bool {
+        !self.dimension_keys.is_empty() && self.dimension_keys.iter().any(|d| d.as_bytes() == key)
+    }
+
+    /// Notes a dimension's value, from the span's attributes or, with
+    /// `resource`, its process or resource (the span's win).
+    #[inline]
+    pub fn dimension(&mut self, key: &str, value: impl Into<Cow<'a, str>>, resource: bool) {
+        if let Some(i) = self.dimension_keys.iter().position(|d| **d == *key) {
+            self.dimensions.push((i as u8, resource, value.into()));
+        }
+    }
+
+    /// Notes a resource (Jaeger process) attribute: only dimensions are read there.
+    #[inline]
+    pub fn resource(&mut self, key: &str, value: impl Into<Cow<'a, str>>) {
+        self.dimension(key, value, true);
+    }
+
     /// Notes a string-valued tag (its value borrowed from the record, or
     /// owned when the record escaped it).
     #[inline]
     pub fn string(&mut self, key: &str, value: impl Into<Cow<'a, str>>) {
+        let value = value.into();
+        if self.has_dimensions() {
+            // A dimension may also be a key poirot reads for itself.
+            self.dimension(key, value.clone(), false);
+        }
         match key {
-            keys::SPAN_KIND => self.kind = Some(SpanKind::from_tag(&value.into())),
-            keys::ERROR => self.error |= value.into() == "true",
-            keys::OTEL_STATUS_CODE => self.error |= value.into() == "ERROR",
+            keys::SPAN_KIND => self.kind = Some(SpanKind::from_tag(&value)),
+            keys::ERROR => self.error |= value == "true",
+            keys::OTEL_STATUS_CODE => self.error |= value == "ERROR",
             keys::PEER_SERVICE
             | keys::DB_SYSTEM
             | keys::DB_SYSTEM_NAME
@@ -92,16 +133,16 @@ impl<'a> Attrs<'a> {
             | keys::SERVER_ADDRESS
             | keys::NET_PEER_NAME => {
                 if let Some(a) = PeerAttribute::from_key(key) {
-                    self.peers[a as usize] = Some(value.into());
+                    self.peers[a as usize] = Some(value);
                 }
             }
-            keys::DB_STATEMENT | keys::DB_QUERY_TEXT => self.statement = Some(value.into()),
-            keys::SAMPLER_TYPE => self.sampler_type = Some(value.into()),
+            keys::DB_STATEMENT | keys::DB_QUERY_TEXT => self.statement = Some(value),
+            keys::SAMPLER_TYPE => self.sampler_type = Some(value),
             // Some SDKs write numbers as strings.
-            keys::SAMPLER_PARAM => self.sampler_param = value.into().trim().parse().ok(),
-            keys::TRACESTATE => self.tracestate(&value.into()),
+            keys::SAMPLER_PARAM => self.sampler_param = value.trim().parse().ok(),
+            keys::TRACESTATE => self.tracestate(&value),
             k if keys::DESTINATIONS.contains(&k) => {
-                self.destination.get_or_insert(value.into());
+                self.destination.get_or_insert(value);
             }
             _ => {}
         }
@@ -115,6 +156,7 @@ impl<'a> Attrs<'a> {
             keys::SAMPLER_PARAM => self.sampler_param = Some(f64::from(u8::from(value))),
             _ => {}
         }
+        self.dimension(key, if value { "true" } else { "false" }, false);
     }
 
     /// Notes a number-valued tag (integer or float).
@@ -122,6 +164,9 @@ impl<'a> Attrs<'a> {
     pub fn number(&mut self, key: &str, value: f64) {
         if key == keys::SAMPLER_PARAM {
             self.sampler_param = Some(value);
+        }
+        if !self.dimension_keys.is_empty() {
+            self.dimension(key, value.to_string(), false);
         }
     }
 
@@ -152,10 +197,34 @@ impl<'a> Attrs<'a> {
             _ => None,
         };
         span.adjusted_count = self.tracestate_count.or(sampler).map_or(0.0, |n| n as f32);
+        if !self.dimensions.is_empty() {
+            span.dimensions = self.dimensions_sym(names);
+        }
         if let Some(k) = self.kind {
             span.kind = k;
         }
         span.error |= self.error;
+    }
+}
+
+impl Attrs<'_> {
+    /// The dimension values in key order, each the span's or else the
+    /// resource's, each cut to the name limit, joined.
+    fn dimensions_sym(&self, names: &mut Interner) -> Sym {
+        let mut joined = String::new();
+        for i in 0..self.dimension_keys.len() {
+            let of = |resource: bool| {
+                self.dimensions.iter().rev().find(|(k, r, _)| usize::from(*k) == i && *r == resource)
+            };
+            if i > 0 {
+                joined.push(crate::model::DIMENSION_SEPARATOR);
+            }
+            if let Some((_, _, v)) = of(false).or_else(|| of(true)) {
+                joined.push_str(&names.capped(&v.replace(crate::model::DIMENSION_SEPARATOR, " ")));
+            }
+        }
+        // Each value is cut already; the joined name is poirot's own.
+        names.intern(&joined)
     }
 }
 

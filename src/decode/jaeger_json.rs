@@ -35,8 +35,8 @@ struct Fields<'a> {
     attrs: Attrs<'a>,
 }
 
-fn read_span<'a>(r: &mut Reader<'a>) -> Result<Fields<'a>, Stop> {
-    let mut f = Fields::default();
+fn read_span<'a>(r: &mut Reader<'a>, dimensions: &'a [Box<str>]) -> Result<Fields<'a>, Stop> {
+    let mut f = Fields { attrs: Attrs::with_dimensions(dimensions), ..Fields::default() };
     if !r.object("the span")? {
         return Err(r.invalid("the span", "an object", json::Kind::Null));
     }
@@ -48,12 +48,14 @@ fn read_span<'a>(r: &mut Reader<'a>) -> Result<Fields<'a>, Stop> {
             "startTime" | "start_time" => f.start_time = r.opt_str("startTime")?,
             "duration" => f.duration = r.opt_str("duration")?,
             "references" => read_references(r, &mut f.references)?,
-            "tags" => read_tags(r, &mut f.attrs)?,
+            "tags" => read_tags(r, &mut f.attrs, false)?,
             "process" => {
                 if r.object("process")? {
                     while let Some(key) = r.key()? {
                         match &*key {
                             "serviceName" | "service_name" => f.service_name = r.str("serviceName")?,
+                            // Read for dimensions only.
+                            "tags" if f.attrs.has_dimensions() => read_tags(r, &mut f.attrs, true)?,
                             _ => r.skip()?,
                         }
                     }
@@ -107,7 +109,8 @@ fn read_references<'a>(
     Ok(())
 }
 
-fn read_tags<'a>(r: &mut Reader<'a>, attrs: &mut Attrs<'a>) -> Result<(), Stop> {
+/// A span's tags, or with `resource` its process's (which give dimensions only).
+fn read_tags<'a>(r: &mut Reader<'a>, attrs: &mut Attrs<'a>, resource: bool) -> Result<(), Stop> {
     if !r.array("tags")? {
         return Ok(());
     }
@@ -127,6 +130,12 @@ fn read_tags<'a>(r: &mut Reader<'a>, attrs: &mut Attrs<'a>) -> Result<(), Stop> 
                 "vFloat64" | "v_float64" => v_num = r.f64("tag vFloat64")?,
                 _ => r.skip()?,
             }
+        }
+        if resource {
+            if v_type.as_ref().is_none_or(|t| t.is("STRING", 0)) {
+                attrs.resource(&key, v_str.unwrap_or_default());
+            }
+            continue;
         }
         match v_type {
             None => attrs.string(&key, v_str.unwrap_or_default()),
@@ -221,7 +230,8 @@ fn span_id(s: Option<&str>, what: &str) -> Result<SpanId, DecodeError> {
 /// Decodes one span record.
 pub fn decode(record: &[u8], names: &mut Interner) -> Result<Span, DecodeError> {
     let mut reader = Reader::new(record, FORMAT)?;
-    let f = read_span(&mut reader)?;
+    let dimensions = names.dimensions();
+    let f = read_span(&mut reader, &dimensions)?;
     let trace = match f.trace_id.as_deref() {
         Some(s) => trace_id(s, "trace id")?,
         None => return Err(DecodeError::new(Reason::InvalidTraceId, "trace id is missing")),

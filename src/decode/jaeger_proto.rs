@@ -95,7 +95,7 @@ fn decode_tag<'a>(b: &'a [u8], attrs: &mut Attrs<'a>) -> Result<(), DecodeError>
             (1, LEN) => {
                 key = r.bytes().map_err(|e| malformed(e, "tag"))?;
                 // Most tags are of no interest; the key comes first, so stop here.
-                if attrs::read_key(key).is_none() {
+                if attrs::read_key(key).is_none() && !attrs.wants(key) {
                     return Ok(());
                 }
             }
@@ -107,7 +107,19 @@ fn decode_tag<'a>(b: &'a [u8], attrs: &mut Attrs<'a>) -> Result<(), DecodeError>
         }
     }
     // Only a handful of keys matter; skip UTF-8 checks for the rest.
-    let Some(key) = attrs::read_key(key) else { return Ok(()) };
+    let Some(key) = attrs::read_key(key) else {
+        let key = utf8(key, "tag key")?;
+        if let Some(v) = v_str {
+            attrs.string(key, utf8(v, "tag value")?);
+        }
+        if let Some(v) = v_bool {
+            attrs.boolean(key, v);
+        }
+        if let Some(v) = v_num {
+            attrs.number(key, v);
+        }
+        return Ok(());
+    };
     if let Some(v) = v_str {
         attrs.string(key, utf8(v, "tag value")?);
     }
@@ -120,13 +132,35 @@ fn decode_tag<'a>(b: &'a [u8], attrs: &mut Attrs<'a>) -> Result<(), DecodeError>
     Ok(())
 }
 
-fn process_service(b: &[u8]) -> Result<&[u8], DecodeError> {
+/// A tag's key and its string value, if it has one.
+fn tag_string(b: &[u8]) -> Result<(&[u8], Option<&[u8]>), DecodeError> {
+    let mut r = Reader::new(b);
+    let (mut key, mut value) = (&b""[..], None);
+    while !r.at_end() {
+        let (f, wt) = r.key().map_err(|e| malformed(e, "process tag"))?;
+        match (f, wt) {
+            (1, LEN) => key = r.bytes().map_err(|e| malformed(e, "process tag"))?,
+            (3, LEN) => value = Some(r.bytes().map_err(|e| malformed(e, "process tag"))?),
+            _ => r.skip(wt).map_err(|e| malformed(e, "process tag"))?,
+        }
+    }
+    Ok((key, value))
+}
+
+/// The process's service name; its tags are read only for dimensions.
+fn process<'a>(b: &'a [u8], attrs: &mut Attrs<'a>) -> Result<&'a [u8], DecodeError> {
     let mut r = Reader::new(b);
     let mut name = &b""[..];
     while !r.at_end() {
         let (f, wt) = r.key().map_err(|e| malformed(e, "process"))?;
         match (f, wt) {
             (1, LEN) => name = r.bytes().map_err(|e| malformed(e, "process"))?,
+            (2, LEN) if attrs.has_dimensions() => {
+                let (key, value) = tag_string(r.bytes().map_err(|e| malformed(e, "process tag"))?)?;
+                if let (true, Some(v)) = (attrs.wants(key), value) {
+                    attrs.resource(utf8(key, "process tag key")?, utf8(v, "process tag value")?);
+                }
+            }
             _ => r.skip(wt).map_err(|e| malformed(e, "process"))?,
         }
     }
@@ -135,6 +169,8 @@ fn process_service(b: &[u8]) -> Result<&[u8], DecodeError> {
 
 /// Decodes one `jaeger.api_v2.Span`.
 pub fn decode(record: &[u8], names: &mut Interner) -> Result<Span, DecodeError> {
+    let dimensions = names.dimensions();
+    let mut attrs = Attrs::with_dimensions(&dimensions);
     let mut r = Reader::new(record);
     let mut trace_raw: Option<&[u8]> = None;
     let mut span_raw: Option<&[u8]> = None;
@@ -159,7 +195,7 @@ pub fn decode(record: &[u8], names: &mut Interner) -> Result<Span, DecodeError> 
                 duration_us = seconds_nanos_us(b, "duration")?;
             }
             (8, LEN) => tag_msgs.push(r.bytes().map_err(|e| malformed(e, "tags"))?),
-            (10, LEN) => service = process_service(r.bytes().map_err(|e| malformed(e, "process"))?)?,
+            (10, LEN) => service = process(r.bytes().map_err(|e| malformed(e, "process"))?, &mut attrs)?,
             _ => r.skip(wt).map_err(|e| malformed(e, "unknown field"))?,
         }
     }
@@ -174,7 +210,6 @@ pub fn decode(record: &[u8], names: &mut Interner) -> Result<Span, DecodeError> 
     let start = start_us.ok_or_else(|| DecodeError::new(Reason::InvalidTime, "span has no start time"))?;
     let (start_us, duration_us) = time::check(start, duration_us)?;
 
-    let mut attrs = Attrs::default();
     for t in &tag_msgs {
         decode_tag(t, &mut attrs)?;
     }

@@ -30,6 +30,9 @@ struct Trace {
 struct Process {
     #[serde(rename = "serviceName", default)]
     service_name: String,
+    /// Read for dimensions only.
+    #[serde(default)]
+    tags: Vec<UiTag>,
 }
 
 #[derive(Deserialize)]
@@ -94,13 +97,17 @@ fn decode_span(
     let trace_id = hex_trace(&us.trace_id, "traceID")?;
     let span_id = hex_span(&us.span_id, "spanID")?;
     let (start_us, duration_us) = time::check(us.start_time, us.duration)?;
-    let service = us
-        .process
-        .as_ref()
-        .or_else(|| processes.get(&us.process_id))
-        .map(|p| p.service_name.as_str())
-        .unwrap_or("");
-    let mut attrs = Attrs::default();
+    let process = us.process.as_ref().or_else(|| processes.get(&us.process_id));
+    let service = process.map(|p| p.service_name.as_str()).unwrap_or("");
+    let dimensions = names.dimensions();
+    let mut attrs = Attrs::with_dimensions(&dimensions);
+    if attrs.has_dimensions() {
+        for t in process.map(|p| p.tags.as_slice()).unwrap_or_default() {
+            if let Value::String(s) = &t.value {
+                attrs.resource(&t.key, s);
+            }
+        }
+    }
     for t in &us.tags {
         match &t.value {
             Value::String(s) => attrs.string(&t.key, s),

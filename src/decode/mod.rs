@@ -26,6 +26,9 @@ mod time;
 #[cfg(test)]
 mod sampling_tests;
 
+#[cfg(test)]
+mod dimension_tests;
+
 pub use attrs::Attrs;
 pub use detect::detect;
 

@@ -71,6 +71,8 @@ pub struct Interner {
     /// The order a span's peer is named in: decoders read it here, as they
     /// read the name limits.
     peer_attributes: Vec<super::PeerAttribute>,
+    /// Attribute keys whose values become extra RED labels (`red.dimensions`).
+    dimensions: std::sync::Arc<[Box<str>]>,
 }
 
 impl Default for Interner {
@@ -83,6 +85,7 @@ impl Default for Interner {
             max_name_bytes: DEFAULT_MAX_NAME_BYTES,
             truncated: [0; NameKind::ALL.len()],
             peer_attributes: super::DEFAULT_PEER_ATTRIBUTES.to_vec(),
+            dimensions: std::sync::Arc::new([]),
         };
         i.intern("");
         i
@@ -119,6 +122,21 @@ impl Interner {
 
     pub fn peer_attributes(&self) -> &[super::PeerAttribute] {
         &self.peer_attributes
+    }
+
+    /// Sets the attribute keys (span, else resource) whose values label RED
+    /// series; a span keeps them as one name ([`super::Span::dimensions`]).
+    pub fn set_dimensions(&mut self, keys: &[String]) {
+        self.dimensions = keys.iter().map(|k| Box::<str>::from(k.as_str())).collect();
+    }
+
+    /// The dimension keys (a shared handle: decoders hold it while they intern).
+    pub fn dimensions(&self) -> std::sync::Arc<[Box<str>]> {
+        std::sync::Arc::clone(&self.dimensions)
+    }
+
+    pub fn dimension_count(&self) -> usize {
+        self.dimensions.len()
     }
 
     /// The longest name kept, in bytes (0: no limit).

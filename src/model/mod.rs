@@ -11,4 +11,4 @@ pub mod time;
 pub use ids::{SpanId, TraceId};
 pub use intern::{Interner, NameKind, Sym, DEFAULT_MAX_NAME_BYTES, OVERFLOW};
 pub use peer::{PeerAttribute, DEFAULT_PEER_ATTRIBUTES};
-pub use span::{RefKind, Refs, Span, SpanKind, SpanRef};
+pub use span::{RefKind, Refs, Span, SpanKind, SpanRef, DIMENSION_SEPARATOR};

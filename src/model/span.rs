@@ -119,6 +119,9 @@ impl SpanKind {
     }
 }
 
+/// Separates the values of a span's dimensions in their joined name.
+pub const DIMENSION_SEPARATOR: char = '\u{1f}';
+
 /// One span, as the analyses see it. Strings are interned; an absent attribute is
 /// the empty symbol (`Sym(0)`).
 #[derive(Clone, PartialEq, Debug, Default)]
@@ -138,6 +141,9 @@ pub struct Span {
     /// ([`super::PeerAttribute`]; `peer.service`, `db.name`, `db.system`,
     /// `server.address` by default).
     pub peer: Sym,
+    /// The values of the configured RED dimensions, in order, joined by
+    /// [`DIMENSION_SEPARATOR`]; 0 when none is configured or none is present.
+    pub dimensions: Sym,
     /// A hash of the database statement (`db.statement`, `db.query.text`); 0 when
     /// there is none. Calls repeat a statement when their hashes are equal.
     pub statement: u32,

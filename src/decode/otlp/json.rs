@@ -71,28 +71,34 @@ fn read_resource_spans(
     if !r.object("a resourceSpans entry")? {
         return Ok(());
     }
-    let mut service: Option<Sym> = None;
+    let mut resource: Option<Resource<'_>> = None;
     let mut later = None;
+    let dimension_keys = names.dimensions();
     while let Some(key) = r.key()? {
         match &*key {
             "resource" => {
                 let mut name: Option<Cow<'_, str>> = None;
+                let mut dimensions = Vec::new();
                 if r.object("resource")? {
                     while let Some(key) = r.key()? {
                         match &*key {
                             "attributes" => read_attributes(r, |k, v| {
-                                if let (keys::SERVICE_NAME, Value::Str(s), None) = (k, v, &name) {
-                                    name = Some(s);
+                                let Value::Str(s) = v else { return };
+                                if k == keys::SERVICE_NAME {
+                                    name.get_or_insert(s);
+                                } else if dimension_keys.iter().any(|d| **d == *k) {
+                                    dimensions.push((k.to_owned(), s));
                                 }
                             })?,
                             _ => r.skip()?,
                         }
                     }
                 }
-                service = Some(service_sym(names, name.as_deref().unwrap_or("")));
+                let service = service_sym(names, name.as_deref().unwrap_or(""));
+                resource = Some(Resource { service, dimensions });
             }
-            "scopeSpans" | "scope_spans" => match service {
-                Some(service) => read_scope_spans(r, service, names, spans, errors)?,
+            "scopeSpans" | "scope_spans" => match &resource {
+                Some(resource) => read_scope_spans(r, resource, names, spans, errors)?,
                 None => {
                     later = Some(r.mark());
                     r.skip()?;
@@ -103,17 +109,24 @@ fn read_resource_spans(
     }
     if let Some(at) = later {
         let end = r.mark();
-        let service = service.unwrap_or_else(|| service_sym(names, ""));
+        let resource =
+            resource.unwrap_or_else(|| Resource { service: service_sym(names, ""), dimensions: Vec::new() });
         r.reset(at);
-        read_scope_spans(r, service, names, spans, errors)?;
+        read_scope_spans(r, &resource, names, spans, errors)?;
         r.reset(end);
     }
     Ok(())
 }
 
+/// What a resource gives its spans: the service, and its attributes that are dimensions.
+struct Resource<'a> {
+    service: Sym,
+    dimensions: Vec<(String, Cow<'a, str>)>,
+}
+
 fn read_scope_spans(
     r: &mut Reader<'_>,
-    service: Sym,
+    resource: &Resource<'_>,
     names: &mut Interner,
     spans: &mut Vec<Span>,
     errors: &mut Vec<DecodeError>,
@@ -131,7 +144,7 @@ fn read_scope_spans(
                     if r.array("spans")? {
                         while r.item()? {
                             let at = r.mark();
-                            match read_span(r, service, names) {
+                            match read_span(r, resource, names) {
                                 Ok(s) => spans.push(s),
                                 Err(Stop::Invalid(e)) => {
                                     r.reset(at);
@@ -195,11 +208,12 @@ fn read_attributes<'a>(r: &mut Reader<'a>, mut f: impl FnMut(&str, Value<'a>)) -
     Ok(())
 }
 
-fn read_span<'a>(r: &mut Reader<'a>, service: Sym, names: &mut Interner) -> Result<Span, Stop> {
+fn read_span<'a>(r: &mut Reader<'a>, resource: &Resource<'_>, names: &mut Interner) -> Result<Span, Stop> {
     if !r.object("a span")? {
         return Err(DecodeError::new(Reason::MalformedJson, "otlp json: a span is null").into());
     }
     let (mut trace, mut span, mut parent) = (None, None, None);
+    let dimension_keys = names.dimensions();
     let mut p = Parts {
         trace_id: TraceId::default(),
         span_id: SpanId(0),
@@ -208,10 +222,13 @@ fn read_span<'a>(r: &mut Reader<'a>, service: Sym, names: &mut Interner) -> Resu
         kind: SpanKind::Unspecified,
         start_ns: 0,
         end_ns: 0,
-        attrs: Attrs::default(),
+        attrs: Attrs::with_dimensions(&dimension_keys),
         links: Default::default(),
         status_error: false,
     };
+    for (k, v) in &resource.dimensions {
+        p.attrs.resource(k, v.clone());
+    }
     while let Some(key) = r.key()? {
         match &*key {
             "traceId" | "trace_id" => trace = Some(r.str("traceId")?),
@@ -264,7 +281,7 @@ fn read_span<'a>(r: &mut Reader<'a>, service: Sym, names: &mut Interner) -> Resu
         None | Some("") => None,
         Some(s) => Some(hex_span(s, "parentSpanId")?),
     };
-    Ok(build(service, p, names)?)
+    Ok(build(resource.service, p, names)?)
 }
 
 fn read_links(

@@ -105,6 +105,19 @@ fn string_attr<'a>(kvs: &[&'a [u8]], wanted: &str) -> Result<Option<&'a str>, De
     Ok(found)
 }
 
+/// The resource's string attributes that are dimensions.
+fn resource_dimensions<'a>(kvs: &[&'a [u8]], attrs: &mut Attrs<'a>) -> Result<(), DecodeError> {
+    for kv in kvs {
+        let (k, v) = key_value(kv)?;
+        if attrs.wants(k) {
+            if let Value::Str(v) = any_value(v)? {
+                attrs.resource(utf8(k, "resource attribute key")?, utf8(v, "resource attribute")?);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A link as walked: trace id, span id, `opentracing.ref_type`.
 type WalkedLink<'a> = (&'a [u8], &'a [u8], Option<&'a str>);
 
@@ -122,7 +135,7 @@ struct Walked<'a> {
     status_error: bool,
 }
 
-fn walk_span(b: &[u8]) -> Result<Walked<'_>, DecodeError> {
+fn walk_span<'a>(b: &'a [u8], dimensions: &'a [Box<str>]) -> Result<Walked<'a>, DecodeError> {
     let mut s = Walked {
         trace_id: b"",
         span_id: b"",
@@ -131,7 +144,7 @@ fn walk_span(b: &[u8]) -> Result<Walked<'_>, DecodeError> {
         kind: 0,
         start_ns: 0,
         end_ns: 0,
-        attrs: Attrs::default(),
+        attrs: Attrs::with_dimensions(dimensions),
         links: SmallVec::new(),
         status_error: false,
     };
@@ -149,7 +162,12 @@ fn walk_span(b: &[u8]) -> Result<Walked<'_>, DecodeError> {
             (9, LEN) => {
                 let (k, v) = key_value(bytes(r, "attributes")?)?;
                 // Most attributes are of no interest: their values are not even walked.
-                if let Some(k) = attrs::read_key(k) {
+                let k = match attrs::read_key(k) {
+                    Some(k) => Some(k),
+                    None if s.attrs.wants(k) => Some(utf8(k, "attribute key")?),
+                    None => None,
+                };
+                if let Some(k) = k {
                     match any_value(v)? {
                         Value::Str(v) => s.attrs.string(k, utf8(v, k)?),
                         Value::Bool(v) => s.attrs.boolean(k, v),
@@ -198,6 +216,7 @@ fn walk(
     spans: &mut Vec<Span>,
     errors: &mut Vec<DecodeError>,
 ) -> Result<(), DecodeError> {
+    let dimensions = names.dimensions();
     fields(record, "", |f, wt, r| {
         if (f, wt) != (1, LEN) {
             return Ok(false);
@@ -226,7 +245,11 @@ fn walk(
                 if (f, wt) != (2, LEN) {
                     return Ok(false);
                 }
-                match parts(walk_span(bytes(r, "spans")?)?).and_then(|p| build(service, p, names)) {
+                let mut walked = walk_span(bytes(r, "spans")?, &dimensions)?;
+                if walked.attrs.has_dimensions() {
+                    resource_dimensions(&resource_kvs, &mut walked.attrs)?;
+                }
+                match parts(walked).and_then(|p| build(service, p, names)) {
                     Ok(span) => spans.push(span),
                     Err(e) => errors.push(e),
                 }

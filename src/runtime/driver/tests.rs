@@ -155,6 +155,7 @@ impl Harness {
             analysis: AnalysisConfig::default(),
             flows: Default::default(),
             detected_at: DetectedAt::TraceClose,
+            dimensions: Vec::new(),
         };
         let pipeline = Pipeline::new(config, Arc::new(ManualClock::new(0)));
         let sink = Recorder { log: self.log.clone(), answer, finished_before };

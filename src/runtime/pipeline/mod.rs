@@ -37,6 +37,8 @@ pub struct PipelineConfig {
     /// What outlives a trace's close: the closed-trace index, message-loss deadlines.
     pub flows: FlowConfig,
     pub detected_at: DetectedAt,
+    /// Span or resource attributes added as labels to the RED series (`red.dimensions`).
+    pub dimensions: Vec<String>,
 }
 
 pub struct Pipeline {
@@ -94,6 +96,7 @@ impl Pipeline {
         analysis.max_spans_per_trace = config.assembly.max_spans_per_trace;
         let mut names = Interner::with_limits(analysis.max_names, analysis.max_name_bytes);
         names.set_peer_attributes(analysis.peer_attributes.attributes());
+        names.set_dimensions(&config.dimensions);
         let overflow = names.intern(crate::analysis::red::OVERFLOW);
         let mut analyzer = Analyzer::new(analysis, config.detected_at, overflow);
         analyzer.flows = Flows::new(config.flows, &mut names);

@@ -15,6 +15,7 @@ fn pipeline(clock: &ManualClock) -> Pipeline {
         analysis: AnalysisConfig::default(),
         flows: Default::default(),
         detected_at: DetectedAt::TraceClose,
+        dimensions: Vec::new(),
     };
     Pipeline::new(config, Arc::new(clock.clone()))
 }

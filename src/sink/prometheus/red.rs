@@ -30,16 +30,36 @@ pub fn status_code(error: bool) -> &'static str {
     }
 }
 
+/// RED's own labels: a dimension may not take one.
+pub const LABELS: [&str; 4] = ["service_name", "span_name", "span_kind", "status_code"];
+
+/// The label of dimension `key`: Prometheus allows letters, digits and `_`
+/// (`deployment.environment` → `deployment_environment`).
+pub fn dimension_label(key: &str) -> String {
+    let mut label: String = key.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    if label.starts_with(|c: char| c.is_ascii_digit()) {
+        label.insert(0, '_');
+    }
+    label
+}
+
 /// Every series, sorted, with trace-id exemplars where the format has them.
 pub fn render(red: &Red, names: &Interner, e: &mut Exposition) {
     let sorted = red.sorted(names);
+    let dimensions: Vec<String> = names.dimensions().iter().map(|k| dimension_label(k)).collect();
     let labels = |k: &RedKey| {
-        [
-            ("service_name", names.resolve(k.service)),
-            ("span_name", names.resolve(k.operation)),
-            ("span_kind", k.kind.otlp_name()),
-            ("status_code", status_code(k.error)),
-        ]
+        let mut l = vec![
+            (LABELS[0], names.resolve(k.service)),
+            (LABELS[1], names.resolve(k.operation)),
+            (LABELS[2], k.kind.otlp_name()),
+            (LABELS[3], status_code(k.error)),
+        ];
+        // Values in key order; a span without one (or the overflow series) has "".
+        let mut values = names.resolve(k.dimensions).split(crate::model::DIMENSION_SEPARATOR);
+        for d in &dimensions {
+            l.push((d.as_str(), values.next().unwrap_or("")));
+        }
+        l
     };
     e.family(CALLS_METRIC, Kind::Counter, "Spans per service, operation, span kind and status.");
     for (k, s) in &sorted {
