@@ -3,7 +3,7 @@
 
 use super::pb::{jaeger, otlp};
 use super::{decode, jaeger_json, jaeger_proto, jaeger_ui, Format};
-use crate::model::{Interner, Span, SpanId, SpanKind, TraceId, DIMENSION_SEPARATOR};
+use crate::model::{Interner, DIMENSION_SEPARATOR};
 use prost::Message;
 use serde_json::{json, Value};
 
@@ -15,16 +15,7 @@ const RESOURCE_TAGS: [(&str, &str); 2] = [("k8s.namespace.name", "shop"), ("tier
 
 fn records() -> Vec<(Format, Vec<u8>)> {
     let mut names = Interner::new();
-    let s = Span {
-        trace_id: TraceId::new(1, 2),
-        span_id: SpanId(3),
-        start_us: 1_767_225_600_000_000,
-        duration_us: 10,
-        service: names.intern("frontend"),
-        operation: names.intern("GET /"),
-        kind: SpanKind::Server,
-        ..Span::default()
-    };
+    let s = super::sampling_tests::span(&mut names);
     let mut m = jaeger_proto::to_message(&s, &names, &SPAN_TAGS);
     if let Some(p) = m.process.as_mut() {
         p.tags.extend(RESOURCE_TAGS.iter().map(|(k, v)| jaeger::KeyValue {

@@ -106,19 +106,10 @@ fn decode_tag<'a>(b: &'a [u8], attrs: &mut Attrs<'a>) -> Result<(), DecodeError>
             _ => r.skip(wt).map_err(|e| malformed(e, "tag"))?,
         }
     }
-    // Only a handful of keys matter; skip UTF-8 checks for the rest.
-    let Some(key) = attrs::read_key(key) else {
-        let key = utf8(key, "tag key")?;
-        if let Some(v) = v_str {
-            attrs.string(key, utf8(v, "tag value")?);
-        }
-        if let Some(v) = v_bool {
-            attrs.boolean(key, v);
-        }
-        if let Some(v) = v_num {
-            attrs.number(key, v);
-        }
-        return Ok(());
+    // A key poirot reads is known to be UTF-8; a dimension's is checked.
+    let key = match attrs::read_key(key) {
+        Some(k) => k,
+        None => utf8(key, "tag key")?,
     };
     if let Some(v) = v_str {
         attrs.string(key, utf8(v, "tag value")?);

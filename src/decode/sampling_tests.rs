@@ -7,7 +7,8 @@ use crate::model::{Interner, Span, SpanId, SpanKind, TraceId};
 use prost::Message;
 use serde_json::{json, Value};
 
-fn span(names: &mut Interner) -> Span {
+/// One server span, for a record of any format.
+pub(super) fn span(names: &mut Interner) -> Span {
     Span {
         trace_id: TraceId::new(1, 2),
         span_id: SpanId(3),
