@@ -3,7 +3,8 @@
 //   node tests/browser/page.mjs URL SCREENSHOT.png
 //
 // URL is a running `poirot demo` with SIMULATE_S3_BEHAVIOUR=ERROR. Checks that the page
-// loads, that the graph draws the destination nobody consumes (SANDBOX_RESULT) as such,
+// loads, that the graph draws the destination nobody consumes (SANDBOX_RESULT) as such and
+// S3, which sends no spans, as a virtual node,
 // that the RED table fills, and that clicking an anomaly group opens its waterfall with the
 // lost message marked; then keeps a screenshot. Exits non-zero, saying what failed.
 import { chromium } from 'playwright-core';
@@ -32,6 +33,8 @@ try {
   await page.waitForSelector('#graph svg g.node.destination.unconsumed[data-name="SANDBOX_RESULT"]', within);
   await page.waitForSelector('#graph svg g.node.service[data-name="SandboxAnalyser"]', within);
   await page.waitForSelector('#graph svg g.node.destination[data-name="SAMPLE_RECEIVED"]', within);
+  // S3 is called and sends no spans: a virtual node.
+  await page.waitForSelector('#graph svg g.node.virtual[data-name="s3"]', within);
   // RED over a window: rows with rates and bucket ranges.
   await page.waitForSelector('#red tr td.num', within);
   // The anomaly groups; a click opens the evidence as a waterfall with the lost message marked.
