@@ -77,6 +77,9 @@ fn bad_dimensions_are_refused_by_name() {
         (vec!["service.name", "service_name"], "\"service.name\" would be the label \"service_name\""),
         (vec!["k8s.pod", "k8s_pod"], "already taken"),
         (vec![""], "empty key"),
+        (vec!["le"], "Prometheus reserves"),
+        (vec!["quantile"], "Prometheus reserves"),
+        (vec!["__name__"], "Prometheus reserves"),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("poirot.toml");

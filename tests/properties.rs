@@ -95,8 +95,14 @@ fn build(r: &RawSpan, names: &mut Interner) -> Span {
         refs.push(SpanRef { trace_id: t, span_id: SpanId(*s), kind: RefKind::FollowsFrom });
     }
     let mut opt = |v: &Option<String>| v.as_deref().map(|s| names.intern(s)).unwrap_or(Sym(0));
-    // One peer: `peer.service` before `db.system`, as decoders choose by default.
-    let (destination, peer) = (opt(&r.destination), opt(if r.peer.is_some() { &r.peer } else { &r.db }));
+    // One peer, on client spans only: `peer.service` before `db.system`, as
+    // decoders choose by default.
+    let destination = opt(&r.destination);
+    let peer = if KINDS[r.kind] == SpanKind::Client {
+        opt(if r.peer.is_some() { &r.peer } else { &r.db })
+    } else {
+        Sym(0)
+    };
     Span {
         trace_id,
         span_id: SpanId(r.span),

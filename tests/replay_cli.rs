@@ -109,7 +109,7 @@ fn anomalies_are_exactly_the_simulated_ones() {
     let (input, expected) = simulate(
         dir.path(),
         "jaeger-proto",
-        &["--loss-rate", "0.1", "--loop-rate", "0.1", "--archive-every", "7"],
+        &["--loss-rate", "0.1", "--loop-rate", "0.1", "--n-plus-one-rate", "0.1", "--archive-every", "7"],
     );
     let (out, summary) = replay(dir.path(), "out", &[&input], &[]);
     let mut found: Vec<(String, String, String, String)> = lines(&out.join("anomalies.ndjson"))
@@ -135,7 +135,9 @@ fn anomalies_are_exactly_the_simulated_ones() {
         .collect();
     found.sort();
     wanted.sort();
-    assert!(wanted.iter().any(|w| w.0 == "message_loss") && wanted.iter().any(|w| w.0 == "recursive_chain"));
+    for kind in ["message_loss", "recursive_chain", "repeated_calls"] {
+        assert!(wanted.iter().any(|w| w.0 == kind), "no {kind} simulated");
+    }
     assert_eq!(found, wanted);
     assert!(summary.contains("anomalies: message_loss"), "{summary}");
 }

@@ -161,3 +161,39 @@ fn an_unknown_or_repeated_peer_attribute_is_refused_by_name() {
         assert!(e.contains("service_graph.virtual_node_peer_attributes") && e.contains(says), "{e}");
     }
 }
+
+#[test]
+fn a_child_of_another_service_answers_a_call_whatever_its_kind() {
+    // OpenTracing often leaves span.kind out: the callee's span still answers.
+    let mut p = pipeline();
+    let mut b = TraceBuilder::new(p.names_mut(), 1);
+    b.span(1, "api", SpanKind::Server, &[]);
+    b.span(2, "api", SpanKind::Client, &[(1, RefKind::ChildOf)]);
+    b.span(3, "orders", SpanKind::Unspecified, &[(2, RefKind::ChildOf)]);
+    b.spans[1].peer = b.names.intern("orders");
+    let spans = std::mem::take(&mut b.spans);
+    run_spans(&mut p, spans);
+    assert!(p.outputs().edges.virtuals.is_empty());
+}
+
+#[test]
+fn only_client_spans_name_a_peer() {
+    // A server span's server.address names its own side (often from a Host header).
+    let mut names = Interner::new();
+    let s = Span {
+        trace_id: TraceId::new(1, 2),
+        span_id: SpanId(3),
+        start_us: common::T0,
+        duration_us: 10,
+        service: names.intern("api"),
+        operation: names.intern("GET /"),
+        kind: SpanKind::Server,
+        ..Span::default()
+    };
+    let record = decode::jaeger_proto::encode(&s, &names, &[("server.address", "evil.example")]);
+    let mut p = pipeline();
+    let (mut spans, mut errors) = (Vec::new(), Vec::new());
+    decode::decode(Format::JaegerProto, &record, p.names_mut(), &mut spans, &mut errors);
+    assert_eq!(spans[0].peer, Default::default());
+    assert_eq!(p.names().get("evil.example"), None, "not even interned");
+}

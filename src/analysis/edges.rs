@@ -328,15 +328,17 @@ impl Edges {
     }
 }
 
-/// The client spans of a trace that name a peer and that no server span
-/// answers (with their index): calls to virtual nodes.
+/// The client spans of a trace that name a peer and that nothing answers
+/// (with their index): calls to virtual nodes. A child that is a server span or
+/// of another service answers (it is an edge of its own already).
 pub fn unanswered_calls<'a>(
     spans: &'a [Span],
     dag: &TraceDag,
 ) -> impl Iterator<Item = (&'a Span, usize)> + 'a {
     let mut answered = vec![false; spans.len()];
     for e in dag.graph.raw_edges() {
-        if spans[e.target().index()].kind == SpanKind::Server {
+        let (p, c) = (&spans[e.source().index()], &spans[e.target().index()]);
+        if c.kind == SpanKind::Server || c.service != p.service {
             answered[e.source().index()] = true;
         }
     }

@@ -1,10 +1,12 @@
 //! repeated_calls (N+1): a span that makes the same call again and again, each
 //! call waiting for the one before, where one batched or parallel call would do.
 //!
-//! The calls of a span are its `child_of` children. Two calls are the same when
-//! they reach the same callee (for a client span whose server side is traced,
-//! the server span's service and operation; otherwise the child's own) with the
-//! same `peer.service` and the same statement (`db.statement`, when present).
+//! The calls of a span are its `child_of` children that are calls: client or
+//! server spans, or spans of another service (internal work, and messages the
+//! span publishes, are not). Two calls are the same when they reach the same
+//! callee (for a client span whose server side is traced, the server span's
+//! service and operation; otherwise the child's own) with the same peer
+//! ([`Span::peer`]) and the same statement (`db.statement`, when present).
 //! The calls of one group are sequential when, in start order, none begins
 //! before every earlier one has ended (1 µs of rounding allowed): a fan-out, a
 //! worker pool or a single overlap anywhere means the caller already runs them
@@ -56,10 +58,15 @@ fn server_side(spans: &[Span], dag: &TraceDag, i: u32) -> Option<u32> {
 pub fn repeated_calls(t: &TraceCtx<'_>, dag: &TraceDag, min_calls: u32, out: &mut Vec<Anomaly>) {
     let min_calls = min_calls.max(2) as usize;
     // Most traces have no span with that many children: count before grouping.
+    let is_call = |caller: usize, span: usize| {
+        let s = &t.spans[span];
+        matches!(s.kind, SpanKind::Client | SpanKind::Server) || s.service != t.spans[caller].service
+    };
     let mut children = vec![0u32; t.spans.len()];
     for e in dag.graph.raw_edges() {
-        if e.weight == RefKind::ChildOf && e.source() != e.target() {
-            children[e.source().index()] += 1;
+        let (caller, span) = (e.source().index(), e.target().index());
+        if e.weight == RefKind::ChildOf && caller != span && is_call(caller, span) {
+            children[caller] += 1;
         }
     }
     if children.iter().all(|&n| (n as usize) < min_calls) {
@@ -68,7 +75,10 @@ pub fn repeated_calls(t: &TraceCtx<'_>, dag: &TraceDag, min_calls: u32, out: &mu
     let mut calls: Vec<Call> = Vec::new();
     for e in dag.graph.raw_edges() {
         let (caller, span) = (e.source().index() as u32, e.target().index() as u32);
-        if e.weight != RefKind::ChildOf || caller == span || (children[caller as usize] as usize) < min_calls
+        if e.weight != RefKind::ChildOf
+            || caller == span
+            || (children[caller as usize] as usize) < min_calls
+            || !is_call(caller as usize, span as usize)
         {
             continue;
         }

@@ -25,6 +25,7 @@ use std::time::Duration;
                                   a message_loss per workflow (POIROT_DEMO__S3_BEHAVIOUR)
   POIROT_DEMO__MESSAGE_LOSS_RATE=0.02   share of workflows whose SAMPLE_CLASSIFIED is lost
   POIROT_DEMO__PING_PONG_RATE=0.02      share where Reporter and Classificator bounce (a recursive chain)
+  POIROT_DEMO__N_PLUS_ONE_RATE=0.02     share where the Reporter stores findings one by one (repeated calls)
   POIROT_DEMO__MESSAGE_LOSS_DEADLINE=5s how long an unconsumed message waits before it is a loss
   POIROT_DEMO__LISTEN=127.0.0.1:8080    the page and /metrics (or --listen)
   POIROT_LOG=info                 log level (debug: every anomaly as it is found)
@@ -54,6 +55,7 @@ fn pipeline_thread(config: Config, seed: u64, shared: web::Shared, stop: Arc<Ato
         s3: demo.s3_behaviour,
         message_loss_rate: demo.message_loss_rate,
         ping_pong_rate: demo.ping_pong_rate,
+        n_plus_one_rate: demo.n_plus_one_rate,
         ..SimConfig::default()
     };
     let mut source = LiveSimulator::new(sim, seed, demo.publisher_rate, clock);

@@ -47,6 +47,9 @@ pub struct SimulateArgs {
     /// Probability that Reporter and Classificator ping-pong (a recursive chain).
     #[arg(long, default_value_t = 0.0)]
     pub loop_rate: f64,
+    /// Probability that the Reporter stores findings one INSERT at a time (N+1).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub n_plus_one_rate: f64,
     /// An Archiver batch consumer takes every N reports through links from a
     /// trace of its own (0: no archiving): message flows across traces.
     #[arg(long, default_value_t = 0)]
@@ -181,6 +184,7 @@ pub fn run(a: SimulateArgs, config: &Config) -> anyhow::Result<()> {
     anyhow::ensure!(a.rate > 0.0, "--rate must be greater than zero");
     anyhow::ensure!((0.0..=1.0).contains(&a.loss_rate), "--loss-rate must be in [0, 1]");
     anyhow::ensure!((0.0..=1.0).contains(&a.loop_rate), "--loop-rate must be in [0, 1]");
+    anyhow::ensure!((0.0..=1.0).contains(&a.n_plus_one_rate), "--n-plus-one-rate must be in [0, 1]");
     if let Some(brokers) = &a.brokers {
         // A wrong password or CA is one line naming it, not a delivery timeout a minute later.
         kafka_check::check(brokers, &config.kafka.properties, kafka_check::CHECK_TIMEOUT)?;
@@ -193,6 +197,7 @@ pub fn run(a: SimulateArgs, config: &Config) -> anyhow::Result<()> {
         s3: a.s3,
         message_loss_rate: a.loss_rate,
         ping_pong_rate: a.loop_rate,
+        n_plus_one_rate: a.n_plus_one_rate,
         archive_every: a.archive_every,
         archive_delay_us: i64::try_from(a.archive_delay.as_micros()).unwrap_or(i64::MAX),
     };

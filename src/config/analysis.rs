@@ -158,6 +158,9 @@ impl RedSection {
             if key.is_empty() {
                 return Err("a dimension is an empty key".into());
             }
+            if label.starts_with("__") || ["le", "quantile"].contains(&label.as_str()) {
+                return Err(format!("{key:?} would be the label {label:?}, which Prometheus reserves"));
+            }
             if crate::sink::prometheus::red::LABELS.contains(&label.as_str()) || labels.contains(&label) {
                 return Err(format!("{key:?} would be the label {label:?}, which is already taken"));
             }
@@ -285,6 +288,8 @@ pub struct DemoSection {
     pub s3_behaviour: S3Behaviour,
     pub message_loss_rate: f64,
     pub ping_pong_rate: f64,
+    /// Share of workflows whose Reporter stores findings one INSERT at a time (N+1).
+    pub n_plus_one_rate: f64,
     /// The demo's `message_loss.min_deadline`: its simulated queues deliver in
     /// milliseconds, so a lost message is reported within seconds.
     #[serde(deserialize_with = "duration")]
@@ -299,6 +304,7 @@ impl Default for DemoSection {
             s3_behaviour: S3Behaviour::Const,
             message_loss_rate: 0.02,
             ping_pong_rate: 0.02,
+            n_plus_one_rate: 0.02,
             message_loss_deadline: Duration::from_secs(5),
         }
     }

@@ -84,6 +84,7 @@
 //! s3_behaviour = "CONST"      # CONST | PROBABILISTIC | ERROR
 //! message_loss_rate = 0.02
 //! ping_pong_rate = 0.02
+//! n_plus_one_rate = 0.02      # the Reporter stores findings one by one: repeated_calls
 //! ```
 //!
 //! Any key can be overridden by `POIROT_<SECTION>__<KEY>` (for example
@@ -373,9 +374,11 @@ impl Config {
                 format!("{} is not in (0, 10000] workflows per second", d.publisher_rate),
             ));
         }
-        for (key, v) in
-            [("demo.message_loss_rate", d.message_loss_rate), ("demo.ping_pong_rate", d.ping_pong_rate)]
-        {
+        for (key, v) in [
+            ("demo.message_loss_rate", d.message_loss_rate),
+            ("demo.ping_pong_rate", d.ping_pong_rate),
+            ("demo.n_plus_one_rate", d.n_plus_one_rate),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err((key, format!("{v} is not a probability in [0, 1]")));
             }

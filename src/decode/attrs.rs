@@ -25,6 +25,12 @@ pub mod keys {
     pub const SAMPLER_PARAM: &str = "sampler.param";
     /// The W3C trace state as Jaeger keeps it from OTLP.
     pub const TRACESTATE: &str = "w3c.tracestate";
+    /// What poirot itself derived from a span, carried through its repartition
+    /// topic: the peer, the joined dimensions, the statement hash, the adjusted count.
+    pub const POIROT_PEER: &str = "poirot.peer";
+    pub const POIROT_DIMENSIONS: &str = "poirot.dimensions";
+    pub const POIROT_STATEMENT: &str = "poirot.statement_hash";
+    pub const POIROT_ADJUSTED_COUNT: &str = "poirot.adjusted_count";
     /// On an OTLP link: the OpenTracing relation it stands for (`child_of`, `follows_from`).
     pub const REF_TYPE: &str = "opentracing.ref_type";
     /// The key poirot writes a messaging destination under.
@@ -54,6 +60,10 @@ pub fn read_key(key: &[u8]) -> Option<&'static str> {
         b"sampler.type" => keys::SAMPLER_TYPE,
         b"sampler.param" => keys::SAMPLER_PARAM,
         b"w3c.tracestate" => keys::TRACESTATE,
+        b"poirot.peer" => keys::POIROT_PEER,
+        b"poirot.dimensions" => keys::POIROT_DIMENSIONS,
+        b"poirot.statement_hash" => keys::POIROT_STATEMENT,
+        b"poirot.adjusted_count" => keys::POIROT_ADJUSTED_COUNT,
         b"messaging.destination.name" => keys::DESTINATIONS[0],
         b"messaging.destination" => keys::DESTINATIONS[1],
         b"message_bus.destination" => keys::DESTINATIONS[2],
@@ -78,6 +88,17 @@ pub struct Attrs<'a> {
     /// found: (key index, from the resource, value).
     dimension_keys: &'a [Box<str>],
     dimensions: SmallVec<[(u8, bool, Cow<'a, str>); 2]>,
+    /// Carried by poirot's own repartition records ([`keys::POIROT_PEER`] ...).
+    carried: Carried<'a>,
+}
+
+/// What a span poirot wrote to its repartition topic carries as it was derived.
+#[derive(Default, Debug)]
+struct Carried<'a> {
+    peer: Option<Cow<'a, str>>,
+    dimensions: Option<Cow<'a, str>>,
+    statement: Option<u32>,
+    adjusted_count: Option<f64>,
 }
 
 impl<'a> Attrs<'a> {
@@ -141,6 +162,8 @@ impl<'a> Attrs<'a> {
             // Some SDKs write numbers as strings.
             keys::SAMPLER_PARAM => self.sampler_param = value.trim().parse().ok(),
             keys::TRACESTATE => self.tracestate(&value),
+            keys::POIROT_PEER => self.carried.peer = Some(value),
+            keys::POIROT_DIMENSIONS => self.carried.dimensions = Some(value),
             k if keys::DESTINATIONS.contains(&k) => {
                 self.destination.get_or_insert(value);
             }
@@ -162,8 +185,15 @@ impl<'a> Attrs<'a> {
     /// Notes a number-valued tag (integer or float).
     #[inline]
     pub fn number(&mut self, key: &str, value: f64) {
-        if key == keys::SAMPLER_PARAM {
-            self.sampler_param = Some(value);
+        match key {
+            keys::SAMPLER_PARAM => self.sampler_param = Some(value),
+            keys::POIROT_STATEMENT if value >= 1.0 && value <= f64::from(u32::MAX) => {
+                self.carried.statement = Some(value as u32)
+            }
+            keys::POIROT_ADJUSTED_COUNT if value.is_finite() && value >= 1.0 => {
+                self.carried.adjusted_count = Some(value)
+            }
+            _ => {}
         }
         if !self.dimension_keys.is_empty() {
             self.dimension(key, value.to_string(), false);
@@ -187,23 +217,42 @@ impl<'a> Attrs<'a> {
 
     /// Fills the attribute fields of `span` (names cut to the name length limit).
     pub fn apply(&self, span: &mut Span, names: &mut Interner) {
-        span.destination =
-            self.destination.as_deref().map_or(Sym(0), |d| names.intern_name(NameKind::Destination, d));
-        let peer = names.peer_attributes().iter().find_map(|&a| self.peers[a as usize].as_deref());
-        span.peer = peer.map_or(Sym(0), |p| names.intern_name(NameKind::Attribute, p));
-        span.statement = self.statement.as_deref().map_or(0, Self::statement_hash);
-        let sampler = match (&self.sampler_type, self.sampler_param) {
-            (Some(kind), Some(param)) => crate::model::sampling::from_sampler(kind, param),
-            _ => None,
-        };
-        span.adjusted_count = self.tracestate_count.or(sampler).map_or(0.0, |n| n as f32);
-        if !self.dimensions.is_empty() {
-            span.dimensions = self.dimensions_sym(names);
-        }
         if let Some(k) = self.kind {
             span.kind = k;
         }
         span.error |= self.error;
+        span.destination =
+            self.destination.as_deref().map_or(Sym(0), |d| names.intern_name(NameKind::Destination, d));
+        // Only a client calls a peer. On other spans `server.address` and the
+        // like name the span's own side, often from input (a Host header): not
+        // a name worth a slot in the table.
+        if span.kind == SpanKind::Client {
+            let peer =
+                self.carried.peer.as_deref().or_else(|| {
+                    names.peer_attributes().iter().find_map(|&a| self.peers[a as usize].as_deref())
+                });
+            span.peer = peer.map_or(Sym(0), |p| names.intern_name(NameKind::Attribute, p));
+        }
+        span.statement = self
+            .carried
+            .statement
+            .unwrap_or_else(|| self.statement.as_deref().map_or(0, Self::statement_hash));
+        let sampler = match (&self.sampler_type, self.sampler_param) {
+            (Some(kind), Some(param)) => crate::model::sampling::from_sampler(kind, param),
+            _ => None,
+        };
+        let count = self.carried.adjusted_count.or(self.tracestate_count).or(sampler);
+        // Counts are finite and at least 1 by construction; f32 keeps them so.
+        span.adjusted_count = count.map_or(0.0, |n| (n as f32).min(f32::MAX));
+        // Carried values were cut when first read; one longer than that is not poirot's.
+        let (max, count) = (names.max_name_bytes(), names.dimension_count());
+        let fits = |d: &&str| count > 0 && (max == 0 || d.len() <= (max + 1).saturating_mul(count));
+        let carried = self.carried.dimensions.as_deref().filter(fits);
+        if let Some(d) = carried {
+            span.dimensions = names.intern(d);
+        } else if !self.dimensions.is_empty() {
+            span.dimensions = self.dimensions_sym(names);
+        }
     }
 }
 
@@ -222,6 +271,10 @@ impl Attrs<'_> {
             if let Some((_, _, v)) = of(false).or_else(|| of(true)) {
                 joined.push_str(&names.capped(&v.replace(crate::model::DIMENSION_SEPARATOR, " ")));
             }
+        }
+        // A span with none of them is the series with all of them empty.
+        if joined.chars().all(|c| c == crate::model::DIMENSION_SEPARATOR) {
+            return Sym(0);
         }
         // Each value is cut already; the joined name is poirot's own.
         names.intern(&joined)

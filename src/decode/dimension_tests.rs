@@ -99,4 +99,8 @@ fn a_missing_dimension_is_empty_and_none_configured_is_nothing() {
     for (format, got) in read(&[]) {
         assert_eq!(got, "", "{format}");
     }
+    // None of them present: the same series as a span of a format without them.
+    for (format, got) in read(&["region", "zone"]) {
+        assert_eq!(got, "", "{format}");
+    }
 }

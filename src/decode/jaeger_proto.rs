@@ -106,10 +106,12 @@ fn decode_tag<'a>(b: &'a [u8], attrs: &mut Attrs<'a>) -> Result<(), DecodeError>
             _ => r.skip(wt).map_err(|e| malformed(e, "tag"))?,
         }
     }
-    // A key poirot reads is known to be UTF-8; a dimension's is checked.
+    // A key poirot reads is known to be UTF-8; a dimension's is checked; a tag
+    // without a key is read no further.
     let key = match attrs::read_key(key) {
         Some(k) => k,
-        None => utf8(key, "tag key")?,
+        None if attrs.wants(key) => utf8(key, "tag key")?,
+        None => return Ok(()),
     };
     if let Some(v) = v_str {
         attrs.string(key, utf8(v, "tag value")?);
@@ -322,6 +324,34 @@ pub fn write_span(w: &mut Writer<'_>, span: &Span, names: &Interner) {
             w.bytes_field(1, attrs::keys::ERROR.as_bytes());
             w.varint_field(2, jaeger::ValueType::Bool as u64);
             w.varint_field(4, 1);
+        });
+    }
+    // What the decoders derived from tags that are not copied: carried as they
+    // are, so a re-read span is the same span whatever the configuration.
+    let string = |w: &mut Writer<'_>, key: &str, value: &str| {
+        w.message(8, |w| {
+            w.bytes_field(1, key.as_bytes());
+            w.bytes_field(3, value.as_bytes());
+        })
+    };
+    if span.peer != crate::model::Sym(0) {
+        string(w, attrs::keys::POIROT_PEER, names.resolve(span.peer));
+    }
+    if span.dimensions != crate::model::Sym(0) {
+        string(w, attrs::keys::POIROT_DIMENSIONS, names.resolve(span.dimensions));
+    }
+    if span.statement != 0 {
+        w.message(8, |w| {
+            w.bytes_field(1, attrs::keys::POIROT_STATEMENT.as_bytes());
+            w.varint_field(2, jaeger::ValueType::Int64 as u64);
+            w.varint_field(5, u64::from(span.statement));
+        });
+    }
+    if span.adjusted_count > 0.0 {
+        w.message(8, |w| {
+            w.bytes_field(1, attrs::keys::POIROT_ADJUSTED_COUNT.as_bytes());
+            w.varint_field(2, jaeger::ValueType::Float64 as u64);
+            w.fixed64_field(6, f64::from(span.adjusted_count).to_bits());
         });
     }
     w.message(10, |w| w.bytes_field(1, names.resolve(span.service).as_bytes()));

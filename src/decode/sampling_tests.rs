@@ -144,3 +144,37 @@ fn a_sampler_param_written_as_a_string_or_an_integer_is_read() {
     });
     assert_eq!(read(Format::JaegerProto, &m.encode_to_vec()), 1.0);
 }
+
+#[test]
+fn what_poirot_derived_survives_its_repartition_record() {
+    // Read with settings that pick the peer from db.name and a dimension; written
+    // to the repartition topic; read back by a reader whose settings would find
+    // neither (the derived values travel as they are).
+    let mut names = Interner::new();
+    names.set_peer_attributes(vec![crate::model::PeerAttribute::DbName]);
+    names.set_dimensions(&["deployment.environment".to_owned()]);
+    let mut s = span(&mut names);
+    s.kind = SpanKind::Client;
+    let tags = [
+        ("db.name", "orders"),
+        ("db.statement", "SELECT 1"),
+        ("deployment.environment", "prod"),
+        ("w3c.tracestate", "ot=th:c"),
+    ];
+    let (mut read, mut errors) = (Vec::new(), Vec::new());
+    decode(Format::JaegerProto, &jaeger_proto::encode(&s, &names, &tags), &mut names, &mut read, &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    let first = &read[0];
+    assert_eq!((names.resolve(first.peer), names.resolve(first.dimensions)), ("orders", "prod"));
+    assert_eq!(first.adjusted_count, 4.0);
+    assert_ne!(first.statement, 0);
+
+    let mut record = Vec::new();
+    jaeger_proto::write_span(&mut super::pb::Writer { out: &mut record }, first, &names);
+    let mut other = Interner::new();
+    other.set_peer_attributes(vec![]);
+    other.set_dimensions(&["deployment.environment".to_owned()]);
+    let again = jaeger_proto::decode(&record, &mut other).expect("a repartition record");
+    assert_eq!((other.resolve(again.peer), other.resolve(again.dimensions)), ("orders", "prod"));
+    assert_eq!((again.statement, again.adjusted_count), (first.statement, first.adjusted_count));
+}

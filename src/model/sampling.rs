@@ -44,7 +44,8 @@ const THRESHOLD_SPACE: f64 = (1u64 << 56) as f64;
 /// = `param`: `None` when it states no usable probability.
 pub fn from_sampler(kind: &str, param: f64) -> Option<f64> {
     match kind {
-        "probabilistic" | "lowerbound" if param > 0.0 && param <= 1.0 => Some(1.0 / param),
+        // Below 2^-56 no sampler draws finely enough (and 1/p would not be finite).
+        "probabilistic" | "lowerbound" if (1.0 / THRESHOLD_SPACE..=1.0).contains(&param) => Some(1.0 / param),
         "const" if param > 0.0 => Some(1.0),
         _ => None,
     }
@@ -59,8 +60,10 @@ pub fn from_tracestate(tracestate: &str) -> Option<f64> {
         return None;
     }
     let threshold = u64::from_str_radix(th, 16).ok()? << (4 * (14 - th.len()));
-    // th:0 keeps everything; the largest threshold keeps 1 in 2^56.
-    Some(THRESHOLD_SPACE / (THRESHOLD_SPACE - threshold as f64))
+    // th:0 keeps everything; the largest threshold, 2^56 − 1, keeps 1 in 2^56.
+    // Subtracted as integers: as floats the largest thresholds round to 2^56.
+    let kept = (1u64 << 56).checked_sub(threshold).filter(|&k| k > 0)?;
+    Some(THRESHOLD_SPACE / kept as f64)
 }
 
 #[cfg(test)]
@@ -77,6 +80,9 @@ mod tests {
             ("probabilistic", 0.0),
             ("probabilistic", 1.5),
             ("probabilistic", -0.1),
+            ("probabilistic", 1e-40),
+            ("probabilistic", f64::NAN),
+            ("probabilistic", f64::INFINITY),
             ("ratelimiting", 2.0),
             ("const", 0.0),
             ("", 0.5),
@@ -91,6 +97,10 @@ mod tests {
         assert_eq!(from_tracestate("ot=th:8"), Some(2.0), "half rejected");
         assert_eq!(from_tracestate("ot=th:c"), Some(4.0));
         assert_eq!(from_tracestate("vendor=x,ot=rv:abcdef01234567;th:fc"), Some(64.0));
+        // The largest thresholds keep 1, 2, 3 in 2^56: large, never infinite.
+        for (th, kept) in [("ffffffffffffff", 1.0), ("fffffffffffffe", 2.0), ("fffffffffffffd", 3.0)] {
+            assert_eq!(from_tracestate(&format!("ot=th:{th}")), Some(THRESHOLD_SPACE / kept), "{th}");
+        }
         // 0.1%: th = 2^56 · 0.999 rounded, as the specification's table has it.
         let p = 1.0 / from_tracestate("ot=th:ffbe76c8b43958").expect("threshold");
         assert!((p - 0.001).abs() < 1e-12, "{p}");

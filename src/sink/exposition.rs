@@ -44,6 +44,22 @@ pub enum Kind {
     Histogram,
 }
 
+/// A float sample value as both formats spell it: `+Inf`, `-Inf` and `NaN`
+/// where Rust would write `inf` and `NaN`.
+#[derive(Clone, Copy, Debug)]
+pub struct Float(pub f64);
+
+impl Display for Float {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            v if v.is_nan() => f.write_str("NaN"),
+            v if v == f64::INFINITY => f.write_str("+Inf"),
+            v if v == f64::NEG_INFINITY => f.write_str("-Inf"),
+            v => write!(f, "{v}"),
+        }
+    }
+}
+
 /// A histogram sample set: bucket counts (not cumulative, the last one +Inf).
 pub struct HistogramSample<'a> {
     pub bounds: &'a [f64],
@@ -102,7 +118,7 @@ impl Exposition {
             };
             let _ = write!(self.out, "{name}_bucket");
             self.labels(labels, Some(&le));
-            let _ = write!(self.out, " {cumulative}");
+            let _ = write!(self.out, " {}", Float(cumulative));
             if let (ExpoFormat::OpenMetrics, Some(slot)) =
                 (self.format, h.exemplars.and_then(|e| e.get(i)).filter(|s| s.is_set()))
             {
@@ -117,10 +133,10 @@ impl Exposition {
         }
         let _ = write!(self.out, "{name}_sum");
         self.labels(labels, None);
-        let _ = writeln!(self.out, " {}", h.sum);
+        let _ = writeln!(self.out, " {}", Float(h.sum));
         let _ = write!(self.out, "{name}_count");
         self.labels(labels, None);
-        let _ = writeln!(self.out, " {cumulative}");
+        let _ = writeln!(self.out, " {}", Float(cumulative));
     }
 
     fn labels(&mut self, labels: &[(&str, &str)], le: Option<&str>) {
@@ -209,6 +225,15 @@ fn escape_help(h: &str) -> String {
 mod tests {
     use super::*;
     use crate::model::TraceId;
+
+    #[test]
+    fn floats_are_spelled_as_the_formats_say() {
+        let shown: Vec<String> = [1.0, 2.5, 1e21, f64::INFINITY, f64::NEG_INFINITY, f64::NAN]
+            .iter()
+            .map(|v| Float(*v).to_string())
+            .collect();
+        assert_eq!(shown, ["1", "2.5", "1000000000000000000000", "+Inf", "-Inf", "NaN"]);
+    }
 
     fn sample_histogram(format: ExpoFormat) -> String {
         let mut e = Exposition::new(format);

@@ -14,8 +14,10 @@
 //! Knobs: the S3 behaviour (`CONST`, `PROBABILISTIC`, or `ERROR`: the S3 step
 //! fails and the sandbox's result message is lost), a message-loss rate (the
 //! SAMPLE_CLASSIFIED message is lost) and a ping-pong rate (Reporter and
-//! Classificator bounce RECHECK messages twice: a recursive chain). Every trace
-//! comes with the anomalies it must produce, so tests know the truth.
+//! Classificator bounce RECHECK messages twice: a recursive chain) and an N+1
+//! rate (the Reporter stores a report's findings one INSERT at a time: repeated
+//! calls). Every trace comes with the anomalies it must produce, so tests know
+//! the truth.
 
 use crate::analysis::AnomalyKind;
 use crate::config::S3Behaviour;
@@ -28,6 +30,8 @@ pub struct SimConfig {
     pub s3: S3Behaviour,
     pub message_loss_rate: f64,
     pub ping_pong_rate: f64,
+    /// Probability that the Reporter stores a report's findings one by one.
+    pub n_plus_one_rate: f64,
     /// Reports an Archiver batch takes at once through links (0: no archiving).
     pub archive_every: usize,
     /// How long after the last report of a batch the Archiver consumes it.
@@ -40,6 +44,7 @@ impl Default for SimConfig {
             s3: S3Behaviour::Const,
             message_loss_rate: 0.0,
             ping_pong_rate: 0.0,
+            n_plus_one_rate: 0.0,
             archive_every: 0,
             archive_delay_us: 500_000,
         }
@@ -56,6 +61,9 @@ pub struct Expected {
     /// The destination for message_loss.
     pub destination: String,
 }
+
+/// Findings an N+1 report stores one by one: more than `min_repeated_calls` (5).
+const FINDINGS: usize = 6;
 
 pub struct SimTrace {
     pub spans: Vec<Span>,
@@ -142,6 +150,8 @@ impl Simulator {
         let trace_id = TraceId::new(self.rng.gen(), self.rng.gen_range(1..=u64::MAX));
         let lose_classified = self.rng.gen_bool(config.message_loss_rate);
         let ping_pong = self.rng.gen_bool(config.ping_pong_rate);
+        // Drawn only when on, so traces of other settings stay as they were for a seed.
+        let n_plus_one = config.n_plus_one_rate > 0.0 && self.rng.gen_bool(config.n_plus_one_rate);
         let s3_ms = match config.s3 {
             S3Behaviour::Const => 40,
             S3Behaviour::Error => 30,
@@ -287,12 +297,13 @@ impl Simulator {
             return SimTrace { spans: b.spans, expected };
         }
         let rep_start = b.end(cl_pub) + b.jitter(10);
+        let findings = if n_plus_one { FINDINGS } else { 0 };
         let rep = b.span(
             "Reporter",
             "consume SAMPLE_CLASSIFIED",
             Consumer,
             rep_start,
-            40 * MS,
+            40 * MS + findings as i64 * 4 * MS,
             &[(cl_pub, FollowsFrom)],
             "SAMPLE_CLASSIFIED",
         );
@@ -300,6 +311,21 @@ impl Simulator {
         let db =
             b.span("Reporter", "store report", Client, rep_start + 5 * MS, db_dur, &[(rep, ChildOf)], "");
         b.spans[db].peer = b.names.intern("postgresql");
+        // N+1: one INSERT per finding, each after the one before.
+        let mut at = b.end(db);
+        for _ in 0..findings {
+            let insert = b.span("Reporter", "store finding", Client, at, 3 * MS, &[(rep, ChildOf)], "");
+            b.spans[insert].peer = b.names.intern("postgresql");
+            at = b.end(insert) + MS;
+        }
+        if n_plus_one {
+            expected.push(Expected {
+                kind: AnomalyKind::RepeatedCalls,
+                trace_id: trace_id.to_string(),
+                span_id: String::new(),
+                destination: String::new(),
+            });
+        }
         if config.archive_every > 0 {
             b.span(
                 "Reporter",

@@ -221,6 +221,19 @@ fn a_traced_server_side_names_the_callee() {
 }
 
 #[test]
+fn internal_work_and_published_messages_are_not_calls() {
+    for kind in [SpanKind::Internal, SpanKind::Producer, SpanKind::Unspecified] {
+        let mut t = Trace::new();
+        t.add(1, 0, "worker:batch", SpanKind::Server, 0.0, 100.0);
+        for k in 0..8u64 {
+            let start = 10.0 * k as f64;
+            t.add(10 + k, 1, "worker:process item", kind, start, start + 5.0);
+        }
+        assert!(t.found(5).is_empty(), "{kind:?}");
+    }
+}
+
+#[test]
 fn messages_that_follow_from_a_span_are_not_calls() {
     let mut t = driver(6);
     for s in &mut t.spans[2..] {

@@ -6,7 +6,7 @@ use super::red::histogram;
 use crate::analysis::red::BUCKETS_MS;
 use crate::analysis::service_graph::{Connection, GraphKey, ServiceGraph};
 use crate::model::Interner;
-use crate::sink::exposition::{Exposition, Kind};
+use crate::sink::exposition::{Exposition, Float, Kind};
 
 pub const REQUEST_METRIC: &str = "traces_service_graph_request_total";
 pub const FAILED_METRIC: &str = "traces_service_graph_request_failed_total";
@@ -44,11 +44,11 @@ pub fn render(graph: &ServiceGraph, names: &Interner, e: &mut Exposition) {
     };
     e.family(REQUEST_METRIC, Kind::Counter, "Requests between two services.");
     for (k, s) in &sorted {
-        e.sample(REQUEST_METRIC, &labels(k), s.requests);
+        e.sample(REQUEST_METRIC, &labels(k), Float(s.requests));
     }
     e.family(FAILED_METRIC, Kind::Counter, "Failed requests between two services.");
     for (k, s) in &sorted {
-        e.sample(FAILED_METRIC, &labels(k), s.failed);
+        e.sample(FAILED_METRIC, &labels(k), Float(s.failed));
     }
     e.family(SERVER_SECONDS_METRIC, Kind::Histogram, "Server-side request latency in seconds.");
     // A virtual node has no server side to time.

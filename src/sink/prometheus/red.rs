@@ -4,7 +4,7 @@
 
 use crate::analysis::red::{Latency, Red, RedKey, BUCKETS_MS};
 use crate::model::Interner;
-use crate::sink::exposition::{Exposition, HistogramSample, Kind};
+use crate::sink::exposition::{Exposition, Float, HistogramSample, Kind};
 
 pub const CALLS_METRIC: &str = "traces_span_metrics_calls_total";
 pub const DURATION_METRIC: &str = "traces_span_metrics_duration_milliseconds";
@@ -63,7 +63,7 @@ pub fn render(red: &Red, names: &Interner, e: &mut Exposition) {
     };
     e.family(CALLS_METRIC, Kind::Counter, "Spans per service, operation, span kind and status.");
     for (k, s) in &sorted {
-        e.sample(CALLS_METRIC, &labels(k), s.calls);
+        e.sample(CALLS_METRIC, &labels(k), Float(s.calls));
     }
     e.family(DURATION_METRIC, Kind::Histogram, "Span durations in milliseconds.");
     for (k, s) in &sorted {
