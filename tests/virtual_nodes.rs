@@ -10,15 +10,15 @@ use poirot::model::{Interner, RefKind, Span, SpanId, SpanKind, TraceId};
 use poirot::runtime::Pipeline;
 use poirot::sink::exposition::ExpoFormat;
 
-/// api (server) → api (client) → `answered` ? orders (server) : nothing; the
-/// client names peer `peer` ("": none).
-fn run(answered: bool, peer: &str) -> Pipeline {
+/// api (server) → api (client) → an orders span of kind `answer` (none: nothing
+/// answers); the client names peer `peer` ("": none).
+fn run(answer: Option<SpanKind>, peer: &str) -> Pipeline {
     let mut p = pipeline();
     let mut b = TraceBuilder::new(p.names_mut(), 1);
     b.span(1, "api", SpanKind::Server, &[]);
     b.span(2, "api", SpanKind::Client, &[(1, RefKind::ChildOf)]).error = true;
-    if answered {
-        b.span(3, "orders", SpanKind::Server, &[(2, RefKind::ChildOf)]);
+    if let Some(kind) = answer {
+        b.span(3, "orders", kind, &[(2, RefKind::ChildOf)]);
     }
     let peer = if peer.is_empty() { Default::default() } else { b.names.intern(peer) };
     b.spans[1].peer = peer;
@@ -33,7 +33,7 @@ fn metrics(p: &Pipeline) -> String {
 
 #[test]
 fn an_unanswered_client_call_is_an_edge_to_a_virtual_node() {
-    let p = run(false, "postgres");
+    let p = run(None, "postgres");
     let o = p.outputs();
     let rows = o.edges.service_rows(o.names);
     assert_eq!(rows.len(), 1, "{rows:?}");
@@ -59,7 +59,7 @@ fn an_unanswered_client_call_is_an_edge_to_a_virtual_node() {
 
 #[test]
 fn an_answered_call_or_a_client_naming_nobody_is_no_virtual_node() {
-    for p in [run(true, "orders-db"), run(false, "")] {
+    for p in [run(Some(SpanKind::Server), "orders-db"), run(None, "")] {
         let o = p.outputs();
         assert!(o.edges.virtuals.is_empty(), "{:?}", o.edges.virtuals);
         assert!(!metrics(&p).contains("virtual_node"));
@@ -165,15 +165,9 @@ fn an_unknown_or_repeated_peer_attribute_is_refused_by_name() {
 #[test]
 fn a_child_of_another_service_answers_a_call_whatever_its_kind() {
     // OpenTracing often leaves span.kind out: the callee's span still answers.
-    let mut p = pipeline();
-    let mut b = TraceBuilder::new(p.names_mut(), 1);
-    b.span(1, "api", SpanKind::Server, &[]);
-    b.span(2, "api", SpanKind::Client, &[(1, RefKind::ChildOf)]);
-    b.span(3, "orders", SpanKind::Unspecified, &[(2, RefKind::ChildOf)]);
-    b.spans[1].peer = b.names.intern("orders");
-    let spans = std::mem::take(&mut b.spans);
-    run_spans(&mut p, spans);
-    assert!(p.outputs().edges.virtuals.is_empty());
+    for kind in [SpanKind::Unspecified, SpanKind::Internal, SpanKind::Consumer] {
+        assert!(run(Some(kind), "orders").outputs().edges.virtuals.is_empty(), "{kind:?}");
+    }
 }
 
 #[test]
