@@ -53,13 +53,13 @@ impl Model {
     pub fn of(
         edges: &[ServiceEdgeRow],
         losses: &[(String, String, u64)],
-        rates: &BTreeMap<(String, String), f64>,
+        rates: &BTreeMap<crate::sink::live::EdgeKey, f64>,
     ) -> Model {
         let mut m = Model::default();
         // Messages per (producer, destination), and their rate when every consumer's is known.
         let mut produced: BTreeMap<(String, String), (u64, Option<f64>)> = BTreeMap::new();
         for e in edges {
-            let rate = rates.get(&(e.source.clone(), e.target.clone())).copied();
+            let rate = rates.get(&(e.source.clone(), e.target.clone(), e.virtual_node)).copied();
             let via: Vec<_> = e.destinations.iter().filter(|d| !d.destination.is_empty()).collect();
             if via.is_empty() {
                 let to = if e.virtual_node {
@@ -277,7 +277,7 @@ mod tests {
             row("Publisher", "SandboxAnalyser", 40, 0, &["SAMPLE_RECEIVED"]),
         ];
         let losses = [("SandboxAnalyser".to_owned(), "SANDBOX_RESULT".to_owned(), 40)];
-        let rates = BTreeMap::from([(("frontend".to_owned(), "backend".to_owned()), 2.5)]);
+        let rates = BTreeMap::from([(("frontend".to_owned(), "backend".to_owned(), false), 2.5)]);
         let m = Model::of(&edges, &losses, &rates);
         assert_eq!(m.calls.len(), 1);
         assert_eq!(m.messages.len(), 2, "producer → destination → consumer");

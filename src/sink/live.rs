@@ -54,6 +54,10 @@ pub struct Snapshot {
 pub struct EdgeRate {
     pub source: String,
     pub target: String,
+    /// The target is a virtual node (a peer that sends no spans), not the
+    /// traced service that may have the same name.
+    #[serde(rename = "virtual", skip_serializing_if = "std::ops::Not::not")]
+    pub virtual_node: bool,
     pub per_second: f64,
 }
 
@@ -176,8 +180,9 @@ impl RecentAnomalies {
 /// How far back the page's edge rates look.
 pub const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Calls of each (source, target) service edge.
-type EdgeCalls = BTreeMap<(String, String), u64>;
+/// Calls of each (source, target, to a virtual node) service edge.
+pub type EdgeKey = (String, String, bool);
+type EdgeCalls = BTreeMap<EdgeKey, u64>;
 
 /// Service edge call counts as they were at earlier publishes, for rates.
 #[derive(Default)]
@@ -192,7 +197,7 @@ impl EdgeHistory {
         let now = std::time::Instant::now();
         let mut counts = EdgeCalls::new();
         for e in edges {
-            *counts.entry((e.source.clone(), e.target.clone())).or_default() += e.stats.calls;
+            *counts.entry((e.source.clone(), e.target.clone(), e.virtual_node)).or_default() += e.stats.calls;
         }
         while self.samples.len() > 1 && self.samples.get(1).is_some_and(|s| now - s.0 >= RATE_WINDOW) {
             self.samples.pop_front();
@@ -202,13 +207,11 @@ impl EdgeHistory {
                 let secs = (now - *then).as_secs_f64();
                 counts
                     .iter()
-                    .map(|((source, target), n)| EdgeRate {
-                        source: source.clone(),
-                        target: target.clone(),
-                        per_second: n.saturating_sub(
-                            before.get(&(source.clone(), target.clone())).copied().unwrap_or(0),
-                        ) as f64
-                            / secs,
+                    .map(|(key, n)| EdgeRate {
+                        source: key.0.clone(),
+                        target: key.1.clone(),
+                        virtual_node: key.2,
+                        per_second: n.saturating_sub(before.get(key).copied().unwrap_or(0)) as f64 / secs,
                     })
                     .collect()
             }

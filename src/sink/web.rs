@@ -122,7 +122,7 @@ async fn graph(State(s): State<Shared>) -> impl IntoResponse {
             let rates = snap
                 .edge_rates
                 .iter()
-                .map(|r| ((r.source.clone(), r.target.clone()), r.per_second))
+                .map(|r| ((r.source.clone(), r.target.clone(), r.virtual_node), r.per_second))
                 .collect();
             super::graph::Model::of(&snap.edges, &snap.losses, &rates)
         })
