@@ -164,6 +164,13 @@ impl<'a> Attrs<'a> {
             keys::TRACESTATE => self.tracestate(&value),
             keys::POIROT_PEER => self.carried.peer = Some(value),
             keys::POIROT_DIMENSIONS => self.carried.dimensions = Some(value),
+            keys::POIROT_STATEMENT => {
+                self.carried.statement = value.trim().parse().ok().filter(|&h: &u32| h != 0)
+            }
+            keys::POIROT_ADJUSTED_COUNT => {
+                self.carried.adjusted_count =
+                    value.trim().parse().ok().filter(|&n: &f64| crate::model::sampling::is_adjusted_count(n))
+            }
             k if keys::DESTINATIONS.contains(&k) => {
                 self.destination.get_or_insert(value);
             }
@@ -190,7 +197,7 @@ impl<'a> Attrs<'a> {
             keys::POIROT_STATEMENT if value >= 1.0 && value <= f64::from(u32::MAX) => {
                 self.carried.statement = Some(value as u32)
             }
-            keys::POIROT_ADJUSTED_COUNT if value.is_finite() && value >= 1.0 => {
+            keys::POIROT_ADJUSTED_COUNT if crate::model::sampling::is_adjusted_count(value) => {
                 self.carried.adjusted_count = Some(value)
             }
             _ => {}
@@ -296,18 +303,31 @@ pub fn operation_sym(names: &mut Interner, s: &str) -> Sym {
 
 /// Tags written for a span's attributes, in Jaeger vocabulary, as (key, value) strings
 /// except `error`, which is a bool.
-pub fn jaeger_tags<'n>(span: &Span, names: &'n Interner) -> Vec<(&'static str, &'n str)> {
+///
+/// What poirot derived and the input's own tags cannot restore whatever the
+/// reader's settings (the peer, the dimensions, the statement hash, the adjusted
+/// count) is written as `poirot.*` tags: a span poirot writes (its repartition
+/// topic, `simulate`) reads back as the same span.
+pub fn jaeger_tags<'n>(span: &Span, names: &'n Interner) -> Vec<(&'static str, Cow<'n, str>)> {
     let mut tags = Vec::new();
     if let Some(k) = span.kind.tag_value() {
-        tags.push((keys::SPAN_KIND, k));
+        tags.push((keys::SPAN_KIND, Cow::Borrowed(k)));
     }
     let mut opt = |key: &'static str, s: Sym| {
         if s != Sym(0) {
-            tags.push((key, names.resolve(s)));
+            tags.push((key, Cow::Borrowed(names.resolve(s))));
         }
     };
     opt(keys::DESTINATION, span.destination);
     opt(keys::PEER_SERVICE, span.peer);
+    opt(keys::POIROT_PEER, span.peer);
+    opt(keys::POIROT_DIMENSIONS, span.dimensions);
+    if span.statement != 0 {
+        tags.push((keys::POIROT_STATEMENT, Cow::Owned(span.statement.to_string())));
+    }
+    if span.adjusted_count > 0.0 {
+        tags.push((keys::POIROT_ADJUSTED_COUNT, Cow::Owned(f64::from(span.adjusted_count).to_string())));
+    }
     tags
 }
 

@@ -317,8 +317,10 @@ struct OutProcess<'a> {
 
 /// Encodes a span as one Jaeger Kafka JSON record (no trailing newline).
 pub fn encode(span: &Span, names: &Interner, extra: &[(&str, &str)]) -> Vec<u8> {
-    let mut tags: Vec<OutTag> = attrs::jaeger_tags(span, names)
-        .into_iter()
+    let derived = attrs::jaeger_tags(span, names);
+    let mut tags: Vec<OutTag> = derived
+        .iter()
+        .map(|(k, v)| (*k, v.as_ref()))
         .chain(extra.iter().copied())
         .map(|(key, v)| OutTag { key, v_type: None, v_str: Some(v), v_bool: None })
         .collect();

@@ -240,7 +240,7 @@ fn kv_str(key: &str, v: &str) -> jaeger::KeyValue {
 /// The generated message for a span; `extra` adds string tags (realistic payloads).
 pub fn to_message(span: &Span, names: &Interner, extra: &[(&str, &str)]) -> jaeger::Span {
     let mut tags: Vec<jaeger::KeyValue> =
-        attrs::jaeger_tags(span, names).into_iter().map(|(k, v)| kv_str(k, v)).collect();
+        attrs::jaeger_tags(span, names).into_iter().map(|(k, v)| kv_str(k, &v)).collect();
     if span.error {
         tags.push(jaeger::KeyValue {
             key: attrs::keys::ERROR.into(),
@@ -324,34 +324,6 @@ pub fn write_span(w: &mut Writer<'_>, span: &Span, names: &Interner) {
             w.bytes_field(1, attrs::keys::ERROR.as_bytes());
             w.varint_field(2, jaeger::ValueType::Bool as u64);
             w.varint_field(4, 1);
-        });
-    }
-    // What the decoders derived from tags that are not copied: carried as they
-    // are, so a re-read span is the same span whatever the configuration.
-    let string = |w: &mut Writer<'_>, key: &str, value: &str| {
-        w.message(8, |w| {
-            w.bytes_field(1, key.as_bytes());
-            w.bytes_field(3, value.as_bytes());
-        })
-    };
-    if span.peer != crate::model::Sym(0) {
-        string(w, attrs::keys::POIROT_PEER, names.resolve(span.peer));
-    }
-    if span.dimensions != crate::model::Sym(0) {
-        string(w, attrs::keys::POIROT_DIMENSIONS, names.resolve(span.dimensions));
-    }
-    if span.statement != 0 {
-        w.message(8, |w| {
-            w.bytes_field(1, attrs::keys::POIROT_STATEMENT.as_bytes());
-            w.varint_field(2, jaeger::ValueType::Int64 as u64);
-            w.varint_field(5, u64::from(span.statement));
-        });
-    }
-    if span.adjusted_count > 0.0 {
-        w.message(8, |w| {
-            w.bytes_field(1, attrs::keys::POIROT_ADJUSTED_COUNT.as_bytes());
-            w.varint_field(2, jaeger::ValueType::Float64 as u64);
-            w.fixed64_field(6, f64::from(span.adjusted_count).to_bits());
         });
     }
     w.message(10, |w| w.bytes_field(1, names.resolve(span.service).as_bytes()));

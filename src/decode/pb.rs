@@ -150,12 +150,6 @@ impl Writer<'_> {
     }
 
     #[inline]
-    pub fn fixed64_field(&mut self, field: u32, v: u64) {
-        self.key(field, FIXED64);
-        self.out.extend_from_slice(&v.to_le_bytes());
-    }
-
-    #[inline]
     pub fn bytes_field(&mut self, field: u32, b: &[u8]) {
         self.key(field, LEN);
         self.varint(b.len() as u64);

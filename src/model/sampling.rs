@@ -40,6 +40,12 @@ pub fn span_adjusted_count(s: &Span) -> f64 {
 /// 2^56: thresholds are 56-bit.
 const THRESHOLD_SPACE: f64 = (1u64 << 56) as f64;
 
+/// Whether `n` can be an adjusted count: from 1 (kept every time) to 2^56
+/// (the finest a threshold states).
+pub fn is_adjusted_count(n: f64) -> bool {
+    (1.0..=THRESHOLD_SPACE).contains(&n)
+}
+
 /// The adjusted count of a span tagged `sampler.type` = `kind`, `sampler.param`
 /// = `param`: `None` when it states no usable probability.
 pub fn from_sampler(kind: &str, param: f64) -> Option<f64> {

@@ -26,14 +26,12 @@ fn split_refs(s: &Span) -> (Option<&SpanRef>, impl Iterator<Item = &SpanRef>) {
 }
 
 fn string_attrs(s: &Span, names: &Interner, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    let mut push = |k: &str, v: Sym| {
-        if v != Sym(0) {
-            out.push((k.to_owned(), names.resolve(v).to_owned()));
-        }
-    };
-    push(keys::DESTINATION, s.destination);
-    push(keys::PEER_SERVICE, s.peer);
+    // The kind is OTLP's own field; the rest as Jaeger writes them.
+    let mut out: Vec<(String, String)> = crate::decode::attrs::jaeger_tags(s, names)
+        .into_iter()
+        .filter(|(k, _)| *k != keys::SPAN_KIND)
+        .map(|(k, v)| (k.to_owned(), v.into_owned()))
+        .collect();
     out.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     out
 }
