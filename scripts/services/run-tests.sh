@@ -18,4 +18,4 @@ fi
 # shellcheck disable=SC1091
 source "$POIROT_RUN/env"
 cd "$ROOT"
-cargo test --test services --test run --test groups --test stack --test security --test sink_tls --test faults -- --ignored --test-threads=1
+cargo test --test services --test run --test hotrod --test groups --test stack --test security --test sink_tls --test faults -- --ignored --test-threads=1
