@@ -77,6 +77,15 @@ mod tests {
     use crate::analysis::anomaly::{Details, Evidence};
     use crate::analysis::AnomalyKind;
 
+    #[test]
+    fn repeated_calls_of_one_caller_are_two_documents() {
+        let mut a = anomaly(AnomalyKind::RepeatedCalls, None);
+        let mut b = a.clone();
+        a.details.first_call_span_id = Some("000000000000000a".into());
+        b.details.first_call_span_id = Some("0000000000000064".into());
+        assert_ne!(document_id(&a), document_id(&b));
+    }
+
     fn anomaly(kind: AnomalyKind, cycle: Option<Vec<String>>) -> Anomaly {
         Anomaly {
             kind,
